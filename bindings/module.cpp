@@ -1,0 +1,36 @@
+#include "bindings.h"
+#include "csrc/error.h"
+
+namespace pcn::bindings {
+
+PYBIND11_MODULE(_C, m) {
+  m.doc() = "pyconvnet engine: tensors, CPU and CUDA kernels (use the pyconvnet package)";
+
+  // C++ exceptions -> Python exceptions. ValueError/TypeError are Python's own; device problems
+  // are RuntimeError; CUDA failures and out-of-memory get subclasses of RuntimeError so callers
+  // (the trainer) can tell them apart.
+  static py::exception<CudaError> cuda_error(m, "CudaError", PyExc_RuntimeError);
+  static py::exception<OutOfMemory> oom_error(m, "OutOfMemoryError", PyExc_RuntimeError);
+  py::register_exception_translator([](std::exception_ptr p) {
+    try {
+      if (p) std::rethrow_exception(p);
+    } catch (const ValueError& e) {
+      PyErr_SetString(PyExc_ValueError, e.what());
+    } catch (const TypeError& e) {
+      PyErr_SetString(PyExc_TypeError, e.what());
+    } catch (const DeviceError& e) {
+      PyErr_SetString(PyExc_RuntimeError, e.what());
+    } catch (const CudaError& e) {
+      PyErr_SetString(cuda_error.ptr(), e.what());
+    } catch (const OutOfMemory& e) {
+      PyErr_SetString(oom_error.ptr(), e.what());
+    }
+  });
+
+  bind_tensor(m);
+  bind_pointwise(m);
+  bind_conv(m);
+  bind_data(m);
+}
+
+}  // namespace pcn::bindings

@@ -1,0 +1,17 @@
+// parallel_for(n, f): calls f(i) for i in [0, n) on all cores (OpenMP, static schedule), or on
+// one thread in a build without OpenMP. Each f(i) must write its own outputs: with a static
+// schedule and no shared accumulators the results never depend on the thread count.
+#pragma once
+#include <cstdint>
+
+namespace pcn::cpu {
+
+template <typename F>
+void parallel_for(int64_t n, const F& f) {
+#ifdef _OPENMP
+#pragma omp parallel for schedule(static)
+#endif
+  for (int64_t i = 0; i < n; ++i) f(i);
+}
+
+}  // namespace pcn::cpu

@@ -1,0 +1,18 @@
+// What the process can see of CUDA. Safe to call in every build and on machines with no GPU or
+// no driver: nothing here throws unless a specific device is asked for.
+#pragma once
+#include <string>
+
+#include "tensor.h"
+
+namespace pcn {
+
+bool built_with_cuda();
+int cuda_device_count();            // 0 when CPU-only build, no driver or no device
+std::string cuda_unavailable_reason();  // "" when at least one device works
+std::string cuda_device_name(int index);  // throws DeviceError for a bad index
+// Throws DeviceError (naming `who`) unless `device` can hold tensors now.
+void require_device(const Device& device, const char* who);
+void cuda_synchronize(int index);
+
+}  // namespace pcn

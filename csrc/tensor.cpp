@@ -1,0 +1,197 @@
+#include "tensor.h"
+
+#include <cstring>
+
+#include "allocator.h"
+#include "device.h"
+#ifdef PYCONVNET_WITH_CUDA
+#include "cuda_check.h"
+#endif
+
+namespace pcn {
+
+size_t dtype_size(DType t) {
+  switch (t) {
+    case DType::Float32: return 4;
+    case DType::UInt8: return 1;
+    case DType::Int32: return 4;
+  }
+  throw TypeError("dtype_size: unknown dtype");
+}
+
+const char* dtype_name(DType t) {
+  switch (t) {
+    case DType::Float32: return "float32";
+    case DType::UInt8: return "uint8";
+    case DType::Int32: return "int32";
+  }
+  return "unknown";
+}
+
+DType dtype_from_name(const std::string& name) {
+  if (name == "float32") return DType::Float32;
+  if (name == "uint8") return DType::UInt8;
+  if (name == "int32") return DType::Int32;
+  throw TypeError(str("dtype must be float32, uint8 or int32; got ", name));
+}
+
+Device Device::parse(const std::string& s) {
+  if (s == "cpu") return cpu();
+  if (s == "cuda") return cuda(0);
+  if (s.rfind("cuda:", 0) == 0 && s.size() > 5) {
+    const std::string idx = s.substr(5);
+    bool digits = idx.size() <= 6;
+    for (char c : idx) digits = digits && c >= '0' && c <= '9';
+    if (digits) return cuda(std::stoi(idx));
+  }
+  throw ValueError(pcn::str("device must be \"cpu\", \"cuda\" or \"cuda:N\"; got \"", s, "\""));
+}
+
+std::string Device::str() const { return is_cpu() ? std::string("cpu") : pcn::str("cuda:", index); }
+
+std::string shape_str(const Shape& s) {
+  std::string out = "(";
+  for (size_t i = 0; i < s.size(); ++i) out += pcn::str(i ? ", " : "", s[i]);
+  if (s.size() == 1) out += ",";
+  return out + ")";
+}
+
+int64_t Tensor::size(int64_t i) const {
+  const int64_t d = dim();
+  PCN_REQUIRE(i >= -d && i < d, ValueError, "Tensor.size: dimension ", i,
+              " out of range for a tensor of rank ", d);
+  return shape_[static_cast<size_t>(i < 0 ? i + d : i)];
+}
+
+int64_t Tensor::numel() const {
+  int64_t n = 1;
+  for (int64_t s : shape_) n *= s;
+  return n;
+}
+
+Tensor Tensor::empty(const Shape& shape, DType dtype, Device device) {
+  int64_t n = 1;
+  for (int64_t s : shape) {
+    PCN_REQUIRE(s >= 0, ValueError, "empty: shape ", shape_str(shape), " has a negative size");
+    PCN_REQUIRE(s == 0 || n <= (int64_t(1) << 40) / s, ValueError, "empty: shape ",
+                shape_str(shape), " is too large");
+    n *= s;
+  }
+  require_device(device, "empty");
+  Tensor t;
+  t.shape_ = shape;
+  t.dtype_ = dtype;
+  t.device_ = device;
+  t.data_ = allocate(static_cast<size_t>(n) * dtype_size(dtype), device);
+  return t;
+}
+
+Tensor Tensor::zeros(const Shape& shape, DType dtype, Device device) {
+  Tensor t = empty(shape, dtype, device);
+  t.fill_zero();
+  return t;
+}
+
+void Tensor::fill_zero() {
+  if (nbytes() == 0) return;
+  if (device_.is_cpu()) {
+    std::memset(raw(), 0, nbytes());
+    return;
+  }
+#ifdef PYCONVNET_WITH_CUDA
+  cuda::DeviceGuard guard(device_.index);
+  CUDA_CHECK(cudaMemsetAsync(raw(), 0, nbytes(), cuda::stream(device_.index)));
+#endif
+}
+
+Tensor Tensor::from_host(const void* src, const Shape& shape, DType dtype, Device device) {
+  Tensor t = empty(shape, dtype, device);
+  const size_t bytes = t.nbytes();
+  if (bytes == 0) return t;
+  if (device.is_cpu()) {
+    std::memcpy(t.raw(), src, bytes);
+    return t;
+  }
+#ifdef PYCONVNET_WITH_CUDA
+  // Stage through pinned memory so the transfer runs at full bus speed.
+  std::shared_ptr<void> staging = allocate_pinned(bytes);
+  std::memcpy(staging.get(), src, bytes);
+  cuda::DeviceGuard guard(device.index);
+  cudaStream_t s = cuda::stream(device.index);
+  CUDA_CHECK(cudaMemcpyAsync(t.raw(), staging.get(), bytes, cudaMemcpyHostToDevice, s));
+  CUDA_CHECK(cudaStreamSynchronize(s));  // the staging buffer is reused once this returns
+#endif
+  return t;
+}
+
+void Tensor::copy_to_host(void* dst) const {
+  const size_t bytes = nbytes();
+  if (bytes == 0) return;
+  if (device_.is_cpu()) {
+    std::memcpy(dst, raw(), bytes);
+    return;
+  }
+#ifdef PYCONVNET_WITH_CUDA
+  std::shared_ptr<void> staging = allocate_pinned(bytes);
+  cuda::DeviceGuard guard(device_.index);
+  cudaStream_t s = cuda::stream(device_.index);
+  CUDA_CHECK(cudaMemcpyAsync(staging.get(), raw(), bytes, cudaMemcpyDeviceToHost, s));
+  CUDA_CHECK(cudaStreamSynchronize(s));
+  std::memcpy(dst, staging.get(), bytes);
+#endif
+}
+
+void Tensor::copy_from(const Tensor& src) {
+  PCN_REQUIRE(src.shape_ == shape_ && src.dtype_ == dtype_, ValueError,
+              "copy_from: source is ", src.repr(), ", destination is ", repr(),
+              "; shapes and dtypes must match");
+  const size_t bytes = nbytes();
+  if (bytes == 0) return;
+  if (device_.is_cpu() && src.device_.is_cpu()) {
+    std::memcpy(raw(), src.raw(), bytes);
+    return;
+  }
+  if (device_.is_cpu()) {
+    src.copy_to_host(raw());
+    return;
+  }
+#ifdef PYCONVNET_WITH_CUDA
+  if (src.device_.is_cpu()) {
+    Tensor tmp = from_host(src.raw(), shape_, dtype_, device_);
+    data_.swap(tmp.data_);  // same shape and dtype: adopt the freshly copied storage
+    return;
+  }
+  // Device to device (same or different GPU): order after the source's pending work.
+  CUDA_CHECK(cudaStreamSynchronize(cuda::stream(src.device_.index)));
+  cuda::DeviceGuard guard(device_.index);
+  cudaStream_t s = cuda::stream(device_.index);
+  CUDA_CHECK(cudaMemcpyPeerAsync(raw(), device_.index, src.raw(), src.device_.index, bytes, s));
+  if (src.device_ != device_) CUDA_CHECK(cudaStreamSynchronize(s));
+#endif
+}
+
+Tensor Tensor::to(Device device) const {
+  if (device == device_) return *this;
+  if (device_.is_cpu()) return from_host(raw(), shape_, dtype_, device);
+  Tensor out = empty(shape_, dtype_, device);
+  out.copy_from(*this);
+  return out;
+}
+
+Tensor Tensor::reshape(const Shape& shape) const {
+  int64_t n = 1;
+  for (int64_t s : shape) n *= s;
+  PCN_REQUIRE(n == numel(), ValueError, "reshape: cannot view ", repr(), " as shape ",
+              shape_str(shape), " (", n, " elements, tensor has ", numel(), ")");
+  Tensor t = *this;
+  t.shape_ = shape;
+  return t;
+}
+
+std::string Tensor::repr() const {
+  if (!defined()) return "Tensor(undefined)";
+  return str("Tensor(shape=", shape_str(shape_), ", dtype=", dtype_name(dtype_), ", device=",
+             device_.str(), ")");
+}
+
+}  // namespace pcn

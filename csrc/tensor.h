@@ -1,0 +1,88 @@
+// Tensor: a contiguous, row-major (NCHW for images) array of float32, uint8 or int32 on the CPU
+// or one CUDA device. Storage is reference counted; when the last Tensor (and so the last Python
+// object) holding it goes away, the memory returns to its allocator (allocator.h).
+// Tensors are never strided views: every op may assume dense row-major data.
+#pragma once
+#include <cstdint>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "error.h"
+
+namespace pcn {
+
+enum class DType : int { Float32 = 0, UInt8 = 1, Int32 = 2 };
+enum class DeviceType : int { CPU = 0, CUDA = 1 };
+
+size_t dtype_size(DType t);
+const char* dtype_name(DType t);  // "float32", "uint8", "int32"
+DType dtype_from_name(const std::string& name);  // throws TypeError for anything else
+
+template <typename T> struct dtype_of;
+template <> struct dtype_of<float> { static constexpr DType value = DType::Float32; };
+template <> struct dtype_of<uint8_t> { static constexpr DType value = DType::UInt8; };
+template <> struct dtype_of<int32_t> { static constexpr DType value = DType::Int32; };
+
+struct Device {
+  DeviceType type = DeviceType::CPU;
+  int index = 0;  // CUDA ordinal; always 0 for the CPU
+
+  static Device cpu() { return {DeviceType::CPU, 0}; }
+  static Device cuda(int i) { return {DeviceType::CUDA, i}; }
+  // Parses "cpu", "cuda", "cuda:N". Does not check that the device exists.
+  static Device parse(const std::string& s);
+  bool is_cuda() const { return type == DeviceType::CUDA; }
+  bool is_cpu() const { return type == DeviceType::CPU; }
+  std::string str() const;  // "cpu" or "cuda:N"
+  bool operator==(const Device& o) const { return type == o.type && index == o.index; }
+  bool operator!=(const Device& o) const { return !(*this == o); }
+};
+
+using Shape = std::vector<int64_t>;
+std::string shape_str(const Shape& s);  // "(2, 3, 4)"
+
+class Tensor {
+ public:
+  Tensor() = default;  // an undefined tensor (defined() is false); used for optional arguments
+
+  // Uninitialised / zero-filled tensors. Throws ValueError for negative sizes, DeviceError when
+  // the device cannot be used, OutOfMemory when memory runs out.
+  static Tensor empty(const Shape& shape, DType dtype, Device device);
+  static Tensor zeros(const Shape& shape, DType dtype, Device device);
+  // A copy of `bytes` bytes of host memory laid out as `shape` of `dtype`.
+  static Tensor from_host(const void* src, const Shape& shape, DType dtype, Device device);
+
+  bool defined() const { return static_cast<bool>(data_); }
+  const Shape& shape() const { return shape_; }
+  int64_t dim() const { return static_cast<int64_t>(shape_.size()); }
+  int64_t size(int64_t i) const;  // negative i counts from the end
+  int64_t numel() const;
+  size_t nbytes() const { return static_cast<size_t>(numel()) * dtype_size(dtype_); }
+  DType dtype() const { return dtype_; }
+  Device device() const { return device_; }
+  bool is_cuda() const { return device_.is_cuda(); }
+
+  void* raw() const { return data_.get(); }
+  // Typed pointer; throws TypeError if T does not match dtype().
+  template <typename T> T* data() const {
+    PCN_REQUIRE(dtype_of<T>::value == dtype_, TypeError, "Tensor::data: tensor has dtype ",
+                dtype_name(dtype_), ", asked for ", dtype_name(dtype_of<T>::value));
+    return static_cast<T*>(data_.get());
+  }
+
+  void copy_to_host(void* dst) const;                 // nbytes() bytes
+  void copy_from(const Tensor& src);                  // same shape/dtype, any devices
+  Tensor to(Device device) const;                     // a copy on `device` (self if same)
+  Tensor reshape(const Shape& shape) const;           // shares storage; numel must match
+  void fill_zero();
+  std::string repr() const;
+
+ private:
+  std::shared_ptr<void> data_;
+  Shape shape_;
+  DType dtype_ = DType::Float32;
+  Device device_;
+};
+
+}  // namespace pcn

@@ -1,0 +1,36 @@
+// PCN_LAUNCH is the only way kernels are launched in pyconvnet (tests/test_source_rules.py
+// rejects a bare triple-chevron launch anywhere else). It checks the launch configuration's
+// error, skips empty grids (empty batches are legal), and under PYCONVNET_SYNC_LAUNCHES=1 also
+// waits for the kernel so a fault is reported by the launch that caused it.
+#pragma once
+#include <cuda_runtime.h>
+
+#include <utility>
+
+#include "../csrc/cuda_check.h"
+
+namespace pcn::cuda {
+
+template <typename... KernelArgs, typename... Args>
+void launch_checked(const char* name, const char* file, int line, void (*kernel)(KernelArgs...),
+                    dim3 grid, dim3 block, size_t smem, cudaStream_t stream, Args&&... args) {
+  if (grid.x == 0 || grid.y == 0 || grid.z == 0) return;
+  kernel<<<grid, block, smem, stream>>>(std::forward<Args>(args)...);
+  cudaError_t err = cudaGetLastError();
+  if (err == cudaSuccess && sync_launches()) err = cudaStreamSynchronize(stream);
+  if (err != cudaSuccess) {
+    throw_cuda_error(err, pcn::str("launch of ", name, " grid (", grid.x, ",", grid.y, ",", grid.z,
+                                   ") block (", block.x, ",", block.y, ",", block.z, ") smem ",
+                                   smem).c_str(),
+                     file, line);
+  }
+}
+
+inline unsigned int ceil_div(long long a, long long b) {
+  return static_cast<unsigned int>((a + b - 1) / b);
+}
+
+}  // namespace pcn::cuda
+
+#define PCN_LAUNCH(kernel, grid, block, smem, stream, ...) \
+  ::pcn::cuda::launch_checked(#kernel, __FILE__, __LINE__, kernel, grid, block, smem, stream, __VA_ARGS__)

@@ -1,0 +1,1 @@
+"""float64 NumPy references (filled in below)."""
