@@ -12,4 +12,5 @@ void bind_tensor(py::module_& m);     // tensor.cpp: Tensor, creation, cuda info
 void bind_pointwise(py::module_& m);  // pointwise.cpp: relu, lrn, pooling, dropout, softmax, sgd
 void bind_conv(py::module_& m);       // conv.cpp: conv2d, linear
 void bind_data(py::module_& m);       // data.cpp: augmentation
+void bind_random(py::module_& m);     // random.cpp: the Philox generator, for tests and Python
 }  // namespace pcn::bindings

@@ -31,6 +31,7 @@ PYBIND11_MODULE(_C, m) {
   bind_pointwise(m);
   bind_conv(m);
   bind_data(m);
+  bind_random(m);
 }
 
 }  // namespace pcn::bindings

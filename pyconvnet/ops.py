@@ -16,3 +16,13 @@ def relu(x):
 def relu_backward(dy, y):
     """dx = dy where y > 0, else 0 (y is relu's output)."""
     return _C.relu_backward(as_tensor(dy, "relu_backward", "dy"), as_tensor(y, "relu_backward", "y"))
+
+
+# ---------------------------------------------------------------------------------------------
+# Convolution and fully-connected layers (csrc/ops/conv.*, csrc/ops/linear.*)
+# ---------------------------------------------------------------------------------------------
+
+
+# ---------------------------------------------------------------------------------------------
+# LRN, max-pool, dropout, softmax and loss, SGD (csrc/ops/*)
+# ---------------------------------------------------------------------------------------------

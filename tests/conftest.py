@@ -1,0 +1,39 @@
+"""Shared fixtures: `device` runs a test on the CPU and on CUDA (skipped, with the reason, where
+CUDA cannot be used); `rng` is a fresh, differently seeded generator for every test."""
+import os
+import zlib
+
+import numpy as np
+import pytest
+
+import pyconvnet
+
+CUDA_SKIP_REASON = "" if pyconvnet.cuda.is_available() else f"CUDA unavailable: {pyconvnet.cuda.unavailable_reason()}"
+requires_cuda = pytest.mark.skipif(not pyconvnet.cuda.is_available(), reason=CUDA_SKIP_REASON or "n/a")
+
+DEVICES = ["cpu", pytest.param("cuda", marks=[pytest.mark.cuda, requires_cuda])]
+
+
+@pytest.fixture(params=DEVICES)
+def device(request):
+    return request.param
+
+
+@pytest.fixture
+def rng(request):
+    # Fresh inputs every run (PYCONVNET_TEST_SEED pins them to reproduce a failure); the seed is
+    # printed on failure through the test's name + seed.
+    base = int(os.environ.get("PYCONVNET_TEST_SEED", np.random.SeedSequence().entropy % 2**32))
+    seed = (base + zlib.crc32(request.node.nodeid.encode())) % 2**32
+    request.node.user_properties.append(("seed", seed))
+    return np.random.default_rng(seed)
+
+
+@pytest.hookimpl(hookwrapper=True)
+def pytest_runtest_makereport(item, call):
+    outcome = yield
+    report = outcome.get_result()
+    if report.failed:
+        seeds = [v for k, v in item.user_properties if k == "seed"]
+        if seeds:
+            report.sections.append(("rng seed", f"rng seed {seeds[0]} (reproduce with PYCONVNET_TEST_SEED and the same test id)"))

@@ -1,0 +1,47 @@
+"""One comparison helper and one finite-difference helper for every op test."""
+from __future__ import annotations
+
+import numpy as np
+
+import pyconvnet
+
+
+def to_numpy(x):
+    return x.numpy() if isinstance(x, pyconvnet.Tensor) else np.asarray(x)
+
+
+def assert_close(actual, expected, rtol=1e-4, atol=1e-5, what="result"):
+    """Elementwise |actual - expected| <= atol + rtol*|expected| (NaNs must match). On failure the
+    message says what was compared, the worst element and how much of the tolerance it used;
+    returns the largest share of the tolerance used (<= 1 on a pass)."""
+    a = to_numpy(actual).astype(np.float64)
+    e = to_numpy(expected).astype(np.float64)
+    assert a.shape == e.shape, f"{what}: shape {a.shape} != expected {e.shape}"
+    nan_a, nan_e = np.isnan(a), np.isnan(e)
+    assert np.array_equal(nan_a, nan_e), f"{what}: NaN at different places ({nan_a.sum()} vs {nan_e.sum()} expected)"
+    a, e = np.where(nan_a, 0, a), np.where(nan_e, 0, e)
+    if a.size == 0:
+        return 0.0
+    used = np.abs(a - e) / (atol + rtol * np.abs(e))
+    worst = np.unravel_index(np.argmax(used), used.shape)
+    share = float(used[worst])
+    assert share <= 1.0, (f"{what}: {np.sum(used > 1)} of {a.size} elements out of tolerance "
+                          f"(atol={atol}, rtol={rtol}); worst at {worst}: got {a[worst]!r}, expected {e[worst]!r}, "
+                          f"{share:.1f}x the tolerance")
+    return share
+
+
+def numeric_grad(f, x, dy, eps=1e-6):
+    """d(sum(f(x) * dy))/dx by central differences, in float64. f maps an array to an array."""
+    x = np.array(x, dtype=np.float64)
+    g = np.zeros_like(x)
+    flat, gflat = x.reshape(-1), g.reshape(-1)
+    for i in range(flat.size):
+        old = flat[i]
+        flat[i] = old + eps
+        fp = np.sum(f(x) * dy)
+        flat[i] = old - eps
+        fm = np.sum(f(x) * dy)
+        flat[i] = old
+        gflat[i] = (fp - fm) / (2 * eps)
+    return g
