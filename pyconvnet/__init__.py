@@ -9,7 +9,9 @@ Tensors live on the CPU or a CUDA device::
 
 The engine itself is the compiled extension ``pyconvnet._C``; this package is a thin layer over it.
 """
-from . import _C
+from ._engine import load_engine
+
+_C = load_engine()
 from ._C import CudaError, OutOfMemoryError, Tensor
 from .tensor import as_tensor, empty, tensor, zeros
 from . import cuda, ops, reference
