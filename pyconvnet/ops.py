@@ -26,3 +26,114 @@ def relu_backward(dy, y):
 # ---------------------------------------------------------------------------------------------
 # LRN, max-pool, dropout, softmax and loss, SGD (csrc/ops/*)
 # ---------------------------------------------------------------------------------------------
+
+
+import numbers  # noqa: E402  (kept inside this section of the shared file)
+
+from ._C import Tensor  # noqa: E402
+
+
+def _int_arg(v, op: str, name: str, bits=64) -> int:
+    """An int argument (bool is not one); ValueError, naming it, if it does not fit the signed C++
+    integer of `bits` bits that receives it (its value is then checked in C++)."""
+    if isinstance(v, bool) or not isinstance(v, numbers.Integral):
+        raise TypeError(f"{op}: argument '{name}' must be an int; got {type(v).__name__} {v!r}")
+    if bits is not None and not -2**(bits - 1) <= int(v) < 2**(bits - 1):
+        raise ValueError(f"{op}: argument '{name}' is out of range; got {int(v)}")
+    return int(v)
+
+
+def _float_arg(v, op: str, name: str) -> float:
+    if isinstance(v, bool) or not isinstance(v, numbers.Real):
+        raise TypeError(f"{op}: argument '{name}' must be a number; got {type(v).__name__} {v!r}")
+    return float(v)
+
+
+def _version(v, op: str) -> int:
+    return _int_arg(v, op, "version", bits=32)
+
+
+def lrn(x, size=5, alpha=1e-4, beta=0.75, k=2.0, groups=1, version=0):
+    """Cross-channel local response normalization of x (N, C, H, W):
+    y_i = x_i / (k + alpha/size * sum_j x_j^2)^beta over the `size` channels j centred on i within
+    i's group of C/groups channels (AlexNet: groups=2, the two columns). size must be odd.
+    version: 0 = default, 1 = one CUDA thread per element, 2 = one thread per pixel walking its
+    channels (CUDA only; the CPU has one implementation)."""
+    op = "lrn"
+    return _C.lrn_forward(as_tensor(x, op, "x"), _int_arg(size, op, "size"), _float_arg(alpha, op, "alpha"),
+                          _float_arg(beta, op, "beta"), _float_arg(k, op, "k"), _int_arg(groups, op, "groups"),
+                          _version(version, op))
+
+
+def lrn_backward(dy, x, y, size=5, alpha=1e-4, beta=0.75, k=2.0, groups=1, version=0):
+    """dx of lrn given dy, its input x and output y (y is checked but not read: the kernels
+    recompute the normalizer from x, which costs less memory traffic)."""
+    op = "lrn_backward"
+    return _C.lrn_backward(as_tensor(dy, op, "dy"), as_tensor(x, op, "x"), as_tensor(y, op, "y"),
+                           _int_arg(size, op, "size"), _float_arg(alpha, op, "alpha"), _float_arg(beta, op, "beta"),
+                           _float_arg(k, op, "k"), _int_arg(groups, op, "groups"), _version(version, op))
+
+
+def max_pool2d(x, kernel=3, stride=2, version=0):
+    """Max over kernel x kernel windows of x (N, C, H, W) moved by `stride` (windows may overlap),
+    output floor((H - kernel) / stride) + 1 per side. NaN in a window gives NaN."""
+    op = "max_pool2d"
+    return _C.max_pool2d_forward(as_tensor(x, op, "x"), _int_arg(kernel, op, "kernel"),
+                                 _int_arg(stride, op, "stride"), _version(version, op))
+
+
+def max_pool2d_backward(dy, x, y, kernel=3, stride=2, version=0):
+    """dx of max_pool2d: each window's gradient goes to its first element (row-major) equal to its
+    output y (y = max_pool2d(x)), the first NaN for a NaN window; overlapping windows accumulate."""
+    op = "max_pool2d_backward"
+    return _C.max_pool2d_backward(as_tensor(dy, op, "dy"), as_tensor(x, op, "x"), as_tensor(y, op, "y"),
+                                  _int_arg(kernel, op, "kernel"), _int_arg(stride, op, "stride"),
+                                  _version(version, op))
+
+
+def dropout(x, p, seed, version=0):
+    """Inverted dropout: returns (y, mask). Element i is kept iff the Philox word
+    philox_word(seed, stream 1, i) >= round(p * 2**32), so the same seed gives the same mask on
+    every device; kept elements are scaled by 1 / (1 - p). mask is a uint8 Tensor of 0/1 with x's
+    shape. p in [0, 1); seed an int in [0, 2**64)."""
+    op = "dropout"
+    seed = _int_arg(seed, op, "seed", bits=None)
+    if not 0 <= seed < 2**64:
+        raise ValueError(f"{op}: argument 'seed' must be an int in [0, 2**64); got {seed}")
+    return _C.dropout_forward(as_tensor(x, op, "x"), _float_arg(p, op, "p"), seed, _version(version, op))
+
+
+def dropout_backward(dy, mask, p, version=0):
+    """dx = dy * mask / (1 - p), with the uint8 mask returned by dropout (nonzero = kept)."""
+    op = "dropout_backward"
+    return _C.dropout_backward(as_tensor(dy, op, "dy"), as_tensor(mask, op, "mask"), _float_arg(p, op, "p"),
+                               _version(version, op))
+
+
+def softmax(x, version=0):
+    """Softmax over the last axis of x (N, classes), shifted by each row's maximum.
+    version: 0 = default, 1 = one CUDA block per row, 2 = one warp per row (rows of up to 1024
+    classes; wider rows run version 1)."""
+    return _C.softmax_forward(as_tensor(x, "softmax", "x"), _version(version, "softmax"))
+
+
+def cross_entropy(logits, labels, version=0):
+    """(loss, dlogits): the mean over the batch of -log softmax(logits)[n, labels[n]] as a Python
+    float, and its gradient with respect to logits (N, classes) as a Tensor, in one pass. labels:
+    int32 (N,) in [0, classes), on the logits' device (ValueError naming the first bad row)."""
+    op = "cross_entropy"
+    return _C.cross_entropy(as_tensor(logits, op, "logits"), as_tensor(labels, op, "labels"),
+                            _version(version, op))
+
+
+def sgd_update(w, dw, v, lr, momentum=0.9, weight_decay=0.0005, version=0):
+    """In place on the Tensors w and v: v <- momentum*v - weight_decay*lr*w - lr*dw; w <- w + v.
+    Returns None. w and v must be Tensors (an update of a temporary copy of a NumPy array would
+    be lost); dw may be a NumPy array when w is on the CPU."""
+    op = "sgd_update"
+    for name, t in (("w", w), ("v", v)):
+        if not isinstance(t, Tensor):
+            raise TypeError(f"{op}: argument '{name}' must be a pyconvnet.Tensor (it is updated in place); "
+                            f"got {type(t).__name__}")
+    _C.sgd_update(w, as_tensor(dw, op, "dw"), v, _float_arg(lr, op, "lr"), _float_arg(momentum, op, "momentum"),
+                  _float_arg(weight_decay, op, "weight_decay"), _version(version, op))

@@ -1,0 +1,38 @@
+// Inverted dropout. Unit i (flat index into x) is kept iff
+//   philox_word(seed, kStreamDropout, i) >= threshold,  threshold = llround(p * 2^32),
+// an exact integer comparison, so CPU and CUDA draw the identical mask for the same seed
+// (threshold is a 64-bit integer: for p > 1 - 2^-33 it is 2^32 and nothing is kept). p == 0 keeps
+// everything. Kept units are scaled by 1 / (1 - p):
+//   y = x * mask / (1 - p),  dx = dy * mask / (1 - p).
+// The mask is a uint8 tensor of 0/1 with x's shape: a quarter of the bytes of a float mask, and
+// the op is bound by memory traffic. A dropped NaN stays NaN (x * 0), as in the reference.
+#pragma once
+#include <cstdint>
+#include <utility>
+
+#include "csrc/tensor.h"
+
+namespace pcn {
+
+// (y, mask)
+std::pair<Tensor, Tensor> dropout_forward(const Tensor& x, double p, uint64_t seed, int version);
+Tensor dropout_backward(const Tensor& dy, const Tensor& mask, double p, int version);
+
+// What the kernels need: computed once from p on the host, identical for both devices.
+struct DropoutParams {
+  uint64_t seed = 0;
+  uint64_t threshold = 0;  // keep iff the 32-bit word >= threshold (0 .. 2^32)
+  float scale = 1.0f;      // 1 / (1 - p), rounded to float
+};
+
+namespace cpu {
+void dropout_forward(const Tensor& x, Tensor& y, Tensor& mask, const DropoutParams& p, int version);
+void dropout_backward(const Tensor& dy, const Tensor& mask, Tensor& dx, const DropoutParams& p,
+                      int version);
+}  // namespace cpu
+namespace cuda {
+void dropout_forward(const Tensor& x, Tensor& y, Tensor& mask, const DropoutParams& p, int version);
+void dropout_backward(const Tensor& dy, const Tensor& mask, Tensor& dx, const DropoutParams& p,
+                      int version);
+}  // namespace cuda
+}  // namespace pcn

@@ -1,0 +1,38 @@
+// Softmax over the last axis of (N, classes) float32 logits, and the multinomial logistic loss
+// fused with its gradient (one pass over the logits instead of softmax + loss + gradient):
+//   probs[n, i] = exp(x[n, i] - m_n) / S_n,  m_n = max_i x[n, i],  S_n = sum_i exp(x[n, i] - m_n);
+//   loss = mean_n (log S_n - (x[n, label_n] - m_n));  dlogits = (probs - onehot(labels)) / N.
+// Shifting by the row maximum keeps both stable for logits of any size; a NaN in a row makes that
+// row (and the loss) NaN. Labels are int32 (N,), validated by the kernels themselves (they are
+// device data on CUDA): the kernels report the first row with a label outside [0, classes) and
+// the host entry point raises the same ValueError for both devices.
+#pragma once
+#include <cstdint>
+#include <utility>
+
+#include "csrc/tensor.h"
+
+namespace pcn {
+
+Tensor softmax_forward(const Tensor& x, int version);
+// (loss, dlogits)
+std::pair<double, Tensor> cross_entropy(const Tensor& logits, const Tensor& labels, int version);
+
+// What the cross-entropy kernels report to the host entry point.
+struct CrossEntropyStats {
+  double loss_sum = 0.0;  // sum over rows of the per-row loss, added in row order in double
+  int64_t bad_row = -1;   // first row whose label is out of range, -1 if none
+  int32_t bad_label = 0;  // its label
+};
+
+namespace cpu {
+void softmax_forward(const Tensor& x, Tensor& probs, int version);
+void cross_entropy(const Tensor& logits, const Tensor& labels, Tensor& dlogits,
+                   CrossEntropyStats& stats, int version);
+}  // namespace cpu
+namespace cuda {
+void softmax_forward(const Tensor& x, Tensor& probs, int version);
+void cross_entropy(const Tensor& logits, const Tensor& labels, Tensor& dlogits,
+                   CrossEntropyStats& stats, int version);
+}  // namespace cuda
+}  // namespace pcn

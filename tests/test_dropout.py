@@ -1,0 +1,111 @@
+from fractions import Fraction
+import math
+
+import numpy as np
+import pytest
+
+import pyconvnet
+from pyconvnet import _C, ops, reference as ref
+from conftest import requires_cuda
+from helpers import assert_close
+
+VERSIONS = [0, 1, 2]  # 0 = default; CUDA 1 = one Philox call per element, 2 = one per 4 elements
+STREAM_DROPOUT = 1    # csrc/philox.h kStreamDropout
+# y = x * float32(1 / (1 - p)): two float32 roundings, <= 2^-23 relative.
+SCALED = dict(rtol=2.5e-7, atol=1e-30)
+
+
+def expected_mask(shape, p, seed):
+    """The spec: element i kept iff Philox word i >= the integer nearest p * 2^32."""
+    threshold = math.floor(Fraction(p) * 2**32 + Fraction(1, 2))
+    words = _C.philox_words(seed, STREAM_DROPOUT, 0, int(np.prod(shape)))
+    return (words.astype(np.int64) >= threshold).reshape(shape)
+
+
+@pytest.mark.parametrize("shape,p,seed", [
+    ((2, 4096), 0.5, 1234),            # AlexNet's fc6/fc7 outputs
+    ((3, 5, 7), 0.3, 2**64 - 1),       # not a multiple of 4; the largest seed
+    ((1,), 0.9, 0), ((0, 4096), 0.5, 7), ((4097,), 0.25, 2**40 + 3),
+])
+def test_dropout_matches_spec_and_reference(device, rng, shape, p, seed):
+    x = rng.standard_normal(shape).astype(np.float32)
+    dy = rng.standard_normal(shape).astype(np.float32)
+    keep = expected_mask(shape, p, seed)
+    for version in VERSIONS:
+        y, mask = ops.dropout(pyconvnet.tensor(x, device), p, seed, version=version)
+        assert y.device.startswith(device) and mask.dtype == np.uint8 and mask.shape == shape
+        assert np.array_equal(mask.numpy(), keep.astype(np.uint8)), f"mask, version {version}"
+        assert_close(y, ref.dropout(x, keep, p), **SCALED, what=f"forward, version {version}")
+        dx = ops.dropout_backward(pyconvnet.tensor(dy, device), mask, p, version=0)
+        assert_close(dx, ref.dropout_backward(dy, keep, p), **SCALED, what="backward")
+
+
+@pytest.mark.parametrize("p", [0.5, 0.1, 0.9])
+def test_dropout_keep_rate_and_scale(device, rng, p):
+    n = 1 << 20
+    x = rng.uniform(1, 2, n).astype(np.float32)
+    seed = int(rng.integers(0, 2**63))
+    for version in VERSIONS:
+        y, mask = ops.dropout(pyconvnet.tensor(x, device), p, seed, version=version)
+        y, kept = y.numpy(), mask.numpy().astype(bool)
+        # Keep count ~ Binomial(n, 1 - p): within 5 standard deviations (fails ~1 in 1.7 million).
+        sigma = math.sqrt(n * p * (1 - p))
+        assert abs(kept.sum() - n * (1 - p)) < 5 * sigma, (kept.sum(), n * (1 - p))
+        assert np.all(y[~kept] == 0)
+        assert_close(y[kept], x[kept] / (1 - p), **SCALED, what="kept units")
+        # The scale keeps the expectation: mean(y) ~ mean(x) within 5 standard errors.
+        assert abs(y.mean() - x.mean()) < 5 * y.std() / math.sqrt(n)
+
+
+def test_dropout_p_zero_keeps_everything(device, rng):
+    x = rng.standard_normal((3, 100)).astype(np.float32)
+    y, mask = ops.dropout(pyconvnet.tensor(x, device), 0.0, 99)
+    assert np.all(mask.numpy() == 1) and np.array_equal(y.numpy(), x)
+
+
+def test_dropout_seeds_give_different_masks(device):
+    x = pyconvnet.tensor(np.ones(4096, np.float32), device)
+    m1, m2, m3 = (ops.dropout(x, 0.5, s)[1].numpy() for s in (1, 2, 1))
+    assert np.array_equal(m1, m3) and not np.array_equal(m1, m2)
+
+
+@requires_cuda
+def test_dropout_mask_identical_on_cpu_and_cuda(rng):
+    x = rng.standard_normal((2, 4096)).astype(np.float32)
+    seed = int(rng.integers(0, 2**64, dtype=np.uint64))
+    y_cpu, m_cpu = ops.dropout(pyconvnet.tensor(x, "cpu"), 0.5, seed)
+    for version in VERSIONS:
+        y_gpu, m_gpu = ops.dropout(pyconvnet.tensor(x, "cuda"), 0.5, seed, version=version)
+        assert np.array_equal(m_cpu.numpy(), m_gpu.numpy())
+        assert np.array_equal(y_cpu.numpy(), y_gpu.numpy())
+
+
+def test_dropout_propagates_nan(device):
+    x = pyconvnet.tensor(np.full(64, np.nan, np.float32), device)
+    y, mask = ops.dropout(x, 0.5, 5)
+    assert np.isnan(y.numpy()).all()  # dropped NaNs too: x * 0 is NaN, as in the reference
+    assert np.isnan(ops.dropout_backward(x, mask, 0.5).numpy()).all()
+
+
+@pytest.mark.parametrize("p,shown", [(1.0, "1"), (-0.1, "-0.1"), (1.5, "1.5"), (float("nan"), "nan")])
+def test_dropout_rejects_bad_p(device, p, shown):
+    x = pyconvnet.zeros(8, device=device)
+    with pytest.raises(ValueError, match=rf"dropout: argument 'p' must be a drop probability in \[0, 1\); got {shown}$"):
+        ops.dropout(x, p, 0)
+    with pytest.raises(ValueError, match=rf"dropout_backward: argument 'p' must be a drop probability in \[0, 1\); got {shown}$"):
+        ops.dropout_backward(x, pyconvnet.zeros(8, np.uint8, device), p)
+
+
+def test_dropout_rejects_bad_seed_and_mask(device):
+    x = pyconvnet.zeros(8, device=device)
+    for seed in (-1, 2**64):
+        with pytest.raises(ValueError, match=rf"dropout: argument 'seed' must be an int in \[0, 2\*\*64\); got {seed}"):
+            ops.dropout(x, 0.5, seed)
+    with pytest.raises(TypeError, match=r"dropout: argument 'seed' must be an int; got float 1.5"):
+        ops.dropout(x, 0.5, 1.5)
+    with pytest.raises(TypeError, match=r"dropout_backward: argument 'mask' must have dtype uint8; got float32"):
+        ops.dropout_backward(x, x, 0.5)
+    with pytest.raises(ValueError, match=r"dropout_backward: argument 'mask' must have shape \(8,\); got \(4,\)"):
+        ops.dropout_backward(x, pyconvnet.zeros(4, np.uint8, device), 0.5)
+    with pytest.raises(ValueError, match=r"dropout: argument 'version' must be 0 \(the default, version 2\) or one of 1, 2; got -1"):
+        ops.dropout(x, 0.5, 0, version=-1)

@@ -1,0 +1,109 @@
+import numpy as np
+import pytest
+
+import pyconvnet
+from pyconvnet import ops, reference as ref
+from helpers import assert_close
+
+VERSIONS = [0, 1, 2]  # 0 = default; CUDA 1 = block per row, 2 = warp per row (<= 1024 classes)
+
+# float32 tolerances. p_i = exp(x_i - m) / S: the rounding of x_i - m is relative to |x_i - m|, so
+# exp's result is off by up to |x_i - m| * 2^-24 relatively (< 4e-6 for the spreads < 60 used
+# here), plus a few ulps from exp, the sum and the division: rtol 1e-5. atol only covers outputs
+# below 1e-30, where float32 subnormals lose relative precision.
+PROB = dict(rtol=1e-5, atol=1e-30)
+# The loss is a sum of per-row losses, each log S - (x_label - m) with the same relative error.
+LOSS_RTOL = 1e-5
+
+
+def logits_for(rng, shape, spread=8.0):
+    return (rng.standard_normal(shape) * spread).astype(np.float32)
+
+
+@pytest.mark.parametrize("shape", [(2, 1000), (1, 1), (3, 7), (5, 33), (4, 1024), (2, 1025), (3, 3000)])
+def test_softmax_matches_reference(device, rng, shape):
+    x = logits_for(rng, shape)
+    expected = ref.softmax(x)
+    for version in VERSIONS:
+        p = ops.softmax(pyconvnet.tensor(x, device), version=version)
+        assert p.device.startswith(device)
+        assert_close(p, expected, **PROB, what=f"softmax, version {version}")
+
+
+@pytest.mark.parametrize("shape", [(128, 1000), (1, 1), (3, 7), (5, 33), (2, 1025), (3, 3000)])
+def test_cross_entropy_matches_reference(device, rng, shape):
+    x = logits_for(rng, shape)
+    labels = rng.integers(0, shape[1], shape[0]).astype(np.int32)
+    loss_ref, d_ref = ref.cross_entropy(x, labels)
+    for version in VERSIONS:
+        loss, d = ops.cross_entropy(pyconvnet.tensor(x, device), pyconvnet.tensor(labels, device), version=version)
+        assert isinstance(loss, float) and d.device.startswith(device)
+        assert loss == pytest.approx(loss_ref, rel=LOSS_RTOL), f"loss, version {version}"
+        assert_close(d, d_ref, **PROB, what=f"dlogits, version {version}")
+
+
+def test_cross_entropy_confident_rows_keep_their_digits(device, rng):
+    # The label holds the maximum by a wide margin: p_label ~ 1 - 1e-9 and loss ~ 1e-9 per row,
+    # which p_label - 1 and log(S) in float32 would round to 0.
+    x = logits_for(rng, (4, 1000), spread=1.0)
+    labels = np.array([3, 999, 0, 500], np.int32)
+    x[np.arange(4), labels] = 30.0
+    loss_ref, d_ref = ref.cross_entropy(x, labels)
+    for version in VERSIONS:
+        loss, d = ops.cross_entropy(pyconvnet.tensor(x, device), pyconvnet.tensor(labels, device), version=version)
+        assert loss == pytest.approx(loss_ref, rel=LOSS_RTOL)
+        assert_close(d, d_ref, **PROB, what=f"dlogits, version {version}")
+
+
+def test_huge_logits_are_stable(device):
+    x = np.array([[1e4, -1e4, 0.0], [-1e4, -1e4, 1e4]], np.float32)
+    labels = np.array([0, 0], np.int32)
+    loss_ref, d_ref = ref.cross_entropy(x, labels)
+    for version in VERSIONS:
+        p = ops.softmax(pyconvnet.tensor(x, device), version=version)
+        assert_close(p, ref.softmax(x), **PROB, what="softmax")
+        loss, d = ops.cross_entropy(pyconvnet.tensor(x, device), pyconvnet.tensor(labels, device), version=version)
+        assert loss == pytest.approx(1e4, rel=LOSS_RTOL) and loss == pytest.approx(loss_ref, rel=LOSS_RTOL)
+        assert_close(d, d_ref, **PROB, what="dlogits")
+
+
+def test_nan_propagates_to_its_row(device, rng):
+    x = logits_for(rng, (3, 50))
+    x[1, 7] = np.nan
+    labels = np.array([1, 2, 3], np.int32)
+    for version in VERSIONS:
+        p = ops.softmax(pyconvnet.tensor(x, device), version=version).numpy()
+        assert np.isnan(p[1]).all() and not np.isnan(p[[0, 2]]).any()
+        loss, d = ops.cross_entropy(pyconvnet.tensor(x, device), pyconvnet.tensor(labels, device), version=version)
+        d = d.numpy()
+        assert np.isnan(loss) and np.isnan(d[1]).all() and not np.isnan(d[[0, 2]]).any()
+
+
+def test_empty_batch(device):
+    x = pyconvnet.zeros((0, 10), device=device)
+    assert ops.softmax(x).shape == (0, 10)
+    loss, d = ops.cross_entropy(x, pyconvnet.zeros(0, np.int32, device))
+    assert loss == 0.0 and d.shape == (0, 10)
+
+
+@pytest.mark.parametrize("labels,message", [
+    ([0, 1, 7, -1], r"labels\[2\] = 7"), ([-1, 0, 0, 0], r"labels\[0\] = -1"), ([0, 0, 0, 2**31 - 1], r"labels\[3\] = 2147483647"),
+])
+def test_cross_entropy_rejects_labels_out_of_range(device, labels, message):
+    x = pyconvnet.zeros((4, 7), device=device)
+    lab = pyconvnet.tensor(np.array(labels, np.int32), device)
+    for version in VERSIONS:
+        with pytest.raises(ValueError, match=r"cross_entropy: argument 'labels' must hold class indices in \[0, 7\); got " + message):
+            ops.cross_entropy(x, lab, version=version)
+
+
+def test_cross_entropy_rejects_bad_tensors(device):
+    x = pyconvnet.zeros((4, 7), device=device)
+    with pytest.raises(TypeError, match=r"cross_entropy: argument 'labels' must have dtype int32; got float32"):
+        ops.cross_entropy(x, pyconvnet.zeros(4, device=device))
+    with pytest.raises(ValueError, match=r"cross_entropy: argument 'labels' must have shape \(4,\); got \(3,\)"):
+        ops.cross_entropy(x, pyconvnet.zeros(3, np.int32, device))
+    with pytest.raises(ValueError, match=r"softmax: argument 'x' must have rank 2 \(N, classes\); got shape \(28,\)"):
+        ops.softmax(pyconvnet.zeros(28, device=device))
+    with pytest.raises(ValueError, match=r"softmax: argument 'version' must be 0 \(the default, version 2\) or one of 1, 2; got 5"):
+        ops.softmax(x, version=5)
