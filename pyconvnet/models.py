@@ -1,0 +1,170 @@
+"""Models: a Sequential container and the two-column AlexNet of Krizhevsky et al. (2012).
+
+On one device the two columns are grouped convolutions (groups=2 in conv2, conv4, conv5) and
+grouped LRNs (each column normalises over its own channels); conv3 and fc6-8 see both columns.
+See ../shared/alexnet.md for the specification this follows.
+"""
+from __future__ import annotations
+
+import numpy as np
+
+from . import ops
+from .layers import Conv2d, Dropout, Flatten, Layer, Linear, LRN, MaxPool2d, ReLU
+from .tensor import tensor
+
+
+class Sequential:
+    """Layers applied in order. Checks at construction that every layer accepts its input shape,
+    so a bad input size or class count fails early with the layer's name."""
+
+    def __init__(self, name: str, layers: list[Layer], input_shape: tuple, config: dict | None = None):
+        self.name, self.layers, self.input_shape = name, layers, tuple(input_shape)
+        self.config = dict(config or {})
+        names = [l.name for l in layers]
+        if len(set(names)) != len(names):
+            raise ValueError(f"{name}: layer names must be unique; got {names}")
+        self.shapes = []
+        shape = self.input_shape
+        for layer in layers:
+            shape = layer.output_shape(shape)
+            self.shapes.append(shape)
+        self.device = "cpu"
+
+    # -------------------------------------------------------------------- running
+    def forward(self, x, train: bool = False):
+        if tuple(x.shape[1:]) != self.input_shape:
+            raise ValueError(f"{self.name}: input must have shape (N, {', '.join(map(str, self.input_shape))}); got {tuple(x.shape)}")
+        for layer in self.layers:
+            x = layer.forward(x, train)
+        return x
+
+    def backward(self, dy):
+        for layer in reversed(self.layers):
+            dy = layer.backward(dy)
+            if dy is None:
+                break
+        return dy
+
+    def set_dropout_seed(self, seed: int) -> None:
+        """Give every dropout layer its own mask stream for this step."""
+        for i, layer in enumerate(self.layers):
+            if isinstance(layer, Dropout):
+                layer.seed = (int(seed) * 1000003 + i) % 2**64
+
+    def to(self, device: str) -> "Sequential":
+        for layer in self.layers:
+            layer.to(device)
+        self.device = device
+        return self
+
+    # -------------------------------------------------------------------- parameters
+    def parameters(self):
+        """(key, layer, name) for every parameter, in layer order; key is "layer.name"."""
+        for layer in self.layers:
+            for pname in layer.params:
+                yield f"{layer.name}.{pname}", layer, pname
+
+    def num_parameters(self) -> int:
+        return sum(int(np.prod(layer.params[p].shape)) for _, layer, p in self.parameters())
+
+    def state_dict(self) -> dict:
+        """Every parameter as a float32 NumPy array, keyed "conv1.weight", "conv1.bias", ..."""
+        return {key: layer.params[p].numpy() for key, layer, p in self.parameters()}
+
+    def load_state_dict(self, state: dict) -> None:
+        """Copy arrays (as from state_dict) into the parameters; keys and shapes must match."""
+        expected = {key: tuple(layer.params[p].shape) for key, layer, p in self.parameters()}
+        missing, unexpected = sorted(set(expected) - set(state)), sorted(set(state) - set(expected))
+        if missing or unexpected:
+            raise ValueError(f"{self.name}.load_state_dict: missing keys {missing}, unexpected keys {unexpected}")
+        for key, layer, p in self.parameters():
+            a = np.asarray(state[key])
+            if a.shape != expected[key]:
+                raise ValueError(f"{self.name}.load_state_dict: '{key}' must have shape {expected[key]}; got {a.shape}")
+            layer.params[p] = tensor(np.ascontiguousarray(a, dtype=np.float32), self.device)
+
+    def summary(self) -> str:
+        lines = [f"{self.name}: input {self.input_shape}, {self.num_parameters():,} parameters"]
+        for layer, shape in zip(self.layers, self.shapes):
+            n = sum(int(np.prod(t.shape)) for t in layer.params.values())
+            lines.append(f"  {layer.name:<8} {type(layer).__name__:<10} -> {str(shape):<16} {n:>12,}")
+        return "\n".join(lines)
+
+    def __repr__(self) -> str:
+        return self.summary()
+
+
+def alexnet(num_classes: int = 1000, input_size: int = 224, width: float = 1.0, seed: int = 0,
+            init: str = "paper", name: str | None = None) -> Sequential:
+    """The two-column AlexNet.
+
+    num_classes: outputs of fc8. input_size: side of the (square) input crop; any size the layer
+    arithmetic allows (at least 63 with the paper's strides). width: multiplies every layer's
+    channel count (1.0 = the paper's 96-256-384-384-256 / 4096-4096); smaller widths give a
+    scaled-down network of the same structure. init: "paper" — weights N(0, 0.01), biases 1 in
+    conv2, conv4, conv5, fc6, fc7 and 0 elsewhere (../shared/alexnet.md); "caffe" — the same
+    but biases 0.1 (Caffe found bias 1 gave a flat loss early on); "he" — weights
+    N(0, sqrt(2 / fan_in)) and zero biases, which makes small, quickly trained networks start
+    learning at once.
+    """
+    if init not in ("paper", "caffe", "he"):
+        raise ValueError(f"alexnet: init must be 'paper', 'caffe' or 'he'; got {init!r}")
+    if not isinstance(num_classes, int) or num_classes < 1:
+        raise ValueError(f"alexnet: num_classes must be a positive int; got {num_classes!r}")
+    if width <= 0:
+        raise ValueError(f"alexnet: width must be > 0; got {width}")
+
+    def ch(n):  # channels scaled by width, kept even so the two columns split them evenly
+        return max(2, int(round(n * width / 2)) * 2)
+
+    c1, c2, c3, c4, c5, f = ch(96), ch(256), ch(384), ch(384), ch(256), ch(4096)
+    rng = np.random.default_rng(seed)
+    one = {"paper": 1.0, "caffe": 0.1, "he": 0.0}[init]
+
+    def conv(nm, cin, cout, k, s, p, g, bias, **kw):
+        std = np.sqrt(2.0 / (cin // g * k * k)) if init == "he" else 0.01
+        return Conv2d(nm, cin, cout, k, s, p, g, std=std, bias=bias, rng=rng, **kw)
+
+    def fc(nm, fin, fout, bias):
+        std = np.sqrt(2.0 / fin) if init == "he" else 0.01
+        return Linear(nm, fin, fout, std=std, bias=bias, rng=rng)
+
+    # The spatial size after conv1..pool5, to size fc6; the layers re-check it below.
+    def out(h, k, s, p=0):
+        return (h + 2 * p - k) // s + 1
+    s5 = out(out(out(out(out(input_size, 11, 4, 2), 3, 2), 5, 1, 2), 3, 2), 3, 2)
+    if s5 < 1:
+        raise ValueError(f"alexnet: input_size={input_size} is too small for AlexNet's layer arithmetic "
+                         f"(conv1 11x11/4 and three 3x3/2 pools need at least 63)")
+    layers = [
+        conv("conv1", 3, c1, 11, 4, 2, 1, 0.0, input_grad=False), ReLU("relu1"),
+        LRN("lrn1", groups=2), MaxPool2d("pool1", 3, 2),
+        conv("conv2", c1, c2, 5, 1, 2, 2, one), ReLU("relu2"), LRN("lrn2", groups=2), MaxPool2d("pool2", 3, 2),
+        conv("conv3", c2, c3, 3, 1, 1, 1, 0.0), ReLU("relu3"),
+        conv("conv4", c3, c4, 3, 1, 1, 2, one), ReLU("relu4"),
+        conv("conv5", c4, c5, 3, 1, 1, 2, one), ReLU("relu5"), MaxPool2d("pool5", 3, 2),
+        Flatten("flatten"),
+        fc("fc6", c5 * s5 * s5, f, one), ReLU("relu6"), Dropout("drop6", 0.5),
+        fc("fc7", f, f, one), ReLU("relu7"), Dropout("drop7", 0.5),
+        fc("fc8", f, num_classes, 0.0),
+    ]
+    if name is None:
+        name = "AlexNet" if width == 1.0 and input_size == 224 else f"AlexNet (scaled-down: width {width:g}, input {input_size})"
+    config = dict(arch="alexnet", num_classes=num_classes, input_size=input_size, width=width, seed=seed, init=init)
+    return Sequential(name, layers, (3, input_size, input_size), config)
+
+
+def from_config(config: dict) -> Sequential:
+    """Rebuild a model from its `config` (as stored in checkpoints)."""
+    cfg = dict(config)
+    if cfg.pop("arch", None) != "alexnet":
+        raise ValueError(f"unknown model architecture in config: {config!r}")
+    return alexnet(**cfg)
+
+
+def loss_and_grad(model: Sequential, x, labels):
+    """Forward in training mode, softmax cross-entropy, backward. Returns (loss, logits)."""
+    logits = model.forward(x, train=True)
+    loss, dlogits = ops.cross_entropy(logits, labels)
+    model.backward(dlogits)
+    return loss, logits
