@@ -28,7 +28,6 @@ import argparse
 import collections
 import concurrent.futures
 import fcntl
-import io
 import json
 import math
 import multiprocessing
@@ -40,6 +39,7 @@ import struct
 import sys
 import time
 import warnings
+from concurrent.futures.process import BrokenProcessPool
 
 import numpy as np
 from PIL import Image, ImageOps, UnidentifiedImageError
@@ -213,7 +213,7 @@ def scan(src, settings, names_file=None):
     ignored = collections.Counter({"hidden": 0, "outside class folders": 0})
     train_dir, val_dir = os.path.join(src, "train"), os.path.join(src, "val")
     if os.path.isdir(train_dir) and os.path.isdir(val_dir):
-        layout = "train+val"
+        layout, used = "train+val", {"train", "val"}
         train = _list_tree(train_dir, "SRC/train", ignored)
         val = _list_tree(val_dir, "SRC/val", ignored)
         extra = sorted(set(val) - set(train))
@@ -226,8 +226,10 @@ def scan(src, settings, names_file=None):
                   "val": [[f"val/{c}/{f}", label[c]] for c in sorted(val) for f in val[c]]}
     else:
         layout = "split"
-        root, prefix = (train_dir, "train/") if os.path.isdir(train_dir) else (src, "")
-        tree = _list_tree(root, "SRC/train" if prefix else "SRC", ignored)
+        if os.path.isdir(train_dir):
+            used, prefix, tree = {"train"}, "train/", _list_tree(train_dir, "SRC/train", ignored)
+        else:
+            used, prefix, tree = None, "", _list_tree(src, "SRC", ignored)
         synsets = sorted(tree)
         splits = {"train": [], "val": []}
         for i, c in enumerate(synsets):
@@ -236,6 +238,9 @@ def scan(src, settings, names_file=None):
             val_set = set(np.argsort(_split_keys(settings["seed"], i, len(files)), kind="stable")[:n_val].tolist())
             for k, f in enumerate(files):
                 splits["val" if k in val_set else "train"].append([f"{prefix}{c}/{f}", i])
+    if used:  # beside train/ (and val/), SRC may hold anything: a test/ folder, a README, ...
+        ignored[f"in SRC beside {' and '.join(sorted(u + '/' for u in used))}"] = sum(
+            1 for e in os.scandir(src) if e.name not in used)
     names = read_names(names_file) if names_file else {}
     return {"source": src, "layout": layout, "settings": settings, "synsets": synsets,
             "names": [names.get(s, s) for s in synsets], "splits": splits,
@@ -297,10 +302,14 @@ class _Partial:
         for path, head, item in ((self.images, True, self.image_bytes), (self.labels, False, 4)):
             with open(path, "ab") as f:  # creates it if missing
                 pass
+            need = (HEADER_BYTES if head else 0) + count * item
+            if count and os.path.getsize(path) < need:
+                raise PrepareError(f"{path} holds less than its progress record says ({os.path.getsize(path)} "
+                                   f"< {need} bytes): the work directory is damaged; delete OUT and prepare again")
             with open(path, "r+b") as f:
                 if head:
                     f.write(_npy_header((0,), "|u1"))
-                f.truncate((HEADER_BYTES if head else 0) + count * item)
+                f.truncate(need)
 
     def append(self, count, images, labels):
         with open(self.images, "r+b") as f:
@@ -332,35 +341,41 @@ def _shard_path(work, index):
     return os.path.join(work, "shards", f"{index:07d}.npz")
 
 
+def pixel_sums(images):
+    """Exact integer sums over uint8 images (n, S, S, 3): per pixel (S, S, 3), per channel (3,),
+    and of the channel products (3, 3) over every pixel."""
+    pixel_sum = images.sum(axis=0, dtype=np.int64)
+    rgb_outer = np.zeros((3, 3), np.int64)
+    for a in range(0, len(images), 16):
+        # Products of 16 images' pixels sum to < 16 * 2^16 * 255^2 < 2^53: float64 BLAS is exact.
+        x = images[a:a + 16].reshape(-1, 3).astype(np.float64)
+        rgb_outer += (x.T @ x).astype(np.int64)
+    return pixel_sum, pixel_sum.sum(axis=(0, 1)), rgb_outer
+
+
 def decode_shard(work, index, src, split, entries, size, resample):
     """Worker: decodes `entries` ([relative path, label] pairs) and writes shard `index` whole.
-    Training shards also carry their pixel statistics, summed exactly in int64."""
-    images, labels, skipped = [], [], []
-    pixel_sum = np.zeros((size, size, 3), np.int64)
-    rgb_sum = np.zeros(3, np.int64)
-    rgb_outer = np.zeros((3, 3), np.int64)
+    Training shards also carry their pixel sums (pixel_sums) for the mean and the PCA."""
+    images = np.empty((len(entries), size, size, 3), np.uint8)
+    labels, skipped = [], []
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")  # Pillow's warnings about odd but readable files
         for rel, label in entries:
             path = os.path.join(src, rel)
             try:
-                a = load_image(path, size, RESAMPLE[resample])
+                images[len(labels)] = load_image(path, size, RESAMPLE[resample])
             except Exception as e:  # every way a file can fail becomes a listed skip
                 skipped.append([split, rel, skip_reason(path, e)])
                 continue
-            images.append(a)
             labels.append(label)
-            if split == "train":
-                pixel_sum += a
-                x = a.reshape(-1, 3).astype(np.float64)
-                rgb_sum += x.sum(axis=0).astype(np.int64)
-                rgb_outer += (x.T @ x).astype(np.int64)  # < 2^53 per image: exact in float64
-    images = np.stack(images) if images else np.zeros((0, size, size, 3), np.uint8)
-    path = _shard_path(work, index)
-    buf = io.BytesIO()
-    np.savez(buf, images=images, labels=np.array(labels, np.int32), pixel_sum=pixel_sum,
-             rgb_sum=rgb_sum, rgb_outer=rgb_outer, skipped=np.array(json.dumps(skipped)))
-    _atomic_write(path, lambda f: f.write(buf.getbuffer()))
+    images = images[:len(labels)]
+    if split == "train":
+        pixel_sum, rgb_sum, rgb_outer = pixel_sums(images)
+    else:
+        pixel_sum, rgb_sum, rgb_outer = np.zeros((size, size, 3), np.int64), np.zeros(3, np.int64), np.zeros((3, 3), np.int64)
+    _atomic_write(_shard_path(work, index), lambda f: np.savez(
+        f, images=images, labels=np.array(labels, np.int32), pixel_sum=pixel_sum, rgb_sum=rgb_sum,
+        rgb_outer=rgb_outer, skipped=np.array(json.dumps(skipped))))
     return index
 
 
@@ -410,10 +425,9 @@ class _Progress:
     def commit(self):
         meta = {"next_shard": self.next_shard, "counts": self.counts, "files_done": self.files_done,
                 "skipped": self.skipped, "seconds": self.seconds}
-        buf = io.BytesIO()
-        np.savez(buf, meta=np.array(json.dumps(meta)), pixel_sum=self.pixel_sum,
-                 rgb_sum=self.rgb_sum, rgb_outer=self.rgb_outer)
-        _atomic_write(self.path, lambda f: f.write(buf.getbuffer()))
+        _atomic_write(self.path, lambda f: np.savez(
+            f, meta=np.array(json.dumps(meta)), pixel_sum=self.pixel_sum, rgb_sum=self.rgb_sum,
+            rgb_outer=self.rgb_outer))
 
 
 class Reporter:
@@ -732,7 +746,8 @@ def main(argv=None):
     p.add_argument("--names", metavar="FILE", help="synset names: lines 'SYNSET NAME' or a JSON object")
     p.add_argument("--resample", choices=sorted(RESAMPLE), default="bilinear",
                    help="Pillow resampling filter (default bilinear)")
-    p.add_argument("--workers", type=int, default=None, help="decoding processes (default: all cores)")
+    p.add_argument("--workers", type=int, default=None,
+                   help="decoding processes (default: all cores; 0: decode in this process)")
     p.add_argument("--shard-size", type=int, default=None, help=argparse.SUPPRESS)
     p.add_argument("--quiet", action="store_true", help="no progress output")
     a = p.parse_args(argv)
@@ -742,6 +757,14 @@ def main(argv=None):
     except PrepareError as e:
         print(f"prepare: error: {e}", file=sys.stderr)
         return 2
+    except BrokenProcessPool:
+        print("prepare: error: a decoding worker died (killed, or out of memory); the work done so far "
+              "is kept: run the same command again to resume", file=sys.stderr)
+        return 1
+    except OSError as e:  # disk full, OUT unwritable, ...
+        print(f"prepare: error: {e}; the work done so far is kept: fix this and run the same command "
+              "again to resume", file=sys.stderr)
+        return 1
     except KeyboardInterrupt:
         print("\nprepare: interrupted; run the same command again to resume", file=sys.stderr)
         return 130

@@ -158,10 +158,13 @@ def test_mean_and_pca_equal_numpys(tmp_path, rng):
 def test_train_val_layout_and_names(tmp_path, rng):
     write_tree(tmp_path / "src" / "train", rng, per_class=4)
     write_tree(tmp_path / "src" / "val", rng, classes=("n001", "n003"), per_class=2)
+    write_tree(tmp_path / "src" / "test", rng, classes=("unlabelled",), per_class=1)
+    (tmp_path / "src" / "README").write_text("ignored, and counted")
     (tmp_path / "names.txt").write_text("n001 tench, Tinca tinca\nn002 goldfish\n")
     run(tmp_path / "src", tmp_path / "out", size=8, names=tmp_path / "names.txt")
     data = PreparedDataset(tmp_path / "out")
     assert data.manifest["layout"] == "train+val"
+    assert data.manifest["ignored"]["in SRC beside train/ and val/"] == 2
     assert data.count("train") == 12 and data.count("val") == 4
     assert data.labels("val").tolist() == [0, 0, 2, 2]
     assert data.class_names() == ["tench, Tinca tinca", "goldfish", "n003"]
