@@ -31,7 +31,8 @@ order the copy against the ops. Used by pyconvnet.loader; not needed elsewhere.
              const Shape& shape = s.shape(i);
              return py::array(py::dtype(dtype_name(s.dtype(i))),
                               std::vector<py::ssize_t>(shape.begin(), shape.end()), p, self);
-           }, py::arg("i"), "Writable NumPy view of host buffer i (page-locked for a CUDA device).")
+           }, py::arg("i"),
+           "Writable NumPy view of host buffer i (page-locked for a CUDA device). Valid until close().")
       .def("device_buffer", &StagingSlot::device_buffer, py::arg("i"))
       .def("upload", &StagingSlot::upload, py::call_guard<py::gil_scoped_release>())
       .def("wait_uploaded", &StagingSlot::wait_uploaded, py::call_guard<py::gil_scoped_release>())

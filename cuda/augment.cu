@@ -1,7 +1,8 @@
 // Augmentation: uint8 HWC image batch -> float32 NCHW crops, mean-subtracted, reflected and
 // PCA-lit (csrc/ops/augment.h has the formula and the argument layouts).
 //   version 1: one thread per output pixel computes its 3 channels; per-image parameters passed
-//              by value in chunks of kAugmentChunk images (one launch per chunk).
+//              by value in chunks of kAugmentChunk images (one launch per chunk, one grid row
+//              per image).
 #include <algorithm>
 
 #include "csrc/ops/augment.h"
@@ -26,32 +27,30 @@ struct AugmentParams {
 }  // namespace
 
 // images: (N, H, W, 3) uint8; mean: (H, W, 3) float32; out: (M, 3, crop, crop) float32.
-// One launch writes outputs m0 .. m0 + count - 1 (count <= kAugmentChunk), described by p.
-// Thread mapping: a 1-D grid-stride loop over count * crop * crop output pixels (k, i, j), j
-// fastest: a warp writes 32 consecutive floats of each of the 3 output planes (coalesced) and
-// reads 96 consecutive bytes of one image row and 96 of the mean's (mirrored when flipped, the
-// same cache lines). Parameter reads are uniform across a warp except where it straddles two
-// images. Each thread writes its own 3 outputs: no races, no atomics.
+// One launch writes outputs m0 .. m0 + gridDim.y - 1 (at most kAugmentChunk), described by p.
+// Thread mapping: blockIdx.y = k, the output image m0 + k; blockIdx.x * blockDim.x + threadIdx.x
+// = i * crop + j, the pixel of its crop, j fastest. A warp writes 32 consecutive floats of each of
+// the 3 output planes (coalesced) and reads 96 consecutive bytes of one image row and 96 of the
+// mean's (mirrored when flipped: the same cache lines); all its threads read the same parameters
+// (a constant-bank broadcast). Index arithmetic is 32-bit within a crop (crop <= 32768, checked
+// on the host), 64-bit for addresses. Each thread writes its own 3 outputs: no races, no atomics.
 // Preconditions (checked on the host): crops lie inside the image, flips are 0 or 1.
 __global__ void augment_kernel1(const uint8_t* __restrict__ images, const float* __restrict__ mean,
-                                float* __restrict__ out, AugmentParams p, int count, long long m0,
+                                float* __restrict__ out, AugmentParams p, long long m0,
                                 long long h, long long w, int crop) {
-  const long long plane = (long long)crop * crop;
-  const long long total = count * plane;
-  for (long long t = blockIdx.x * (long long)blockDim.x + threadIdx.x; t < total;
-       t += (long long)gridDim.x * blockDim.x) {
-    const int k = (int)(t / plane);
-    const long long pix = t - k * plane;
-    const int i = (int)(pix / crop);
-    const int j = (int)(pix - (long long)i * crop);
-    const long long y = p.y[k] + i;
-    const long long x = p.x[k] + (p.flip[k] ? crop - 1 - j : j);
-    const uint8_t* src = images + ((p.image[k] * h + y) * w + x) * 3;
-    const float* mu = mean + (y * w + x) * 3;
-    float* dst = out + (m0 + k) * 3 * plane + pix;
+  const int k = blockIdx.y;
+  const int plane = crop * crop;
+  const int pix = blockIdx.x * blockDim.x + threadIdx.x;
+  if (pix >= plane) return;
+  const int i = pix / crop;
+  const int j = pix - i * crop;
+  const long long y = p.y[k] + i;
+  const long long x = p.x[k] + (p.flip[k] ? crop - 1 - j : j);
+  const uint8_t* src = images + ((p.image[k] * h + y) * w + x) * 3;
+  const float* mu = mean + (y * w + x) * 3;
+  float* dst = out + (m0 + k) * 3 * (long long)plane + pix;
 #pragma unroll
-    for (int c = 0; c < 3; ++c) dst[c * plane] = ((float)src[c] - mu[c]) + p.light[k][c];
-  }
+  for (int c = 0; c < 3; ++c) dst[(long long)c * plane] = ((float)src[c] - mu[c]) + p.light[k][c];
 }
 
 void augment(const Tensor& images, const Tensor& mean, const Tensor& offsets, const Tensor& flips,
@@ -75,10 +74,9 @@ void augment(const Tensor& images, const Tensor& mean, const Tensor& offsets, co
       p.flip[k] = flip[m];
       for (int c = 0; c < 3; ++c) p.light[k][c] = light[3 * m + c];
     }
-    const long long total = count * (long long)crop * crop;
-    const unsigned int blocks = std::min(ceil_div(total, 256), 65535u * 4u);
-    PCN_LAUNCH(augment_kernel1, blocks, 256, 0, s, images.data<uint8_t>(), mean.data<float>(),
-               out.data<float>(), p, count, static_cast<long long>(m0), h, w, crop);
+    const dim3 grid(ceil_div((long long)crop * crop, 256), static_cast<unsigned int>(count));
+    PCN_LAUNCH(augment_kernel1, grid, 256, 0, s, images.data<uint8_t>(), mean.data<float>(),
+               out.data<float>(), p, static_cast<long long>(m0), h, w, crop);
   }
 }
 

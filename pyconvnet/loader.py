@@ -29,6 +29,7 @@ page cache it stays near zero (scripts/bench_loader.py measures it).
 from __future__ import annotations
 
 import concurrent.futures
+import operator
 import os
 import queue
 import threading
@@ -97,6 +98,7 @@ class Loader:
         self._image_bytes = self.size * self.size * 3
         del images
         self._fd = os.open(self._file, os.O_RDONLY)
+        self._read_threads = int(read_threads)
         self._readers = concurrent.futures.ThreadPoolExecutor(read_threads) if read_threads > 1 else None
         self._mean = tensor(self.data.mean, device) if self.transform != "none" else None
         self._slots = {}  # batch size -> list of staging slots (a ring of prefetch + 1)
@@ -134,11 +136,21 @@ class Loader:
     # ------------------------------------------------------------------ iteration
 
     def epoch(self, epoch: int, start_step: int = 0):
-        """Yields the Batch of each step start_step, start_step + 1, ... of `epoch`."""
+        """An iterator over the Batch of each step start_step, start_step + 1, ... of `epoch`.
+        Prefetching starts with the first next()."""
+        try:
+            epoch, start_step = operator.index(epoch), operator.index(start_step)
+        except TypeError:
+            raise TypeError(f"Loader.epoch: epoch and start_step must be integers; got {epoch!r}, {start_step!r}") from None
+        if not 0 <= epoch < 2 ** 29:
+            raise ValueError(f"Loader.epoch: epoch must be an integer in [0, 2^29); got {epoch!r}")
         if not 0 <= start_step <= len(self):
-            raise ValueError(f"Loader.epoch: start_step must be in [0, {len(self)}]; got {start_step}")
+            raise ValueError(f"Loader.epoch: start_step must be in [0, {len(self)}]; got {start_step!r}")
         if self._fd is None:
             raise ValueError("Loader.epoch: the loader is closed")
+        return self._iterate(epoch, start_step)
+
+    def _iterate(self, epoch, start_step):
         if self._active:
             raise RuntimeError("Loader.epoch: another epoch of this loader is still being iterated; "
                                "finish or close it first (one loader feeds one loop)")
@@ -221,7 +233,7 @@ class Loader:
         if self._readers is None or len(rows) < 8:
             self._read_rows(rows, dest)
             return
-        k = -(-len(rows) // self._readers._max_workers)
+        k = -(-len(rows) // self._read_threads)
         chunks = [rows[i:i + k] for i in range(0, len(rows), k)]
         for f in [self._readers.submit(self._read_rows, c, dest) for c in chunks]:
             f.result()
@@ -263,4 +275,7 @@ class Loader:
 
     def __del__(self):
         if getattr(self, "_fd", None) is not None and not self._active:
-            self.close()
+            try:
+                self.close()
+            except Exception:  # at interpreter exit, the CUDA runtime may be gone already
+                pass

@@ -63,7 +63,9 @@ def test_resuming_at_a_step_gives_the_uninterrupted_batches(data, device):
             for a, b in zip(resumed, whole[start:]):
                 assert np.array_equal(a[0], b[0]) and np.array_equal(a[1], b[1]) and a[3] == b[3]
         with pytest.raises(ValueError, match=r"start_step must be in \[0, 8\]; got 9"):
-            next(loader.epoch(0, 9))
+            loader.epoch(0, 9)
+        with pytest.raises(ValueError, match=r"epoch must be an integer in \[0, 2\^29\); got -1"):
+            loader.epoch(-1)
 
 
 def test_the_last_partial_batch_is_kept_or_dropped(data, device):

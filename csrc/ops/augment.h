@@ -22,7 +22,8 @@
 
 namespace pcn {
 
-// version: 0 = the default (the best), 1 = one thread per output pixel. ValueError for any other.
+// crop <= 32768. version: 0 = the default (the best), 1 = one thread per output pixel; ValueError
+// for any other.
 Tensor augment(const Tensor& images, const Tensor& mean, const Tensor& offsets, const Tensor& flips,
                const Tensor& lighting, int64_t crop, int64_t repeats, int version);
 
