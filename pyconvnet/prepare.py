@@ -267,8 +267,8 @@ def _atomic_write(path, write):
     os.replace(tmp, path)
 
 
-def _atomic_json(path, obj):
-    _atomic_write(path, lambda f: f.write(json.dumps(obj, indent=1).encode()))
+def _atomic_json(path, obj, indent=1):
+    _atomic_write(path, lambda f: f.write(json.dumps(obj, indent=indent).encode()))
 
 
 def _atomic_npy(path, array):
@@ -648,7 +648,7 @@ def prepare(src, out, *, size=256, val_fraction=0.1, seed=0, names=None, resampl
             plan = plan or scan(src, settings, names)
             total = sum(len(v) for v in plan["splits"].values())
             plan["shard_size"] = shard_size or _default_shard_size(size, total, workers)
-            _atomic_json(plan_path, plan)
+            _atomic_json(plan_path, plan, indent=None)  # a line per file would double its size
             _failpoint("scan")
         state = _Progress(work, size)
         total = sum(len(v) for v in plan["splits"].values())
@@ -735,7 +735,9 @@ def _summary(manifest):
 
 
 def main(argv=None):
-    p = argparse.ArgumentParser(prog="python -m pyconvnet.prepare", description=__doc__.split("\n\n")[0],
+    paragraphs = __doc__.split("\n\n")
+    p = argparse.ArgumentParser(prog="python -m pyconvnet.prepare",
+                                description="\n\n".join([paragraphs[0]] + paragraphs[2:]),
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("src", metavar="SRC", help="the image tree: SRC/train + SRC/val, or one tree to split")
     p.add_argument("out", metavar="OUT", help="the output directory (new, empty, or an interrupted run's)")

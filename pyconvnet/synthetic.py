@@ -24,7 +24,6 @@ directory; later calls return at once.
 from __future__ import annotations
 
 import argparse
-import concurrent.futures
 import math
 import os
 import shutil

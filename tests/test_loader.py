@@ -7,7 +7,6 @@ import time
 import numpy as np
 import pytest
 
-import pyconvnet
 from pyconvnet import _C, augment as aug, prepare, reference as ref
 from pyconvnet.dataset import PreparedDataset
 from pyconvnet.loader import Loader
