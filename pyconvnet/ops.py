@@ -40,7 +40,7 @@ def augment(images, mean, offsets, flips, lighting=None, crop=224, repeats=1, ve
     that computes; offsets, flips and lighting are NumPy arrays or CPU tensors."""
     op = "augment"
     if lighting is None:
-        lighting = _C.zeros((len(offsets), 3), "float32", "cpu")
+        lighting = _C.zeros((0 if offsets is None else len(offsets), 3), "float32", "cpu")
     return _C.augment(as_tensor(images, op, "images"), as_tensor(mean, op, "mean"),
                       as_tensor(offsets, op, "offsets"), as_tensor(flips, op, "flips"),
                       as_tensor(lighting, op, "lighting"), crop, repeats, version)
