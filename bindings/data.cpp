@@ -1,5 +1,46 @@
 #include "bindings.h"
+#include "csrc/ops/augment.h"
+#include "csrc/staging.h"
 
 namespace pcn::bindings {
-void bind_data(py::module_& m) {}
+
+void bind_data(py::module_& m) {
+  m.def("augment", &augment, py::arg("images"), py::arg("mean"), py::arg("offsets"),
+        py::arg("flips"), py::arg("lighting"), py::arg("crop"), py::arg("repeats") = 1,
+        py::arg("version") = 0, py::call_guard<py::gil_scoped_release>());
+
+  py::class_<StagingSlot, std::shared_ptr<StagingSlot>>(m, "StagingSlot", R"doc(
+Buffers for moving one batch to a device (csrc/staging.h): page-locked host memory to fill from
+NumPy (host(i)), device tensors it is copied to asynchronously (upload()), and the events that
+order the copy against the ops. Used by pyconvnet.loader; not needed elsewhere.
+)doc")
+      .def(py::init([](const std::vector<std::pair<std::vector<int64_t>, std::string>>& buffers,
+                       const std::string& device) {
+             std::vector<std::pair<Shape, DType>> specs;
+             for (const auto& [shape, dtype] : buffers)
+               specs.emplace_back(Shape(shape.begin(), shape.end()), dtype_from_name(dtype));
+             const Device dev = Device::parse(device);
+             py::gil_scoped_release release;  // pinned allocations can take milliseconds
+             return std::make_shared<StagingSlot>(specs, dev);
+           }),
+           py::arg("buffers"), py::arg("device"))
+      .def("host", [](py::object self, size_t i) {
+             // A writable NumPy view of the host memory; it keeps the slot alive.
+             StagingSlot& s = self.cast<StagingSlot&>();
+             void* p = s.host(i);
+             const Shape& shape = s.shape(i);
+             return py::array(py::dtype(dtype_name(s.dtype(i))),
+                              std::vector<py::ssize_t>(shape.begin(), shape.end()), p, self);
+           }, py::arg("i"),
+           "Writable NumPy view of host buffer i (page-locked for a CUDA device). Valid until close().")
+      .def("device_buffer", &StagingSlot::device_buffer, py::arg("i"))
+      .def("upload", &StagingSlot::upload, py::call_guard<py::gil_scoped_release>())
+      .def("wait_uploaded", &StagingSlot::wait_uploaded, py::call_guard<py::gil_scoped_release>())
+      .def("release", &StagingSlot::release, py::call_guard<py::gil_scoped_release>())
+      .def("clone", &StagingSlot::clone, py::arg("i"), py::call_guard<py::gil_scoped_release>())
+      .def("close", &StagingSlot::close, py::call_guard<py::gil_scoped_release>())
+      .def_property_readonly("device", [](const StagingSlot& s) { return s.device().str(); })
+      .def("__len__", &StagingSlot::count);
+}
+
 }  // namespace pcn::bindings

@@ -59,6 +59,7 @@ enum PhiloxStream : uint32_t {
   kStreamDropout = 1,
   kStreamAugment = 2,
   kStreamShuffle = 3,
+  kStreamSplit = 4,  // the seeded train/val split of pyconvnet.prepare
 };
 
 }  // namespace pcn

@@ -137,3 +137,19 @@ def sgd_update(w, dw, v, lr, momentum=0.9, weight_decay=0.0005, version=0):
                             f"got {type(t).__name__}")
     _C.sgd_update(w, as_tensor(dw, op, "dw"), v, _float_arg(lr, op, "lr"), _float_arg(momentum, op, "momentum"),
                   _float_arg(weight_decay, op, "weight_decay"), _version(version, op))
+# ---------------------------------------------------------------------------------------------
+# Data: augmentation (csrc/ops/augment.*); the random draws are in pyconvnet/augment.py
+# ---------------------------------------------------------------------------------------------
+
+def augment(images, mean, offsets, flips, lighting=None, crop=224, repeats=1, version=0):
+    """uint8 (N, H, W, 3) images -> float32 (M, 3, crop, crop) network input, M = N * repeats:
+    out[m, c, i, j] = images[m // repeats, y + i, x + jj, c] - mean[y + i, x + jj, c] + lighting[m, c]
+    where (y, x) = offsets[m] (int32 (M, 2)), jj = crop - 1 - j if flips[m] (int32 (M,), 0/1) else j,
+    lighting float32 (M, 3) (None: zeros). images and mean (float32 (H, W, 3)) are on the device
+    that computes; offsets, flips and lighting are NumPy arrays or CPU tensors."""
+    op = "augment"
+    if lighting is None:
+        lighting = _C.zeros((0 if offsets is None else len(offsets), 3), "float32", "cpu")
+    return _C.augment(as_tensor(images, op, "images"), as_tensor(mean, op, "mean"),
+                      as_tensor(offsets, op, "offsets"), as_tensor(flips, op, "flips"),
+                      as_tensor(lighting, op, "lighting"), crop, repeats, version)

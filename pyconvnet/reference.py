@@ -230,3 +230,21 @@ def sgd_update(w, dw, v, lr, momentum=0.9, weight_decay=0.0005):
     w, dw, v = _f64(w, dw, v)
     v = momentum * v - weight_decay * lr * w - lr * dw
     return w + v, v
+
+
+# ---------------------------------------------------------------------------- augmentation
+
+def augment(images, mean, offsets, flips, lighting, crop, repeats=1):
+    """The network input cut from a batch of prepared images (csrc/ops/augment.h):
+    out[m, c, i, j] = images[m // repeats, y + i, x + jj, c] - mean[y + i, x + jj, c] + lighting[m, c]
+    with (y, x) = offsets[m] and jj = crop - 1 - j where flips[m] else j. images (N, H, W, 3),
+    mean (H, W, 3), offsets (M, 2), flips (M,), lighting (M, 3), M = N * repeats -> (M, 3, crop, crop)."""
+    images, mean, lighting = _f64(images, mean, lighting)
+    offsets, flips = np.asarray(offsets), np.asarray(flips)
+    out = np.empty((len(offsets), 3, crop, crop))
+    for m, ((y, x), flip) in enumerate(zip(offsets, flips)):
+        patch = images[m // repeats, y:y + crop, x:x + crop] - mean[y:y + crop, x:x + crop]
+        if flip:
+            patch = patch[:, ::-1]
+        out[m] = patch.transpose(2, 0, 1) + lighting[m][:, None, None]
+    return out
