@@ -175,10 +175,12 @@ def generate(root, seed=0, train_per_class=500, val_per_class=100, workers=None)
 
 
 def ensure_dataset(cache=None, seed=0, train_per_class=500, val_per_class=100, workers=None,
-                   progress=True) -> str:
-    """The prepared directory of the built-in dataset, generated and prepared on first use."""
+                   progress=True, size=PREPARED_SIZE) -> str:
+    """The prepared directory of the built-in dataset, generated and prepared on first use at
+    `size` x `size` (one JPEG tree, prepared once per size)."""
     root = os.path.join(cache or cache_dir(), f"shapes-v{VERSION}-seed{seed}-{train_per_class}x{val_per_class}")
-    src, out = os.path.join(root, "src"), os.path.join(root, "prepared")
+    src = os.path.join(root, "src")
+    out = os.path.join(root, "prepared" if size == PREPARED_SIZE else f"prepared-{size}")
     if not os.path.isdir(src):
         t0 = time.monotonic()
         tmp = f"{src}.tmp{os.getpid()}"
@@ -192,7 +194,7 @@ def ensure_dataset(cache=None, seed=0, train_per_class=500, val_per_class=100, w
         if progress:
             n = (train_per_class + val_per_class) * len(CLASSES)
             print(f"synthetic: generated {n} images in {src} ({time.monotonic() - t0:.1f} s)", file=sys.stderr)
-    _prepare.prepare(src, out, size=PREPARED_SIZE, workers=workers, progress=progress)
+    _prepare.prepare(src, out, size=size, workers=workers, progress=progress)
     return out
 
 
@@ -240,9 +242,10 @@ def main(argv=None):
     p.add_argument("--train-per-class", type=int, default=500)
     p.add_argument("--val-per-class", type=int, default=100)
     p.add_argument("--workers", type=int, default=None)
+    p.add_argument("--size", type=int, default=PREPARED_SIZE, help="prepared image size")
     p.add_argument("--probe", action="store_true", help="also report the linear classifier's accuracy")
     a = p.parse_args(argv)
-    out = ensure_dataset(a.cache, a.seed, a.train_per_class, a.val_per_class, a.workers)
+    out = ensure_dataset(a.cache, a.seed, a.train_per_class, a.val_per_class, a.workers, size=a.size)
     print(out)
     if a.probe:
         t0 = time.monotonic()
