@@ -18,6 +18,8 @@ CASES = {
     "off_tile_sizes": (5, 65, 67),
     "batch_130": (130, 33, 70),
     "empty_batch": (0, 8, 3),
+    "no_inputs": (3, 0, 4),
+    "no_outputs": (3, 5, 0),
 }
 
 
