@@ -1,0 +1,36 @@
+// The linear layer on CUDA: each pass is one SGEMM (gemm.cu; its version is the layer's
+// version: 1 = one output per thread, 2 = 64x64x8 shared-memory tiles), plus the bias
+// gradient's fixed-order reduction.
+#include "csrc/ops/linear.h"
+#include "gemm.cuh"
+
+namespace pcn::cuda {
+
+// y (N, out) = x (N, in) w^T + b: w (out, in) read as B^T.
+void linear_forward(const Tensor& x, const Tensor& w, const Tensor& b, Tensor& y, int version) {
+  const int N = static_cast<int>(x.size(0)), in = static_cast<int>(x.size(1));
+  const int out = static_cast<int>(w.size(0));
+  sgemm(version, false, true, N, out, in, x.data<float>(), in, w.data<float>(), in,
+        y.data<float>(), out, b.defined() ? b.data<float>() : nullptr, stream(x.device().index));
+}
+
+// dx (N, in) = dy (N, out) w (out, in).
+void linear_backward_data(const Tensor& dy, const Tensor& w, Tensor& dx, int version) {
+  const int N = static_cast<int>(dy.size(0)), out = static_cast<int>(w.size(0));
+  const int in = static_cast<int>(w.size(1));
+  sgemm(version, false, false, N, in, out, dy.data<float>(), out, w.data<float>(), in,
+        dx.data<float>(), in, nullptr, stream(dy.device().index));
+}
+
+// dw (out, in) = dy^T (out, N) x (N, in); db (out,) = dy summed over the batch.
+void linear_backward_weight(const Tensor& dy, const Tensor& x, Tensor& dw, Tensor& db,
+                            int version) {
+  const int N = static_cast<int>(x.size(0)), in = static_cast<int>(x.size(1));
+  const int out = static_cast<int>(dy.size(1));
+  const cudaStream_t st = stream(dy.device().index);
+  sgemm(version, true, false, out, in, N, dy.data<float>(), out, x.data<float>(), in,
+        dw.data<float>(), in, nullptr, st);
+  bias_grad(dy.data<float>(), db.data<float>(), N, out, 1, st);
+}
+
+}  // namespace pcn::cuda

@@ -1,0 +1,226 @@
+"""conv2d and conv2d_backward: every kernel version on every device against the float64
+reference, over AlexNet's layers at small batch and awkward shapes; determinism; bad input."""
+import numpy as np
+import pytest
+
+import pyconvnet
+from pyconvnet import _C, ops, reference as ref
+from conftest import requires_cuda
+from float32_sums import assert_sum_close
+
+
+def _pair(v):
+    return (v, v) if isinstance(v, int) else v
+
+
+# (N, C, H, W, K, R, S, stride, padding, groups)
+ALEXNET = {
+    "conv1": (2, 3, 224, 224, 96, 11, 11, 4, 2, 1),
+    "conv2": (2, 96, 27, 27, 256, 5, 5, 1, 2, 2),
+    "conv3": (2, 256, 13, 13, 384, 3, 3, 1, 1, 1),
+    "conv4": (2, 384, 13, 13, 384, 3, 3, 1, 1, 2),
+    "conv5": (2, 384, 13, 13, 256, 3, 3, 1, 1, 2),
+}
+AWKWARD = {
+    "batch1_odd": (1, 3, 7, 5, 5, 3, 3, 1, 0, 1),
+    "nonsquare_kernel_pairs": (3, 4, 10, 13, 6, 2, 5, (2, 1), (1, 2), 2),
+    "stride_above_kernel": (2, 5, 17, 15, 7, 2, 2, 3, 0, 1),
+    "output_1x1": (2, 8, 5, 5, 3, 5, 5, 1, 0, 1),
+    "output_1x1_strided_groups": (1, 4, 3, 3, 6, 3, 3, 2, 0, 2),
+    "input_1x1_padded": (1, 2, 1, 1, 3, 3, 3, 1, 1, 1),
+    "kernel_1x1": (2, 16, 9, 9, 33, 1, 1, 1, 0, 1),
+    "three_groups_column_kernel": (2, 12, 8, 7, 9, 3, 1, 1, (1, 0), 3),
+    "depthwise": (2, 6, 9, 9, 6, 3, 3, 2, 1, 6),
+    "off_tile_sizes": (3, 65, 11, 9, 67, 3, 3, 1, 1, 1),
+    "padding_above_kernel": (1, 3, 5, 4, 2, 2, 3, 1, 3, 1),
+    "empty_batch": (0, 4, 6, 6, 5, 3, 3, 1, 1, 1),
+}
+CASES = {**ALEXNET, **AWKWARD}
+
+
+def _make(rng, case):
+    n, c, h, w, k, r, s, stride, padding, groups = case
+    x = rng.standard_normal((n, c, h, w)).astype(np.float32)
+    wt = rng.standard_normal((k, c // groups, r, s)).astype(np.float32)
+    b = rng.standard_normal(k).astype(np.float32)
+    (sh, sw), (ph, pw) = _pair(stride), _pair(padding)
+    p, q = ref.conv_output_size(h, r, sh, ph), ref.conv_output_size(w, s, sw, pw)
+    dy = rng.standard_normal((n, k, p, q)).astype(np.float32)
+    return x, wt, b, dy, dict(stride=stride, padding=padding, groups=groups)
+
+
+def _check_all(got, expected, bounds, case, what):
+    """got/expected/bounds: (y, dx, dw, db) each; bounds are the sums of |terms| (float32_sums)."""
+    n, c, h, w, k, r, s, stride, padding, groups = case
+    _, _, p, q = expected[0].shape
+    lengths = {"y": c // groups * r * s, "dx": k // groups * r * s, "dw": n * p * q, "db": n * p * q}
+    for name, a, e, bound in zip(("y", "dx", "dw", "db"), got, expected, bounds):
+        if a is not None:
+            assert_sum_close(a, e, bound, lengths[name], what=f"{what}: {name}")
+
+
+@pytest.mark.parametrize("name", list(CASES))
+def test_conv2d_matches_reference(device, rng, name):
+    case = CASES[name]
+    x, w, b, dy, kw = _make(rng, case)
+    expected = (ref.conv2d(x, w, b, **kw),) + ref.conv2d_backward(dy, x, w, **kw)
+    bounds = (ref.conv2d(np.abs(x), np.abs(w), np.abs(b), **kw),) + \
+        ref.conv2d_backward(np.abs(dy), np.abs(x), np.abs(w), **kw)
+    xt, wt, bt, dyt = (pyconvnet.tensor(a, device) for a in (x, w, b, dy))
+    for version in ops.conv2d_versions(device):
+        y = ops.conv2d(xt, wt, bt, **kw, version=version)
+        assert y.device.startswith(device)
+        got = (y,) + ops.conv2d_backward(dyt, xt, wt, **kw, version=version)
+        _check_all(got, expected, bounds, case, f"{name} on {device}, version {version}")
+
+
+def test_conv2d_default_version_is_one_of_the_versions(device, rng):
+    x, w, b, dy, kw = _make(rng, CASES["off_tile_sizes"])
+    xt, wt, bt, dyt = (pyconvnet.tensor(a, device) for a in (x, w, b, dy))
+    runs = {v: [t.numpy() for t in (ops.conv2d(xt, wt, bt, **kw, version=v),) + ops.conv2d_backward(dyt, xt, wt, **kw, version=v)]
+            for v in [0] + ops.conv2d_versions(device)}
+    assert any(all(np.array_equal(a, b) for a, b in zip(runs[0], runs[v])) for v in ops.conv2d_versions(device))
+
+
+def test_conv2d_without_bias_or_input_grad(device, rng):
+    case = AWKWARD["nonsquare_kernel_pairs"]
+    x, w, _, dy, kw = _make(rng, case)
+    expected = (ref.conv2d(x, w, **kw),) + ref.conv2d_backward(dy, x, w, **kw)
+    bounds = (ref.conv2d(np.abs(x), np.abs(w), **kw),) + ref.conv2d_backward(np.abs(dy), np.abs(x), np.abs(w), **kw)
+    xt, wt, dyt = (pyconvnet.tensor(a, device) for a in (x, w, dy))
+    for version in ops.conv2d_versions(device):
+        got = (ops.conv2d(xt, wt, **kw, version=version),) + \
+            ops.conv2d_backward(dyt, xt, wt, **kw, input_grad=False, version=version)
+        assert got[1] is None
+        _check_all(got, expected, bounds, case, f"no bias, no dx, version {version}")
+
+
+def test_conv2d_pass_entry_points_match_backward(device, rng):
+    # The per-pass host entry points compute what conv2d_backward does, bit for bit.
+    x, w, _, dy, kw = _make(rng, ALEXNET["conv2"])
+    xt, wt, dyt = (pyconvnet.tensor(a, device) for a in (x, w, dy))
+    s, p, g = _pair(kw["stride"]), _pair(kw["padding"]), kw["groups"]
+    for version in ops.conv2d_versions(device):
+        dx, dw, db = ops.conv2d_backward(dyt, xt, wt, **kw, version=version)
+        dx2 = _C.conv2d_backward_data(dyt, wt, x.shape, s, p, g, version)
+        dw2, db2 = _C.conv2d_backward_filter(dyt, xt, w.shape, s, p, g, version)
+        for a, b in ((dx, dx2), (dw, dw2), (db, db2)):
+            assert np.array_equal(a.numpy(), b.numpy())
+
+
+def test_conv2d_is_deterministic(device, rng):
+    # No float atomics: the same inputs give bit-identical outputs and gradients, every version.
+    for name in ("conv2", "off_tile_sizes"):
+        x, w, b, dy, kw = _make(rng, CASES[name])
+        xt, wt, bt, dyt = (pyconvnet.tensor(a, device) for a in (x, w, b, dy))
+        for version in ops.conv2d_versions(device):
+            runs = [[t.numpy() for t in (ops.conv2d(xt, wt, bt, **kw, version=version),)
+                     + ops.conv2d_backward(dyt, xt, wt, **kw, version=version)] for _ in range(2)]
+            for what, a, b in zip(("y", "dx", "dw", "db"), *runs):
+                assert np.array_equal(a, b), f"{name} version {version}: {what} differs between runs"
+
+
+@requires_cuda
+@pytest.mark.cuda
+@pytest.mark.parametrize("name", ["conv1", "conv2", "conv4", "off_tile_sizes", "stride_above_kernel"])
+def test_conv2d_cpu_and_cuda_agree(rng, name):
+    # Both are float32 sums of the same terms in different orders: each is within the tolerance
+    # of the exact value, so they are within twice of it of each other.
+    case = CASES[name]
+    x, w, b, dy, kw = _make(rng, case)
+    bounds = (ref.conv2d(np.abs(x), np.abs(w), np.abs(b), **kw),) + \
+        ref.conv2d_backward(np.abs(dy), np.abs(x), np.abs(w), **kw)
+    bounds = tuple(2 * a for a in bounds)
+    cpu = (ops.conv2d(x, w, b, **kw),) + ops.conv2d_backward(dy, x, w, **kw)
+    cpu = tuple(t.numpy() for t in cpu)
+    xt, wt, bt, dyt = (pyconvnet.tensor(a, "cuda") for a in (x, w, b, dy))
+    for version in ops.conv2d_versions("cuda"):
+        got = (ops.conv2d(xt, wt, bt, **kw, version=version),) + ops.conv2d_backward(dyt, xt, wt, **kw, version=version)
+        _check_all(got, cpu, bounds, case, f"{name}: cuda version {version} vs cpu")
+
+
+# ------------------------------------------------------------------------------- bad input
+
+def _zeros(shape, device, dtype=np.float32):
+    return pyconvnet.tensor(np.zeros(shape, dtype), device)
+
+
+BAD_FORWARD = [
+    # (x shape, w shape, b shape or None, kwargs, exception, message regex)
+    ((3, 8, 8), (4, 3, 3, 3), None, {}, ValueError,
+     r"conv2d: argument 'x' must have rank 4 \(N, C, H, W\); got shape \(3, 8, 8\)"),
+    ((1, 3, 8, 8), (4, 3, 3), None, {}, ValueError,
+     r"conv2d: argument 'w' must have rank 4 \(K, C/groups, R, S\); got shape \(4, 3, 3\)"),
+    ((1, 6, 8, 8), (4, 5, 3, 3), None, {}, ValueError,
+     r"conv2d: argument 'w' must have C/groups = 6 input channels \(x has C=6, groups=1\); got shape \(4, 5, 3, 3\)"),
+    ((1, 6, 8, 8), (4, 6, 3, 3), None, {"groups": 2}, ValueError,
+     r"conv2d: argument 'w' must have C/groups = 3 input channels \(x has C=6, groups=2\); got shape \(4, 6, 3, 3\)"),
+    ((1, 6, 8, 8), (4, 1, 3, 3), None, {"groups": 4}, ValueError,
+     r"conv2d: argument 'groups' must divide the input channels C=6; got 4"),
+    ((1, 6, 8, 8), (5, 3, 3, 3), None, {"groups": 2}, ValueError,
+     r"conv2d: argument 'groups' must divide the output channels K=5; got 2"),
+    ((1, 6, 8, 8), (4, 6, 3, 3), None, {"groups": 0}, ValueError, r"conv2d: argument 'groups' must be positive; got 0"),
+    ((1, 3, 4, 4), (2, 3, 7, 5), None, {"padding": 1}, ValueError,
+     r"conv2d: argument 'w' must have a kernel no larger than the padded input 6x6 \(x is 4x4, padding \(1, 1\)\); got a 7x5 kernel"),
+    ((1, 3, 8, 8), (2, 3, 3, 3), None, {"stride": (0, 1)}, ValueError,
+     r"conv2d: argument 'stride' must be positive; got \(0, 1\)"),
+    ((1, 3, 8, 8), (2, 3, 3, 3), None, {"padding": -1}, ValueError,
+     r"conv2d: argument 'padding' must be non-negative; got \(-1, -1\)"),
+    ((1, 3, 8, 8), (2, 3, 3, 3), (3,), {}, ValueError, r"conv2d: argument 'b' must have shape \(2,\); got \(3,\)"),
+    ((1, 3, 8, 8), (2, 3, 3, 3), (2, 1), {}, ValueError, r"conv2d: argument 'b' must have rank 1 \(K,\); got shape \(2, 1\)"),
+    ((1, 3, 8, 8), (2, 3, 3, 3), None, {"stride": (1, 2, 3)}, ValueError,
+     r"conv2d: argument 'stride' must be an int or an \(h, w\) pair; got \(1, 2, 3\)"),
+    ((1, 3, 8, 8), (2, 3, 3, 3), None, {"padding": 1.5}, TypeError, r"conv2d: argument 'padding' must be an int; got 1.5"),
+]
+
+
+@pytest.mark.parametrize("xs,ws,bs,kw,exc,msg", BAD_FORWARD)
+def test_conv2d_rejects_bad_input(device, xs, ws, bs, kw, exc, msg):
+    b = None if bs is None else _zeros(bs, device)
+    with pytest.raises(exc, match=msg):
+        ops.conv2d(_zeros(xs, device), _zeros(ws, device), b, **kw)
+
+
+def test_conv2d_rejects_bad_dtypes(device):
+    x, w = _zeros((1, 3, 8, 8), device), _zeros((2, 3, 3, 3), device)
+    with pytest.raises(TypeError, match=r"conv2d: argument 'x' must have dtype float32; got int32"):
+        ops.conv2d(_zeros((1, 3, 8, 8), device, np.int32), w)
+    with pytest.raises(TypeError, match=r"conv2d: argument 'b' must have dtype float32; got uint8"):
+        ops.conv2d(x, w, _zeros((2,), device, np.uint8))
+    with pytest.raises(TypeError, match=r"conv2d_backward: argument 'dy' must have dtype float32; got int32"):
+        ops.conv2d_backward(_zeros((1, 2, 6, 6), device, np.int32), x, w)
+    with pytest.raises(TypeError, match=r"conv2d: argument 'x' must have dtype float32, uint8 or int32; got float64"):
+        ops.conv2d(np.zeros((1, 3, 8, 8)), w)
+
+
+def test_conv2d_backward_rejects_bad_input(device):
+    x, w = _zeros((2, 3, 8, 8), device), _zeros((4, 3, 3, 3), device)
+    with pytest.raises(ValueError, match=r"conv2d_backward: argument 'dy' must have shape \(2, 4, 6, 6\); got \(2, 4, 6, 5\)"):
+        ops.conv2d_backward(_zeros((2, 4, 6, 5), device), x, w)
+    with pytest.raises(ValueError, match=r"conv2d_backward: argument 'w' must have C/groups = 3 input channels"):
+        ops.conv2d_backward(_zeros((2, 4, 6, 6), device), x, _zeros((4, 2, 3, 3), device))
+    with pytest.raises(ValueError, match=r"conv2d_backward_data: argument 'dy' must have shape \(2, 4, 6, 6\); got \(2, 4, 3, 3\)"):
+        _C.conv2d_backward_data(_zeros((2, 4, 3, 3), device), w, (2, 3, 8, 8), (1, 1), (0, 0), 1, 0)
+    with pytest.raises(ValueError, match=r"conv2d_backward_filter: argument 'x' must have rank 4"):
+        _C.conv2d_backward_filter(_zeros((2, 4, 6, 6), device), _zeros((2, 3, 8), device), (4, 3, 3, 3), (1, 1), (0, 0), 1, 0)
+
+
+def test_conv2d_rejects_unknown_versions(device):
+    x, w = _zeros((1, 3, 8, 8), device), _zeros((2, 3, 3, 3), device)
+    versions = ops.conv2d_versions(device)
+    valid = ", ".join(str(v) for v in versions)
+    for bad in (-1, versions[-1] + 1):
+        with pytest.raises(ValueError, match=rf"conv2d: argument 'version' must be one of 0 \(default, = \d\), {valid} on {device}\S*; got {bad}"):
+            ops.conv2d(x, w, version=bad)
+        with pytest.raises(ValueError, match=r"conv2d_backward: argument 'version' must be one of"):
+            ops.conv2d_backward(_zeros((1, 2, 6, 6), device), x, w, version=bad)
+
+
+@requires_cuda
+@pytest.mark.cuda
+def test_conv2d_rejects_mixed_devices():
+    x, w = _zeros((1, 3, 8, 8), "cpu"), _zeros((2, 3, 3, 3), "cuda")
+    with pytest.raises(ValueError, match=r"conv2d: all tensors must be on one device; 'x' is on cpu but 'w' is on cuda:0"):
+        ops.conv2d(x, w)
+    with pytest.raises(ValueError, match=r"conv2d_backward: all tensors must be on one device; 'dy' is on cuda:0 but 'x' is on cpu"):
+        ops.conv2d_backward(_zeros((1, 2, 6, 6), "cuda"), x, w)

@@ -1,0 +1,164 @@
+"""linear and linear_backward: every kernel version on every device against the float64
+reference, over AlexNet's fc layers at batch 2 and awkward shapes; determinism; bad input."""
+import numpy as np
+import pytest
+
+import pyconvnet
+from pyconvnet import _C, ops, reference as ref
+from conftest import requires_cuda
+from float32_sums import assert_sum_close
+
+# (N, in, out)
+CASES = {
+    "fc6": (2, 9216, 4096),
+    "fc7": (2, 4096, 4096),
+    "fc8": (2, 4096, 1000),
+    "one_by_one": (1, 1, 1),
+    "odd": (3, 7, 5),
+    "off_tile_sizes": (5, 65, 67),
+    "batch_130": (130, 33, 70),
+    "empty_batch": (0, 8, 3),
+    "no_inputs": (3, 0, 4),
+    "no_outputs": (3, 5, 0),
+}
+
+
+def _make(rng, case):
+    n, fin, fout = case
+    x = rng.standard_normal((n, fin), dtype=np.float32)
+    w = rng.standard_normal((fout, fin), dtype=np.float32)
+    b = rng.standard_normal(fout, dtype=np.float32)
+    dy = rng.standard_normal((n, fout), dtype=np.float32)
+    return x, w, b, dy
+
+
+def _abs_sums(x, w, b, dy):
+    """The sums of |terms| of y, dx, dw, db (float32_sums). They only set the tolerance's scale,
+    so float32 NumPy is precise enough, and much faster than the reference for fc6."""
+    ax, aw, ady = np.abs(x), np.abs(w), np.abs(dy)
+    y = ax @ aw.T
+    return (y if b is None else y + np.abs(b)), ady @ aw, ady.T @ ax, ady.sum(axis=0)
+
+
+def _check_all(got, expected, bounds, case, what):
+    n, fin, fout = case
+    for name, a, e, bound, terms in zip(("y", "dx", "dw", "db"), got, expected, bounds, (fin, fout, n, n)):
+        if a is not None:
+            assert_sum_close(a, e, bound, terms, what=f"{what}: {name}")
+
+
+@pytest.mark.parametrize("name", list(CASES))
+def test_linear_matches_reference(device, rng, name):
+    case = CASES[name]
+    x, w, b, dy = _make(rng, case)
+    expected = (ref.linear(x, w, b),) + ref.linear_backward(dy, x, w)
+    bounds = _abs_sums(x, w, b, dy)
+    xt, wt, bt, dyt = (pyconvnet.tensor(a, device) for a in (x, w, b, dy))
+    for version in ops.linear_versions(device):
+        y = ops.linear(xt, wt, bt, version=version)
+        assert y.device.startswith(device)
+        got = (y,) + ops.linear_backward(dyt, xt, wt, version=version)
+        _check_all(got, expected, bounds, case, f"{name} on {device}, version {version}")
+
+
+def test_linear_default_version_is_one_of_the_versions(device, rng):
+    x, w, b, dy = _make(rng, CASES["off_tile_sizes"])
+    xt, wt, bt, dyt = (pyconvnet.tensor(a, device) for a in (x, w, b, dy))
+    runs = {v: [t.numpy() for t in (ops.linear(xt, wt, bt, version=v),) + ops.linear_backward(dyt, xt, wt, version=v)]
+            for v in [0] + ops.linear_versions(device)}
+    assert any(all(np.array_equal(a, b) for a, b in zip(runs[0], runs[v])) for v in ops.linear_versions(device))
+
+
+def test_linear_without_bias_or_input_grad(device, rng):
+    case = CASES["off_tile_sizes"]
+    x, w, _, dy = _make(rng, case)
+    expected = (ref.linear(x, w),) + ref.linear_backward(dy, x, w)
+    bounds = _abs_sums(x, w, None, dy)
+    xt, wt, dyt = (pyconvnet.tensor(a, device) for a in (x, w, dy))
+    for version in ops.linear_versions(device):
+        got = (ops.linear(xt, wt, version=version),) + ops.linear_backward(dyt, xt, wt, input_grad=False, version=version)
+        assert got[1] is None
+        _check_all(got, expected, bounds, case, f"no bias, no dx, version {version}")
+
+
+def test_linear_pass_entry_points_match_backward(device, rng):
+    x, w, _, dy = _make(rng, CASES["batch_130"])
+    xt, wt, dyt = (pyconvnet.tensor(a, device) for a in (x, w, dy))
+    for version in ops.linear_versions(device):
+        dx, dw, db = ops.linear_backward(dyt, xt, wt, version=version)
+        dw2, db2 = _C.linear_backward_weight(dyt, xt, version)
+        for a, b in ((dx, _C.linear_backward_data(dyt, wt, version)), (dw, dw2), (db, db2)):
+            assert np.array_equal(a.numpy(), b.numpy())
+
+
+def test_linear_is_deterministic(device, rng):
+    x, w, b, dy = _make(rng, CASES["batch_130"])
+    xt, wt, bt, dyt = (pyconvnet.tensor(a, device) for a in (x, w, b, dy))
+    for version in ops.linear_versions(device):
+        runs = [[t.numpy() for t in (ops.linear(xt, wt, bt, version=version),)
+                 + ops.linear_backward(dyt, xt, wt, version=version)] for _ in range(2)]
+        for what, a, b in zip(("y", "dx", "dw", "db"), *runs):
+            assert np.array_equal(a, b), f"version {version}: {what} differs between runs"
+
+
+@requires_cuda
+@pytest.mark.cuda
+@pytest.mark.parametrize("name", ["fc8", "off_tile_sizes", "batch_130"])
+def test_linear_cpu_and_cuda_agree(rng, name):
+    # Each is within the tolerance of the exact value, so within twice of it of each other.
+    case = CASES[name]
+    x, w, b, dy = _make(rng, case)
+    bounds = tuple(2 * a for a in _abs_sums(x, w, b, dy))
+    cpu = tuple(t.numpy() for t in (ops.linear(x, w, b),) + ops.linear_backward(dy, x, w))
+    xt, wt, bt, dyt = (pyconvnet.tensor(a, "cuda") for a in (x, w, b, dy))
+    for version in ops.linear_versions("cuda"):
+        got = (ops.linear(xt, wt, bt, version=version),) + ops.linear_backward(dyt, xt, wt, version=version)
+        _check_all(got, cpu, bounds, case, f"{name}: cuda version {version} vs cpu")
+
+
+# ------------------------------------------------------------------------------- bad input
+
+def _zeros(shape, device, dtype=np.float32):
+    return pyconvnet.tensor(np.zeros(shape, dtype), device)
+
+
+def test_linear_rejects_bad_input(device):
+    x, w = _zeros((2, 5), device), _zeros((3, 5), device)
+    with pytest.raises(ValueError, match=r"linear: argument 'x' must have rank 2 \(N, in\); got shape \(2, 5, 1\)"):
+        ops.linear(_zeros((2, 5, 1), device), w)
+    with pytest.raises(ValueError, match=r"linear: argument 'w' must have rank 2 \(out, in\); got shape \(15,\)"):
+        ops.linear(x, _zeros((15,), device))
+    with pytest.raises(ValueError, match=r"linear: argument 'x' must have w's 4 input features \(w has shape \(3, 4\)\); got shape \(2, 5\)"):
+        ops.linear(x, _zeros((3, 4), device))
+    with pytest.raises(ValueError, match=r"linear: argument 'b' must have shape \(3,\); got \(5,\)"):
+        ops.linear(x, w, _zeros((5,), device))
+    with pytest.raises(TypeError, match=r"linear: argument 'w' must have dtype float32; got int32"):
+        ops.linear(x, _zeros((3, 5), device, np.int32))
+    with pytest.raises(ValueError, match=r"linear_backward: argument 'dy' must have shape \(2, 3\); got \(2, 4\)"):
+        ops.linear_backward(_zeros((2, 4), device), x, w)
+    with pytest.raises(ValueError, match=r"linear_backward: argument 'x' must have w's 4 input features"):
+        ops.linear_backward(_zeros((2, 3), device), x, _zeros((3, 4), device), input_grad=False)
+    with pytest.raises(TypeError, match=r"linear_backward: argument 'dy' must have dtype float32; got uint8"):
+        ops.linear_backward(_zeros((2, 3), device, np.uint8), x, w)
+    with pytest.raises(ValueError, match=r"linear_backward_data: argument 'dy' must have shape \(2, 3\); got \(2, 5\)"):
+        _C.linear_backward_data(_zeros((2, 5), device), w, 0)
+    with pytest.raises(ValueError, match=r"linear_backward_weight: argument 'dy' must have shape \(2, 3\); got \(4, 3\)"):
+        _C.linear_backward_weight(_zeros((4, 3), device), x, 0)
+
+
+def test_linear_rejects_unknown_versions(device):
+    x, w = _zeros((2, 5), device), _zeros((3, 5), device)
+    valid = ", ".join(str(v) for v in ops.linear_versions(device))
+    with pytest.raises(ValueError, match=rf"linear: argument 'version' must be one of 0 \(default, = \d\), {valid} on {device}\S*; got 7"):
+        ops.linear(x, w, version=7)
+    with pytest.raises(ValueError, match=r"linear_backward: argument 'version' must be one of"):
+        ops.linear_backward(_zeros((2, 3), device), x, w, version=-1)
+
+
+@requires_cuda
+@pytest.mark.cuda
+def test_linear_rejects_mixed_devices():
+    with pytest.raises(ValueError, match=r"linear: all tensors must be on one device; 'x' is on cpu but 'w' is on cuda:0"):
+        ops.linear(_zeros((2, 5), "cpu"), _zeros((3, 5), "cuda"))
+    with pytest.raises(ValueError, match=r"linear_backward: all tensors must be on one device; 'dy' is on cpu but 'x' is on cuda:0"):
+        ops.linear_backward(_zeros((2, 3), "cpu"), _zeros((2, 5), "cuda"), _zeros((3, 5), "cuda"))
