@@ -23,6 +23,9 @@ class Layer:
         self.name = name
         self.params: dict = {}
         self.grads: dict = {}
+        # The learning rate of this layer's parameters is the trainer's times lr_mult (as
+        # cuda-convnet's per-layer epsW).
+        self.lr_mult = 1.0
 
     def forward(self, x, train: bool = True):
         raise NotImplementedError

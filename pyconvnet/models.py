@@ -13,6 +13,10 @@ from .layers import Conv2d, Dropout, Flatten, Layer, Linear, LRN, MaxPool2d, ReL
 from .tensor import tensor
 
 
+# The typical standard deviation of mean-subtracted pixels on the 0..255 scale (ImageNet: ~60).
+PIXEL_STD = 64.0
+
+
 class Sequential:
     """Layers applied in order. Checks at construction that every layer accepts its input shape,
     so a bad input size or class count fails early with the layer's name."""
@@ -104,7 +108,8 @@ def alexnet(num_classes: int = 1000, input_size: int = 224, width: float = 1.0, 
     scaled-down network of the same structure. init: "paper" — weights N(0, 0.01), biases 1 in
     conv2, conv4, conv5, fc6, fc7 and 0 elsewhere (../shared/alexnet.md); "caffe" — the same
     but biases 0.1 (Caffe found bias 1 gave a flat loss early on); "he" — weights
-    N(0, sqrt(2 / fan_in)) and zero biases, which makes small, quickly trained networks start
+    N(0, sqrt(2 / fan_in)) (divided by PIXEL_STD in conv1, whose input is raw 0..255 pixels
+    minus the mean) and zero biases, which makes small, quickly trained networks start
     learning at once.
     """
     if init not in ("paper", "caffe", "he"):
@@ -123,6 +128,8 @@ def alexnet(num_classes: int = 1000, input_size: int = 224, width: float = 1.0, 
 
     def conv(nm, cin, cout, k, s, p, g, bias, **kw):
         std = np.sqrt(2.0 / (cin // g * k * k)) if init == "he" else 0.01
+        if init == "he" and nm == "conv1":
+            std /= PIXEL_STD  # the input is mean-subtracted pixels on the 0..255 scale, not unit variance
         return Conv2d(nm, cin, cout, k, s, p, g, std=std, bias=bias, rng=rng, **kw)
 
     def fc(nm, fin, fout, bias):
@@ -148,6 +155,12 @@ def alexnet(num_classes: int = 1000, input_size: int = 224, width: float = 1.0, 
         fc("fc7", f, f, one), ReLU("relu7"), Dropout("drop7", 0.5),
         fc("fc8", f, num_classes, 0.0),
     ]
+    if init == "he":
+        # conv1 sees raw pixels (std ~PIXEL_STD), not unit-variance inputs: its gradient is
+        # PIXEL_STD times larger and its weights PIXEL_STD times smaller than He assumes, so its
+        # relative steps would be PIXEL_STD^2 larger. Scaling its learning rate by 1/PIXEL_STD^2
+        # makes the step exactly that of a network fed unit-variance inputs.
+        layers[0].lr_mult = 1.0 / PIXEL_STD ** 2
     if name is None:
         name = "AlexNet" if width == 1.0 and input_size == 224 else f"AlexNet (scaled-down: width {width:g}, input {input_size})"
     config = dict(arch="alexnet", num_classes=num_classes, input_size=input_size, width=width, seed=seed, init=init)

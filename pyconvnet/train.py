@@ -1,0 +1,168 @@
+"""python -m pyconvnet.train: train the two-column AlexNet with the paper's recipe.
+
+With no arguments it trains on the built-in dataset: the full network on a GPU, a scaled-down
+AlexNet of the same structure on the CPU (so that it finishes in minutes on two cores).
+"""
+from __future__ import annotations
+
+import argparse
+import datetime
+import json
+import pathlib
+import sys
+
+from . import checkpoint, cuda
+from .errors import UserError
+
+# The paper's recipe (../shared/alexnet.md) for real data.
+PAPER = dict(batch_size=128, lr=0.01, momentum=0.9, weight_decay=0.0005, epochs=90, width=1.0, init="paper")
+# The built-in dataset on the CPU: a scaled-down AlexNet (same layers, a quarter of the
+# channels, 64x64 crops) with He initialisation, so that it learns within a few epochs.
+BUILTIN_CPU = dict(batch_size=64, lr=0.01, momentum=0.9, weight_decay=0.0005, epochs=15, width=0.25, init="he",
+                   image_size=72, crop_size=64, lr_drop_epochs=[10, 13])
+# The built-in dataset on a GPU: the full network at 224x224 with the same initialisation.
+BUILTIN_GPU = dict(batch_size=128, lr=0.01, momentum=0.9, weight_decay=0.0005, epochs=30, width=1.0, init="he",
+                   image_size=256, crop_size=224, lr_drop_epochs=[20, 26])
+
+
+def parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(
+        prog="python -m pyconvnet.train",
+        description="Train the two-column AlexNet (Krizhevsky et al. 2012) with SGD. Without --data, "
+                    "trains on pyconvnet's built-in dataset (a scaled-down AlexNet on the CPU, the full "
+                    "one on a GPU). Defaults not shown below are the paper's for --data and tuned ones "
+                    "for the built-in dataset.",
+        formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+    p.add_argument("--data", metavar="DIR", help="a prepared dataset (python -m pyconvnet.prepare) or an "
+                   "ImageNet-style image tree, which is prepared first (default: the built-in dataset)")
+    p.add_argument("--device", default="auto", help="auto, cpu, cuda or cuda:N (auto: cuda if available)")
+    p.add_argument("--out", metavar="RUN_DIR", help="where the checkpoint and logs go (default: runs/<time>)")
+    p.add_argument("--resume", metavar="RUN_DIR", help="continue the run in RUN_DIR from its checkpoint")
+    p.add_argument("--seed", type=int, default=0, help="seed of initialisation, shuffling, augmentation, dropout")
+    p.add_argument("--epochs", type=int, help="epochs to train (paper: 90)")
+    p.add_argument("--batch-size", type=int, help="images per step (paper: 128)")
+    p.add_argument("--lr", type=float, help="initial learning rate (paper: 0.01)")
+    p.add_argument("--momentum", type=float, help="SGD momentum (paper: 0.9)")
+    p.add_argument("--weight-decay", type=float, help="weight decay (paper: 0.0005)")
+    p.add_argument("--lr-drop-epochs", type=str, help="comma-separated epochs after which lr is divided by 10; "
+                   "'' to divide when validation error stops improving (paper)")
+    p.add_argument("--patience", type=int, default=3, help="epochs without validation improvement before lr /= 10")
+    p.add_argument("--max-drops", type=int, default=3, help="at most this many plateau divisions")
+    p.add_argument("--width", type=float, help="channel multiplier (1 = the paper's network)")
+    p.add_argument("--init", choices=["paper", "caffe", "he"], help="initialisation (paper: N(0,0.01), biases 1)")
+    p.add_argument("--crop-size", type=int, help="network input size (paper: 224)")
+    p.add_argument("--image-size", type=int, help="size images are prepared at (paper: 256)")
+    p.add_argument("--drop-last", action=argparse.BooleanOptionalAction, default=True,
+                   help="drop the last partial batch of each epoch")
+    p.add_argument("--log-every", type=int, default=50, help="write a JSON log record every N steps")
+    return p
+
+
+def _resolve_device(name: str) -> str:
+    if name == "auto":
+        return "cuda" if cuda.is_available() else "cpu"
+    if name == "cpu":
+        return name
+    if name == "cuda" or (name.startswith("cuda:") and name[5:].isdigit()):
+        if not cuda.is_available():
+            raise UserError(f"--device {name}: CUDA is not available ({cuda.unavailable_reason()}); use --device cpu")
+        index = int(name[5:]) if ":" in name else 0
+        if index >= cuda.device_count():
+            raise UserError(f"--device {name}: only {cuda.device_count()} CUDA device(s) visible")
+        return name
+    raise UserError(f"--device must be auto, cpu, cuda or cuda:N; got {name!r}")
+
+
+def _config(args, device: str) -> dict:
+    base = dict(PAPER) if args.data else dict(BUILTIN_GPU if device != "cpu" else BUILTIN_CPU)
+    if args.data:
+        base.update(image_size=256, crop_size=224, lr_drop_epochs=[])
+    for key in ("epochs", "batch_size", "lr", "momentum", "weight_decay", "width", "init", "crop_size", "image_size"):
+        v = getattr(args, key)
+        if v is not None:
+            base[key] = v
+    if args.lr_drop_epochs is not None:
+        try:
+            base["lr_drop_epochs"] = [int(e) for e in args.lr_drop_epochs.split(",") if e.strip()]
+        except ValueError:
+            raise UserError(f"--lr-drop-epochs must be comma-separated integers; got {args.lr_drop_epochs!r}") from None
+    for key in ("epochs", "batch_size"):
+        if base[key] < 1:
+            raise UserError(f"--{key.replace('_', '-')} must be >= 1; got {base[key]}")
+    if not base["lr"] > 0:
+        raise UserError(f"--lr must be > 0; got {base['lr']}")
+    if not 0 <= base["momentum"] < 1:
+        raise UserError(f"--momentum must be in [0, 1); got {base['momentum']}")
+    if base["weight_decay"] < 0:
+        raise UserError(f"--weight-decay must be >= 0; got {base['weight_decay']}")
+    if base["crop_size"] > base["image_size"]:
+        raise UserError(f"--crop-size {base['crop_size']} is larger than --image-size {base['image_size']}")
+    base.update(seed=args.seed, device=device, patience=args.patience, max_drops=args.max_drops,
+                drop_last=args.drop_last, log_every=args.log_every)
+    return base
+
+
+def run(argv=None, out=sys.stdout) -> dict:
+    from . import data as datamod
+    from .models import alexnet
+    from .trainer import CHECKPOINT_NAME, Trainer
+
+    args = parser().parse_args(argv)
+    device = _resolve_device(args.device)
+    if args.resume:
+        run_dir = pathlib.Path(args.resume)
+        arrays, meta = checkpoint.load(run_dir / CHECKPOINT_NAME)
+        config = dict(meta["train_config"])
+        if args.epochs is not None:
+            config["epochs"] = args.epochs
+        if args.device != "auto" and device != config["device"]:
+            print(f"note: resuming on {device} (the run started on {config['device']})", file=out)
+        config["device"] = device
+        dataset = datamod.open_dataset(config["data_root"], config, out=out)
+        model = alexnet(**meta["model_config"]).to(device)
+        trainer = Trainer(model, dataset, config, run_dir, out=out)
+        trainer.restore(arrays, meta)
+        print(f"resuming {run_dir} at epoch {trainer.epoch + 1}, step {trainer.step} (lr {trainer.schedule.lr:g})", file=out)
+    else:
+        config = _config(args, device)
+        dataset = datamod.open_dataset(args.data, config, out=out)
+        config["data_root"] = str(dataset.root)
+        run_dir = pathlib.Path(args.out or f"runs/{datetime.datetime.now():%Y%m%d-%H%M%S}")
+        if (run_dir / CHECKPOINT_NAME).exists():
+            raise UserError(f"--out {run_dir} already holds a run; use --resume {run_dir} to continue it, or another --out")
+        run_dir.mkdir(parents=True, exist_ok=True)
+        model = alexnet(num_classes=dataset.num_classes, input_size=config["crop_size"], width=config["width"],
+                        seed=config["seed"], init=config["init"]).to(device)
+        (run_dir / "config.json").write_text(json.dumps({"train": config, "model": model.config}, indent=2) + "\n")
+        trainer = Trainer(model, dataset, config, run_dir, out=out)
+        print(f"{model.name} on {device}"
+              f"{' (' + cuda.device_name(int(device[5:]) if ':' in device else 0) + ')' if device != 'cpu' else ''}: "
+              f"{model.num_parameters():,} parameters, {dataset.describe()}", file=out)
+        print(f"batch {config['batch_size']}, lr {config['lr']:g}, momentum {config['momentum']}, weight decay "
+              f"{config['weight_decay']}, {config['epochs']} epochs, lr /10 "
+              + (f"after epochs {config['lr_drop_epochs']}" if config["lr_drop_epochs"]
+                 else f"when val error stalls {config['patience']} epochs") + f"; run dir {run_dir}", file=out)
+    try:
+        return trainer.fit()
+    except Exception as e:
+        from . import OutOfMemoryError
+        if isinstance(e, OutOfMemoryError):
+            raise UserError(f"out of GPU memory with --batch-size {config['batch_size']} on {device}: try a "
+                            f"smaller batch, e.g. --batch-size {max(1, config['batch_size'] // 2)} ({e})") from None
+        raise
+
+
+def main(argv=None) -> int:
+    try:
+        result = run(argv)
+    except UserError as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
+    except checkpoint.CheckpointError as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
+    return 130 if result.get("interrupted") else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,294 @@
+"""The SGD trainer: the paper's recipe, progress output, checkpoints, resumption.
+
+Everything random in a run is a pure function of (seed, epoch, step): the order of the images
+(shuffled per epoch from the seed), the augmentation draws and the dropout masks (Philox, keyed by
+seed and position). So the state to resume is only the weights, the momentum buffers, the
+learning-rate schedule and the position, and a resumed run ends with exactly the weights of an
+uninterrupted one on the same device.
+"""
+from __future__ import annotations
+
+import dataclasses
+import json
+import math
+import pathlib
+import signal
+import sys
+import time
+
+import numpy as np
+
+from . import checkpoint, ops
+from .errors import UserError
+from .models import Sequential, from_config
+from .tensor import zeros
+
+CHECKPOINT_NAME = "checkpoint.npz"
+LOG_NAME = "log.jsonl"
+
+
+@dataclasses.dataclass
+class Schedule:
+    """lr divided by 10 at the given epochs, or (with no epochs given) whenever the validation
+    top-1 error has not improved for `patience` epochs, at most `max_drops` times."""
+    lr: float
+    drop_epochs: list
+    patience: int
+    max_drops: int
+    best_error: float = math.inf
+    epochs_since_best: int = 0
+    drops: list = dataclasses.field(default_factory=list)  # epochs after which lr was divided
+
+    def after_epoch(self, epoch: int, val_error: float) -> bool:
+        """Update with the validation error of `epoch` (1-based count of finished epochs);
+        returns True if the learning rate was divided."""
+        if val_error < self.best_error - 1e-9:
+            self.best_error, self.epochs_since_best = val_error, 0
+        else:
+            self.epochs_since_best += 1
+        if self.drop_epochs:
+            drop = epoch in self.drop_epochs
+        else:
+            drop = self.epochs_since_best >= self.patience and len(self.drops) < self.max_drops
+        if drop:
+            self.lr /= 10.0
+            self.drops.append(epoch)
+            self.epochs_since_best = 0
+        return drop
+
+
+def topk_errors(probs_or_logits: np.ndarray, labels: np.ndarray, ks=(1, 5)) -> dict:
+    """Number of examples whose label is not among the k highest scores, for each k."""
+    order = np.argsort(-probs_or_logits, axis=1, kind="stable")
+    out = {}
+    for k in ks:
+        hit = (order[:, :min(k, order.shape[1])] == labels[:, None]).any(axis=1)
+        out[k] = int((~hit).sum())
+    return out
+
+
+class Progress:
+    """The per-step line: in place on a terminal, every tenth of an epoch otherwise."""
+
+    def __init__(self, stream=sys.stdout):
+        self.stream = stream
+        self.tty = stream.isatty()
+        self.last_len = 0
+
+    def step(self, text: str, step: int, total: int) -> None:
+        if self.tty:
+            pad = max(0, self.last_len - len(text))
+            self.stream.write("\r" + text + " " * pad)
+            self.last_len = len(text)
+            self.stream.flush()
+        elif step == total or step % max(1, total // 10) == 0:
+            print(text, file=self.stream, flush=True)
+
+    def line(self, text: str) -> None:
+        if self.tty and self.last_len:
+            self.stream.write("\r" + " " * self.last_len + "\r")
+            self.last_len = 0
+        print(text, file=self.stream, flush=True)
+
+
+def _fmt_time(seconds: float) -> str:
+    seconds = int(max(0, seconds))
+    h, m, s = seconds // 3600, seconds // 60 % 60, seconds % 60
+    return f"{h}:{m:02d}:{s:02d}" if h else f"{m}:{s:02d}"
+
+
+class Trainer:
+    """Trains `model` on `data` (a pyconvnet.data.Dataset) with SGD + momentum + weight decay.
+
+    config holds: epochs, batch_size, lr, momentum, weight_decay, lr_drop_epochs, patience,
+    max_drops, seed, device, drop_last.
+    """
+
+    def __init__(self, model: Sequential, data, config: dict, run_dir: pathlib.Path, out=sys.stdout):
+        self.model, self.data, self.config = model, data, dict(config)
+        self.run_dir = pathlib.Path(run_dir)
+        self.device = config["device"]
+        self.progress = Progress(out)
+        self.print = self.progress.line
+        self.velocity = {key: zeros(layer.params[p].shape, device=self.device) for key, layer, p in model.parameters()}
+        self.schedule = Schedule(config["lr"], list(config.get("lr_drop_epochs") or []), config["patience"], config["max_drops"])
+        self.epoch, self.step = 0, 0  # next position: epoch index (0-based) and step within it
+        self.history: list = []
+        self.running = self._fresh_running()
+
+    @staticmethod
+    def _fresh_running():
+        return {"loss_sum": 0.0, "seen": 0, "err1": 0, "err5": 0, "time": 0.0}
+
+    # ------------------------------------------------------------------ state
+    def state(self) -> tuple[dict, dict]:
+        arrays = {f"model/{k}": v for k, v in self.model.state_dict().items()}
+        arrays.update({f"momentum/{k}": v.numpy() for k, v in self.velocity.items()})
+        meta = {
+            "model_config": self.model.config,
+            "train_config": self.config,
+            "epoch": self.epoch,
+            "step": self.step,
+            "schedule": dataclasses.asdict(self.schedule),
+            "rng": {"seed": self.config["seed"], "position": [self.epoch, self.step],
+                    "note": "all random streams are Philox/NumPy streams keyed by (seed, epoch, step)"},
+            "running": self.running,
+            "history": self.history,
+            "classes": list(self.data.class_names),
+        }
+        return arrays, meta
+
+    def save(self) -> pathlib.Path:
+        arrays, meta = self.state()
+        return checkpoint.save(self.run_dir / CHECKPOINT_NAME, arrays, meta)
+
+    def restore(self, arrays: dict, meta: dict) -> None:
+        self.model.load_state_dict({k[len("model/"):]: v for k, v in arrays.items() if k.startswith("model/")})
+        from .tensor import tensor
+        for key in self.velocity:
+            self.velocity[key] = tensor(arrays[f"momentum/{key}"], self.device)
+        self.epoch, self.step = meta["epoch"], meta["step"]
+        self.schedule = Schedule(**meta["schedule"])
+        self.running = meta["running"]
+        self.history = meta["history"]
+
+    def log(self, record: dict) -> None:
+        with open(self.run_dir / LOG_NAME, "a") as f:
+            f.write(json.dumps(record) + "\n")
+
+    # ------------------------------------------------------------------ one step
+    def train_step(self, x, labels, global_step: int) -> tuple[float, np.ndarray]:
+        self.model.set_dropout_seed(self.config["seed"] * 1_000_003 + global_step)
+        logits = self.model.forward(x, train=True)
+        loss, dlogits = ops.cross_entropy(logits, labels)
+        if not math.isfinite(loss):
+            raise FloatingPointError(loss)
+        self.model.backward(dlogits)
+        lr, m, wd = self.schedule.lr, self.config["momentum"], self.config["weight_decay"]
+        for key, layer, p in self.model.parameters():
+            ops.sgd_update(layer.params[p], layer.grads[p], self.velocity[key], lr * layer.lr_mult, m, wd)
+        for layer in self.model.layers:
+            layer.grads = {}
+        return loss, logits.numpy()
+
+    # ------------------------------------------------------------------ evaluation
+    def evaluate(self, split: str = "val", ten_crop: bool = False) -> dict:
+        return evaluate(self.model, self.data, split, self.config["batch_size"], ten_crop)
+
+    # ------------------------------------------------------------------ the loop
+    def fit(self) -> dict:
+        cfg = self.config
+        epochs, bs = cfg["epochs"], cfg["batch_size"]
+        steps = self.data.steps_per_epoch(bs, cfg["drop_last"])
+        interrupted = {"flag": False}
+
+        def on_sigint(signum, frame):
+            if interrupted["flag"]:
+                raise KeyboardInterrupt
+            interrupted["flag"] = True
+        previous = signal.signal(signal.SIGINT, on_sigint)
+        try:
+            while self.epoch < epochs:
+                t_epoch = time.perf_counter() - self.running["time"]
+                t_last = time.perf_counter()
+                batches = self.data.train_batches(bs, self.epoch, self.step, cfg["drop_last"])
+                for x, labels, labels_host in batches:
+                    global_step = self.epoch * steps + self.step
+                    try:
+                        loss, logits = self.train_step(x, labels, global_step)
+                    except FloatingPointError as e:
+                        self.print("")
+                        raise UserError(
+                            f"training stopped: the loss became {e.args[0]} at epoch {self.epoch + 1}, step "
+                            f"{self.step + 1} (learning rate {self.schedule.lr:g}); the last good checkpoint "
+                            f"{self.run_dir / CHECKPOINT_NAME} is kept. Try a lower --lr.") from None
+                    errs = topk_errors(logits, labels_host)
+                    r = self.running
+                    n = len(labels_host)
+                    r["loss_sum"] += loss * n
+                    r["seen"] += n
+                    r["err1"] += errs[1]
+                    r["err5"] += errs[5]
+                    self.step += 1
+                    now = time.perf_counter()
+                    r["time"] = now - t_epoch
+                    ips = n / max(now - t_last, 1e-9)
+                    t_last = now
+                    done = self.epoch * steps + self.step
+                    eta = r["time"] / max(self.step, 1) * (epochs * steps - done)
+                    self.progress.step(
+                        f"epoch {self.epoch + 1}/{epochs} step {self.step}/{steps} loss {loss:.4f} "
+                        f"top-1 {100 * (1 - r['err1'] / r['seen']):.1f}% {ips:,.0f} img/s ETA {_fmt_time(eta)}",
+                        self.step, steps)
+                    if cfg.get("log_every") and self.step % cfg["log_every"] == 0:
+                        self.log({"event": "step", "epoch": self.epoch + 1, "step": self.step, "loss": loss,
+                                  "lr": self.schedule.lr, "images_per_s": ips})
+                    if interrupted["flag"]:
+                        path = self.save()
+                        self.print(f"\ninterrupted at epoch {self.epoch + 1}, step {self.step}/{steps}; "
+                                   f"checkpoint saved to {path}")
+                        self.print(f"resume with: python -m pyconvnet.train --resume {self.run_dir}")
+                        return {"interrupted": True}
+                self._end_epoch(steps)
+        finally:
+            signal.signal(signal.SIGINT, previous)
+        return self._finish()
+
+    def _end_epoch(self, steps: int) -> None:
+        r = self.running
+        val = self.evaluate("val")
+        self.epoch += 1
+        dropped = self.schedule.after_epoch(self.epoch, val["top1_error"])
+        rec = {
+            "event": "epoch", "epoch": self.epoch, "lr": self.schedule.lr * (10 if dropped else 1),
+            "train_loss": r["loss_sum"] / max(r["seen"], 1),
+            "train_top1_error": r["err1"] / max(r["seen"], 1), "train_top5_error": r["err5"] / max(r["seen"], 1),
+            "val_loss": val["loss"], "val_top1_error": val["top1_error"], "val_top5_error": val["top5_error"],
+            "time_s": r["time"], "images_per_s": r["seen"] / max(r["time"], 1e-9), "lr_dropped": dropped,
+        }
+        self.history.append(rec)
+        self.log(rec)
+        self.print(f"epoch {self.epoch}/{self.config['epochs']}: train loss {rec['train_loss']:.4f} "
+                   f"top-1/top-5 error {100 * rec['train_top1_error']:.1f}%/{100 * rec['train_top5_error']:.1f}% | "
+                   f"val loss {val['loss']:.4f} top-1/top-5 error {100 * val['top1_error']:.1f}%/"
+                   f"{100 * val['top5_error']:.1f}% (centre crop) | {_fmt_time(r['time'])}, "
+                   f"{rec['images_per_s']:,.0f} img/s" + (f" | lr -> {self.schedule.lr:g}" if dropped else ""))
+        self.step = 0
+        self.running = self._fresh_running()
+        self.save()
+
+    def _finish(self) -> dict:
+        ten = self.evaluate("val", ten_crop=True)
+        centre = self.history[-1] if self.history else {}
+        self.log({"event": "final", "val_top1_error_10crop": ten["top1_error"], "val_top5_error_10crop": ten["top5_error"],
+                  "val_top1_error": centre.get("val_top1_error"), "val_top5_error": centre.get("val_top5_error")})
+        self.print(f"final validation error, 10 crops: top-1 {100 * ten['top1_error']:.1f}%, "
+                   f"top-5 {100 * ten['top5_error']:.1f}% ({ten['count']} images, chance top-1 "
+                   f"{100 * (1 - 1 / self.data.num_classes):.1f}%)")
+        ckpt = self.run_dir / CHECKPOINT_NAME
+        self.print(f"checkpoint: {ckpt}\nlog:        {self.run_dir / LOG_NAME}")
+        self.print(f"evaluate:   python -m pyconvnet.evaluate {ckpt} --data {self.data.root}")
+        self.print(f"continue:   python -m pyconvnet.train --resume {self.run_dir} --epochs N")
+        return {"ten_crop": ten, "history": self.history}
+
+
+def evaluate(model: Sequential, data, split: str, batch_size: int, ten_crop: bool = False) -> dict:
+    """Loss and top-1/top-5 error on a split: centre crop, or the softmax averaged over 10 crops."""
+    loss_sum, n, e1, e5 = 0.0, 0, 0, 0
+    for x, labels_host, repeats in data.eval_batches(split, batch_size, ten_crop=ten_crop):
+        m = len(labels_host)
+        probs = ops.softmax(model.forward(x, train=False)).numpy().astype(np.float64)
+        probs = probs.reshape(m, repeats, -1).mean(axis=1)
+        loss_sum += float(-np.log(np.maximum(probs[np.arange(m), labels_host], 1e-30)).sum())
+        errs = topk_errors(probs, labels_host)
+        n, e1, e5 = n + m, e1 + errs[1], e5 + errs[5]
+    n = max(n, 1)
+    return {"loss": loss_sum / n, "top1_error": e1 / n, "top5_error": e5 / n, "count": n}
+
+
+def load_model(path, device: str = "cpu") -> tuple[Sequential, dict]:
+    """The model stored in a checkpoint, on `device`, and the checkpoint's metadata."""
+    arrays, meta = checkpoint.load(path)
+    model = from_config(meta["model_config"]).to(device)
+    model.load_state_dict({k[len("model/"):]: v for k, v in arrays.items() if k.startswith("model/")})
+    return model, meta

@@ -1,0 +1,117 @@
+"""The whole two-column AlexNet, forward and backward, against a float64 composition of
+pyconvnet.reference ops; its construction, weight export/import and bad configurations."""
+import numpy as np
+import pytest
+
+import pyconvnet
+from pyconvnet import layers as L
+from pyconvnet import reference as ref
+from pyconvnet.models import alexnet
+from helpers import assert_close
+
+
+def reference_loss_and_grads(model, x, labels, masks):
+    """Forward and backward of `model` in float64 with the reference ops; dropout uses `masks`
+    (layer name -> the engine's mask) so both see the same units dropped."""
+    params = model.state_dict()
+    acts, a = [], x.astype(np.float64)
+    for layer in model.layers:
+        acts.append(a)
+        if isinstance(layer, L.Conv2d):
+            a = ref.conv2d(a, params[f"{layer.name}.weight"], params[f"{layer.name}.bias"], layer.stride, layer.padding, layer.groups)
+        elif isinstance(layer, L.Linear):
+            a = ref.linear(a, params[f"{layer.name}.weight"], params[f"{layer.name}.bias"])
+        elif isinstance(layer, L.ReLU):
+            a = ref.relu(a)
+        elif isinstance(layer, L.LRN):
+            a = ref.lrn(a, **layer.kw)
+        elif isinstance(layer, L.MaxPool2d):
+            a = ref.max_pool2d(a, layer.kernel, layer.stride)
+        elif isinstance(layer, L.Flatten):
+            a = a.reshape(a.shape[0], -1)
+        elif isinstance(layer, L.Dropout):
+            a = ref.dropout(a, masks[layer.name], layer.p)
+    loss, d = ref.cross_entropy(a, labels)
+    grads = {}
+    for layer, a_in in zip(reversed(model.layers), reversed(acts)):
+        if isinstance(layer, L.Conv2d):
+            d, grads[f"{layer.name}.weight"], grads[f"{layer.name}.bias"] = ref.conv2d_backward(
+                d, a_in, params[f"{layer.name}.weight"], layer.stride, layer.padding, layer.groups)
+        elif isinstance(layer, L.Linear):
+            d, grads[f"{layer.name}.weight"], grads[f"{layer.name}.bias"] = ref.linear_backward(d, a_in, params[f"{layer.name}.weight"])
+        elif isinstance(layer, L.ReLU):
+            d = ref.relu_backward(d, ref.relu(a_in))
+        elif isinstance(layer, L.LRN):
+            d = ref.lrn_backward(d, a_in, **layer.kw)
+        elif isinstance(layer, L.MaxPool2d):
+            d = ref.max_pool2d_backward(d, a_in, layer.kernel, layer.stride)
+        elif isinstance(layer, L.Flatten):
+            d = d.reshape(a_in.shape)
+        elif isinstance(layer, L.Dropout):
+            d = ref.dropout_backward(d, masks[layer.name], layer.p)
+    return loss, a, grads
+
+
+@pytest.mark.parametrize("init", ["paper", "he"])
+def test_alexnet_forward_backward_matches_reference(device, rng, init):
+    model = alexnet(num_classes=7, input_size=67, width=0.125, seed=int(rng.integers(1 << 30)), init=init).to(device)
+    x = (rng.standard_normal((3, 3, 67, 67)) * 50).astype(np.float32)
+    labels = rng.integers(0, 7, 3).astype(np.int32)
+    model.set_dropout_seed(int(rng.integers(1 << 62)))
+    logits = model.forward(pyconvnet.tensor(x, device), train=True)
+    loss, dlogits = pyconvnet.ops.cross_entropy(logits, pyconvnet.tensor(labels, device))
+    masks = {l.name: l.mask.numpy() for l in model.layers if isinstance(l, L.Dropout)}
+    model.backward(dlogits)
+    ref_loss, ref_logits, ref_grads = reference_loss_and_grads(model, x, labels, masks)
+    # A deep float32 composition: errors grow layer by layer, so compare relative to each
+    # tensor's scale (atol = 1e-3 of its largest magnitude) as well as elementwise.
+    assert_close(logits, ref_logits, rtol=1e-3, atol=1e-3 * np.abs(ref_logits).max(), what="logits")
+    assert abs(loss - ref_loss) <= 1e-4 * max(1.0, abs(ref_loss)), (loss, ref_loss)
+    for key, layer, p in model.parameters():
+        g = ref_grads[key]
+        assert_close(layer.grads[p], g, rtol=1e-2, atol=2e-3 * np.abs(g).max() + 1e-12, what=f"gradient of {key}")
+
+
+def test_alexnet_shapes_and_parameter_count():
+    model = alexnet()
+    assert model.shapes[0] == (96, 55, 55)
+    assert model.shapes[3] == (96, 27, 27)
+    assert [s for l, s in zip(model.layers, model.shapes) if l.name == "pool5"] == [(256, 6, 6)]
+    assert model.shapes[-1] == (1000,)
+    assert 60_000_000 < model.num_parameters() < 61_500_000  # "about 60M parameters"
+    groups = {l.name: l.groups for l in model.layers if isinstance(l, L.Conv2d)}
+    assert groups == {"conv1": 1, "conv2": 2, "conv3": 1, "conv4": 2, "conv5": 2}
+    assert all(l.kw["groups"] == 2 for l in model.layers if isinstance(l, L.LRN))
+
+
+def test_alexnet_paper_initialisation():
+    state = alexnet(num_classes=10, input_size=99, width=0.25).state_dict()
+    for name in ("conv2", "conv4", "conv5", "fc6", "fc7"):
+        assert np.all(state[f"{name}.bias"] == 1.0)
+    for name in ("conv1", "conv3", "fc8"):
+        assert np.all(state[f"{name}.bias"] == 0.0)
+    w = state["fc6.weight"]
+    assert abs(w.std() - 0.01) < 0.001 and abs(w.mean()) < 0.001
+
+
+def test_state_dict_roundtrip_and_checks(rng):
+    a, b = alexnet(num_classes=5, input_size=64, width=0.125, seed=1), alexnet(num_classes=5, input_size=64, width=0.125, seed=2)
+    b.load_state_dict(a.state_dict())
+    for k, v in a.state_dict().items():
+        assert np.array_equal(v, b.state_dict()[k])
+    bad = a.state_dict()
+    bad["fc8.weight"] = bad["fc8.weight"][:, :3]
+    with pytest.raises(ValueError, match=r"'fc8.weight' must have shape \(5, \d+\); got \(5, 3\)"):
+        b.load_state_dict(bad)
+    with pytest.raises(ValueError, match=r"missing keys \['conv1.bias'\]"):
+        b.load_state_dict({k: v for k, v in a.state_dict().items() if k != "conv1.bias"})
+
+
+def test_bad_configurations_are_clear_errors():
+    with pytest.raises(ValueError, match="input_size=40 is too small"):
+        alexnet(input_size=40)
+    with pytest.raises(ValueError, match="num_classes must be a positive int"):
+        alexnet(num_classes=0)
+    model = alexnet(num_classes=3, input_size=64, width=0.125)
+    with pytest.raises(ValueError, match=r"input must have shape \(N, 3, 64, 64\); got \(1, 3, 60, 60\)"):
+        model.forward(pyconvnet.zeros((1, 3, 60, 60)))
