@@ -104,26 +104,32 @@ def _config(args, device: str) -> dict:
 
 def run(argv=None, out=sys.stdout) -> dict:
     from . import data as datamod
-    from .models import alexnet
+    from .models import alexnet, from_config
     from .trainer import CHECKPOINT_NAME, Trainer
 
     args = parser().parse_args(argv)
-    device = _resolve_device(args.device)
     if args.resume:
         run_dir = pathlib.Path(args.resume)
         arrays, meta = checkpoint.load(run_dir / CHECKPOINT_NAME)
         config = dict(meta["train_config"])
-        if args.epochs is not None:
-            config["epochs"] = args.epochs
-        if args.device != "auto" and device != config["device"]:
+        # A resumed run stays on its device unless told otherwise (weights are bit-identical to
+        # an uninterrupted run only on the same device).
+        device = _resolve_device(config["device"] if args.device == "auto" else args.device)
+        if device != config["device"]:
             print(f"note: resuming on {device} (the run started on {config['device']})", file=out)
         config["device"] = device
+        if args.epochs is not None:
+            config["epochs"] = args.epochs
         dataset = datamod.open_dataset(config["data_root"], config, out=out)
-        model = alexnet(**meta["model_config"]).to(device)
+        model = from_config(meta["model_config"]).to(device)
         trainer = Trainer(model, dataset, config, run_dir, out=out)
         trainer.restore(arrays, meta)
+        if args.lr is not None:
+            print(f"note: learning rate set to {args.lr:g} (was {trainer.schedule.lr:g})", file=out)
+            trainer.schedule.lr = args.lr
         print(f"resuming {run_dir} at epoch {trainer.epoch + 1}, step {trainer.step} (lr {trainer.schedule.lr:g})", file=out)
     else:
+        device = _resolve_device(args.device)
         config = _config(args, device)
         dataset = datamod.open_dataset(args.data, config, out=out)
         config["data_root"] = str(dataset.root)
