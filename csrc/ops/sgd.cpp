@@ -3,7 +3,7 @@
 #include <cmath>
 
 #include "csrc/check.h"
-#include "kernel_version.h"
+#include "versions.h"
 
 namespace pcn {
 

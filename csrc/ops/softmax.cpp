@@ -1,7 +1,7 @@
 #include "softmax.h"
 
 #include "csrc/check.h"
-#include "kernel_version.h"
+#include "versions.h"
 
 namespace pcn {
 

@@ -2,6 +2,8 @@
 // user passes version 0 for the device's default (its best) or 1..count for a specific one, so
 // tests validate every version and benchmarks compare them.
 #pragma once
+#include <string>
+
 #include "csrc/check.h"
 
 namespace pcn {
@@ -23,6 +25,15 @@ inline int resolve_version(const ArgCheck& c, const Device& device, int version,
     c.require(false, "version", str("be one of ", valid, " on ", device.str()).c_str(), version);
   }
   return version;
+}
+
+// For ops whose CPU side has one implementation and accepts every CUDA version number (so code
+// written for one device runs unchanged on the other): the kernel number to run, or ValueError.
+inline int resolve_version(const ArgCheck& c, int version, int count, int best) {
+  std::string rule = str("be 0 (the default, version ", best, ") or one of 1");
+  for (int v = 2; v <= count; ++v) rule += str(", ", v);
+  c.require(version >= 0 && version <= count, "version", rule.c_str(), version);
+  return version == 0 ? best : version;
 }
 
 }  // namespace pcn
