@@ -14,5 +14,9 @@ cmake -S . -B "$BUILD" "${GEN[@]}" -DPython_EXECUTABLE="$("$PY" -c 'import sys; 
   -Dpybind11_DIR="$("$PY" -m pybind11 --cmakedir)" >"$BUILD.configure.log" 2>&1 || { cat "$BUILD.configure.log"; exit 1; }
 grep 'pyconvnet:' "$BUILD.configure.log" || true
 cmake --build "$BUILD" -j "$(nproc)"
-cp "$BUILD"/_C*.so pyconvnet/
+# Copy then rename: overwriting the file in place would crash (SIGBUS) any running process that
+# has the old module mapped.
+for so in "$BUILD"/_C*.so; do
+  cp "$so" "pyconvnet/.$(basename "$so").tmp" && mv -f "pyconvnet/.$(basename "$so").tmp" "pyconvnet/$(basename "$so")"
+done
 echo "built $(ls pyconvnet/_C*.so)"
