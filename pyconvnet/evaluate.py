@@ -24,13 +24,13 @@ def parser():
 
 def run(argv=None, out=sys.stdout) -> dict:
     from .data import TrainingData, prepared_path
-    from .train import _resolve_device
+    from .train import resolve_device
     from .trainer import evaluate, load_model
 
     args = parser().parse_args(argv)
     if args.batch_size < 1:
         raise UserError(f"--batch-size must be >= 1; got {args.batch_size}")
-    device = _resolve_device(args.device)
+    device = resolve_device(args.device)
     model, meta = load_model(args.checkpoint, device)
     cfg = meta["train_config"]
     root = prepared_path(args.data, cfg["image_size"], out) if args.data else cfg["data_root"]

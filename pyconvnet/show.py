@@ -31,8 +31,8 @@ from .dataset import PreparedDataset
 from .errors import UserError
 from .loader import Loader
 from .tensor import tensor
-from .train import _resolve_device
-from .trainer import CHECKPOINT_NAME, LOG_NAME, Progress, _fmt_time, load_model
+from .train import resolve_device
+from .trainer import CHECKPOINT_NAME, LOG_NAME, Progress, format_duration, load_model
 
 STEP_BLUE = (160, 195, 225)  # the per-step training losses: the training colour, lighter
 EPOCH_FIELDS = ("epoch", "lr", "train_loss", "val_loss") + tuple(
@@ -164,9 +164,9 @@ def nearest_training_images(model, dataset, queries: np.ndarray, k: int, device:
             if progress is not None:
                 elapsed = time.perf_counter() - t0
                 progress.step(f"fc7 features: {done:,}/{total:,} training images, {done / elapsed:,.0f} img/s, "
-                              f"ETA {_fmt_time(elapsed / done * (total - done))}", step, len(loader))
+                              f"ETA {format_duration(elapsed / done * (total - done))}", step, len(loader))
     if progress is not None:
-        progress.line(f"fc7 features of {total:,} training images in {_fmt_time(time.perf_counter() - t0)}")
+        progress.line(f"fc7 features of {total:,} training images in {format_duration(time.perf_counter() - t0)}")
     return best_i, np.sqrt(best_d)
 
 
@@ -480,7 +480,7 @@ def run(argv=None) -> pathlib.Path:
         out = _out_path(args, run_dir)
         image = curves_image(run_dir)
     else:
-        device = "cpu" if args.command == "filters" else _resolve_device(args.device)
+        device = "cpu" if args.command == "filters" else resolve_device(args.device)
         model, meta, path = open_checkpoint(args.CKPT, device)
         out = _out_path(args, path.parent)
         if args.command == "filters":

@@ -58,7 +58,7 @@ def parser() -> argparse.ArgumentParser:
     return p
 
 
-def _resolve_device(name: str) -> str:
+def resolve_device(name: str) -> str:
     if name == "auto":
         return "cuda" if cuda.is_available() else "cpu"
     if name == "cpu":
@@ -114,7 +114,7 @@ def run(argv=None, out=sys.stdout) -> dict:
         config = dict(meta["train_config"])
         # A resumed run stays on its device unless told otherwise (weights are bit-identical to
         # an uninterrupted run only on the same device).
-        device = _resolve_device(config["device"] if args.device == "auto" else args.device)
+        device = resolve_device(config["device"] if args.device == "auto" else args.device)
         if device != config["device"]:
             print(f"note: resuming on {device} (the run started on {config['device']})", file=out)
         config["device"] = device
@@ -129,7 +129,7 @@ def run(argv=None, out=sys.stdout) -> dict:
             trainer.schedule.lr = args.lr
         print(f"resuming {run_dir} at epoch {trainer.epoch + 1}, step {trainer.step} (lr {trainer.schedule.lr:g})", file=out)
     else:
-        device = _resolve_device(args.device)
+        device = resolve_device(args.device)
         config = _config(args, device)
         dataset = datamod.open_dataset(args.data, config, out=out)
         config["data_root"] = str(dataset.root)

@@ -91,7 +91,7 @@ class Progress:
         print(text, file=self.stream, flush=True)
 
 
-def _fmt_time(seconds: float) -> str:
+def format_duration(seconds: float) -> str:
     seconds = int(max(0, seconds))
     h, m, s = seconds // 3600, seconds // 60 % 60, seconds % 60
     return f"{h}:{m:02d}:{s:02d}" if h else f"{m}:{s:02d}"
@@ -218,7 +218,7 @@ class Trainer:
                     eta = r["time"] / max(self.step, 1) * (epochs * steps - done)
                     self.progress.step(
                         f"epoch {self.epoch + 1}/{epochs} step {self.step}/{steps} loss {loss:.4f} "
-                        f"top-1 {100 * (1 - r['err1'] / r['seen']):.1f}% {ips:,.0f} img/s ETA {_fmt_time(eta)}",
+                        f"top-1 {100 * (1 - r['err1'] / r['seen']):.1f}% {ips:,.0f} img/s ETA {format_duration(eta)}",
                         self.step, steps)
                     if cfg.get("log_every") and self.step % cfg["log_every"] == 0:
                         self.log({"event": "step", "epoch": self.epoch + 1, "step": self.step, "loss": loss,
@@ -251,7 +251,7 @@ class Trainer:
         self.print(f"epoch {self.epoch}/{self.config['epochs']}: train loss {rec['train_loss']:.4f} "
                    f"top-1/top-5 error {100 * rec['train_top1_error']:.1f}%/{100 * rec['train_top5_error']:.1f}% | "
                    f"val loss {val['loss']:.4f} top-1/top-5 error {100 * val['top1_error']:.1f}%/"
-                   f"{100 * val['top5_error']:.1f}% (centre crop) | {_fmt_time(r['time'])}, "
+                   f"{100 * val['top5_error']:.1f}% (centre crop) | {format_duration(r['time'])}, "
                    f"{rec['images_per_s']:,.0f} img/s" + (f" | lr -> {self.schedule.lr:g}" if dropped else ""))
         self.step = 0
         self.running = self._fresh_running()
