@@ -14,11 +14,13 @@ import zipfile
 
 import numpy as np
 
+from .errors import UserError
+
 FORMAT = "pyconvnet-checkpoint-1"
 _META_KEY = "__meta__"
 
 
-class CheckpointError(ValueError):
+class CheckpointError(UserError, ValueError):
     """A checkpoint file is missing, unreadable or not a pyconvnet checkpoint."""
 
 

@@ -7,8 +7,7 @@ import argparse
 import sys
 import time
 
-from . import checkpoint
-from .errors import UserError
+from .errors import UserError, run_command
 
 
 def parser():
@@ -53,12 +52,7 @@ def run(argv=None, out=sys.stdout) -> dict:
 
 
 def main(argv=None) -> int:
-    try:
-        run(argv)
-    except (UserError, checkpoint.CheckpointError) as e:
-        print(f"error: {e}", file=sys.stderr)
-        return 2
-    return 0
+    return run_command(run, argv)[0]
 
 
 if __name__ == "__main__":

@@ -28,7 +28,7 @@ from . import augment, checkpoint, ops
 from . import draw as d
 from .data import prepared_path
 from .dataset import PreparedDataset
-from .errors import UserError
+from .errors import UserError, run_command
 from .loader import Loader
 from .tensor import tensor
 from .train import resolve_device
@@ -53,8 +53,8 @@ def open_checkpoint(arg, device: str = "cpu"):
     path = checkpoint_path(arg)
     try:
         model, meta = load_model(path, device)
-    except checkpoint.CheckpointError as e:
-        raise UserError(str(e)) from None
+    except checkpoint.CheckpointError:
+        raise  # already a one-line UserError
     except (KeyError, ValueError, TypeError) as e:
         raise UserError(f"checkpoint {path}: not a model checkpoint of this pyconvnet "
                         f"({type(e).__name__}: {e})") from None
@@ -502,13 +502,10 @@ def run(argv=None) -> pathlib.Path:
 
 
 def main(argv=None) -> int:
-    try:
-        out = run(argv)
-    except UserError as e:
-        print(f"error: {e}", file=sys.stderr)
-        return 2
-    print(out)
-    return 0
+    code, out = run_command(run, argv)
+    if code == 0:
+        print(out)
+    return code
 
 
 if __name__ == "__main__":

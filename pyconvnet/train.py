@@ -12,7 +12,8 @@ import pathlib
 import sys
 
 from . import checkpoint, cuda
-from .errors import UserError
+from ._C import OutOfMemoryError
+from .errors import UserError, run_command
 
 # The paper's recipe (../shared/alexnet.md) for real data.
 PAPER = dict(batch_size=128, lr=0.01, momentum=0.9, weight_decay=0.0005, epochs=90, width=1.0, init="paper")
@@ -150,24 +151,14 @@ def run(argv=None, out=sys.stdout) -> dict:
                  else f"when val error stalls {config['patience']} epochs") + f"; run dir {run_dir}", file=out)
     try:
         return trainer.fit()
-    except Exception as e:
-        from . import OutOfMemoryError
-        if isinstance(e, OutOfMemoryError):
-            raise UserError(f"out of GPU memory with --batch-size {config['batch_size']} on {device}: try a "
-                            f"smaller batch, e.g. --batch-size {max(1, config['batch_size'] // 2)} ({e})") from None
-        raise
+    except OutOfMemoryError as e:
+        raise UserError(f"out of GPU memory with --batch-size {config['batch_size']} on {device}: try a "
+                        f"smaller batch, e.g. --batch-size {max(1, config['batch_size'] // 2)} ({e})") from None
 
 
 def main(argv=None) -> int:
-    try:
-        result = run(argv)
-    except UserError as e:
-        print(f"error: {e}", file=sys.stderr)
-        return 2
-    except checkpoint.CheckpointError as e:
-        print(f"error: {e}", file=sys.stderr)
-        return 2
-    return 130 if result.get("interrupted") else 0
+    code, result = run_command(run, argv)
+    return 130 if code == 0 and result.get("interrupted") else code
 
 
 if __name__ == "__main__":
