@@ -9,11 +9,11 @@
 # 3. the whole test suite, CUDA tests included: python3 -m pytest -q tests
 # 4. benchmarks/bench_kernels.py on cuda:0 at batch 128, against cuDNN/cuBLAS
 # 5. benchmarks/bench_e2e.py on cuda:0 at batch 128, against PyTorch
-# 6. the CUDA tests again with PYCONVNET_SYNC_LAUNCHES=1 (a fault is reported at its launch)
-# 7. compute-sanitizer memcheck over the CUDA tests of the op test files, one file at a time
+# 6. compute-sanitizer memcheck over the CUDA tests of the op test files
+# 7. the CUDA tests again with PYCONVNET_SYNC_LAUNCHES=1 (a fault is reported at its launch)
 #
 # OUTDIR receives 8 files, no subfolders: suite.log (versions, each step's status and time, the
-# summary tables), build.log, tests.log (steps 3 and 6), kernels.txt, kernels.json, e2e.txt,
+# summary tables), build.log, tests.log (steps 3 and 7), kernels.txt, kernels.json, e2e.txt,
 # e2e.json, sanitizer.log. A failing or timed-out step is recorded and the suite goes on; the
 # exit status is 1 if any step failed. Everything fits in SUITE_BUDGET_S seconds (default 480):
 # each step runs under its own limit clipped to what is left, and a step with under 30 s left is
@@ -48,7 +48,8 @@ export PYCONVNET_COMMIT
 say() { echo "$*" | tee -a "$SUITE"; }
 
 # run_step NAME MAX_SECONDS LOG COMMAND...: runs COMMAND with its output appended to LOG, under
-# min(MAX_SECONDS, time left); records ok / FAILED / TIMEOUT / SKIPPED and the duration.
+# min(MAX_SECONDS, time left); records ok / FAILED / TIMEOUT / SKIPPED and the duration. With
+# OPTIONAL_STEP=1 (steps 6-7: done if time allows) a timeout is recorded but is no failure.
 run_step() {
   local name=$1 max=$2 log=$3
   shift 3
@@ -68,11 +69,16 @@ run_step() {
   local dt=$(($(date +%s) - t0))
   case $rc in
     0) status="ok" ;;
-    124 | 137) status="TIMEOUT after ${limit}s"; FAILED=1 ;;
+    124 | 137)
+      if [[ -n "${OPTIONAL_STEP:-}" ]]; then
+        status="TIMEOUT after ${limit}s (optional: partial)"
+      else
+        status="TIMEOUT after ${limit}s"; FAILED=1
+      fi ;;
     *) status="FAILED (exit $rc)"; FAILED=1 ;;
   esac
   echo "=== $name: $status in ${dt}s ===" >>"$log"
-  SUMMARY+=("$(printf '%-22s %-24s %5ss  -> %s' "$name" "$status" "$dt" "$(basename "$log")")")
+  SUMMARY+=("$(printf '%-20s %-26s %5ss  -> %s' "$name" "$status" "$dt" "$(basename "$log")")")
   say "--- $name: $status in ${dt}s"
 }
 
@@ -131,11 +137,7 @@ run_step kernel-benchmark $((klimit + 40)) "$OUT/kernels.txt" \
 run_step e2e-benchmark 150 "$OUT/e2e.txt" \
   "$PY" benchmarks/bench_e2e.py --device cuda:0 --batch "$BATCH" --json "$OUT/e2e.json"
 
-# ------------------------------------------------------------------ 6. synchronous launches
-run_step tests-sync-launches 90 "$OUT/tests.log" \
-  env PYCONVNET_SYNC_LAUNCHES=1 "$PY" -m pytest -q -rfE -p no:cacheprovider -m cuda tests
-
-# ------------------------------------------------------------------ 7. compute-sanitizer
+# ------------------------------------------------------------------ 6. compute-sanitizer
 SAN=$(command -v compute-sanitizer || true)
 for c in /usr/local/cuda/bin/compute-sanitizer /usr/local/cuda/compute-sanitizer/compute-sanitizer \
   /usr/local/cuda-*/bin/compute-sanitizer; do
@@ -147,17 +149,19 @@ if [[ -n "$SAN" ]]; then
   for f in relu sgd dropout softmax lrn max_pool augment linear conv2d; do
     [[ -f "tests/test_$f.py" ]] && FILES+=("tests/test_$f.py")
   done
-  run_step sanitizer-memcheck 120 "$OUT/sanitizer.log" bash -c '
-    san=$1; py=$2; shift 2; rc=0
-    for f in "$@"; do
-      echo "--- memcheck $f"
-      "$san" --tool memcheck --leak-check no --error-exitcode 99 "$py" -m pytest -q -x -p no:cacheprovider -m cuda "$f" || rc=1
-    done
-    exit $rc' sanitizer "$SAN" "$PY" "${FILES[@]}"
+  # One pytest run (-v: each test's line is logged as it passes, so a run cut short by the
+  # budget still shows how far it got).
+  OPTIONAL_STEP=1 run_step sanitizer-memcheck 120 "$OUT/sanitizer.log" \
+    "$SAN" --tool memcheck --leak-check no --error-exitcode 99 \
+    "$PY" -m pytest -v -x -p no:cacheprovider -m cuda "${FILES[@]}"
 else
   echo "compute-sanitizer not found (PATH, /usr/local/cuda*/): memcheck skipped" >"$OUT/sanitizer.log"
   SUMMARY+=("$(printf '%-22s SKIPPED: compute-sanitizer not found' sanitizer-memcheck)")
 fi
+
+# ------------------------------------------------------------------ 7. synchronous launches
+OPTIONAL_STEP=1 run_step tests-sync-launches 90 "$OUT/tests.log" \
+  env PYCONVNET_SYNC_LAUNCHES=1 "$PY" -m pytest -q -rfE -p no:cacheprovider -m cuda tests
 
 # ------------------------------------------------------------------ summary
 {
@@ -179,7 +183,8 @@ fi
     grep -vE "^# (python|note: AVX|timing)" "$OUT/e2e.txt" | tail -n 20
   fi
   echo
-  grep -E "memcheck|ERROR SUMMARY|[0-9]+ (passed|failed)" "$OUT/sanitizer.log" 2>/dev/null | tail -n 30
+  echo "=== compute-sanitizer ==="
+  grep -E "^=== |ERROR SUMMARY|Invalid|[0-9]+ (passed|failed)|not found" "$OUT/sanitizer.log" 2>/dev/null | tail -n 30
 } >>"$SUITE" 2>&1
 sed -n '/^=== steps/,$p' "$SUITE"
 echo
