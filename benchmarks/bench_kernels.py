@@ -599,7 +599,7 @@ def run_case(case: Case, ctx: Context, rng) -> dict:
         rec["note"] = f"skipped: pyconvnet has no {bench.needs} in this build"
         return rec
     a = ctx.args
-    target, budget, max_reps = a.target_ms / 1e3, a.budget_s, (9 if ctx.on_cuda else 5)
+    target, budget, max_reps = a.target_ms / 1e3, a.budget_s, 9
     host = bench.make_host(rng)
 
     # PyTorch first: its outputs on copy 0 are the check's reference for every version of ours.
@@ -754,7 +754,7 @@ def main(argv=None):
     ap.add_argument("--no-torch", action="store_true", help="do not compare with PyTorch")
     ap.add_argument("--json", default=None, help="write the results to this file")
     ap.add_argument("--target-ms", type=float, default=None,
-                    help="wall time of one repetition (default 10 ms on CUDA, 50 ms on the CPU)")
+                    help="wall time of one repetition (default 10 ms on CUDA, 20 ms on the CPU)")
     ap.add_argument("--budget-s", type=float, default=None,
                     help="time per case and version, at which repetitions are cut to 3 (default 0.6 s on CUDA, 1 s on the CPU)")
     ap.add_argument("--time-limit", type=float, default=None,
@@ -769,7 +769,7 @@ def main(argv=None):
         device = "cuda:0"
     on_cuda = device.startswith("cuda")
     batch = a.batch or (128 if on_cuda else 8)
-    a.target_ms = a.target_ms or (10.0 if on_cuda else 50.0)
+    a.target_ms = a.target_ms or (10.0 if on_cuda else 20.0)
     a.budget_s = a.budget_s or (0.6 if on_cuda else 1.0)
 
     torch, torch_note = (None, "PyTorch comparison switched off (--no-torch)") if a.no_torch else common.load_torch(device)
