@@ -341,19 +341,26 @@ def cpu_machine() -> Machine:
     except OSError:
         pass
     threads = int(os.environ.get("OMP_NUM_THREADS", 0)) or len(os.sched_getaffinity(0))
+    used = max(1, min(threads, cores))  # the cores the kernels can keep busy
     llc, llc_how = _llc_bytes()
     nbytes = max(256 << 20, 8 * llc)
-    bw, bw_threads = measure_copy_bandwidth_cpu(max(1, min(threads, cores)), nbytes)
+    bw, bw_threads = measure_copy_bandwidth_cpu(used, nbytes)
     notes = [f"{simd} per core per cycle is the usual figure for this ISA (two FMA pipes); CPUs with "
              "one FMA pipe, or that lower their clock under wide vectors, peak lower: an ESTIMATE",
-             f"pyconvnet's CPU kernels use {threads} OpenMP thread(s) (OMP_NUM_THREADS, else all CPUs)",
-             "load average (1, 5, 15 min) at start: " + " ".join(f"{x:.2f}" for x in os.getloadavg())
-             + f" on {os.cpu_count()} CPUs: other work on the machine slows and scatters the timings"]
-    return Machine("cpu", f"{name} ({cores} physical cores available)", cores * mhz * 1e6 * per,
-                   f"ESTIMATE: {cores} cores x {mhz:.0f} MHz ({mhz_how}) x {per} FP32 FLOP/cycle ({simd})",
+             f"pyconvnet's CPU kernels use {threads} OpenMP thread(s) (OMP_NUM_THREADS, else all CPUs); "
+             "PyTorch reads OMP_NUM_THREADS too",
+             "at start, " + load_line() + ": other work on the machine slows and scatters the timings"]
+    return Machine("cpu", f"{name} ({cores} physical cores available, {used} used)", used * mhz * 1e6 * per,
+                   f"ESTIMATE: {used} core(s) used (of {cores}) x {mhz:.0f} MHz ({mhz_how}) x {per} FP32 FLOP/cycle ({simd})",
                    bw, f"MEASURED: best NumPy copy of {nbytes >> 20} MiB (by {bw_threads} thread(s)), 2 x bytes / time: "
                        "a CPU reports no memory peak; kernels whose outputs stay in cache can pass it",
                    llc, llc_how, threads=threads, notes=notes)
+
+
+def load_line() -> str:
+    """The machine's load average: on a shared machine, other work slows and scatters timings
+    (a parallel region waits for its slowest thread, and a preempted thread costs a time slice)."""
+    return "load average (1, 5, 15 min): " + " ".join(f"{x:.2f}" for x in os.getloadavg()) + f" on {os.cpu_count()} CPUs"
 
 
 def machine_for(device: str, torch=None) -> Machine:

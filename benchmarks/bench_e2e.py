@@ -4,7 +4,7 @@ pyconvnet, the same two-column network in PyTorch at the same batch and precisio
 fed by its data loader with device augmentation.
 
     python benchmarks/bench_e2e.py                         # CUDA if available (batch 128), else CPU (batch 8)
-    python benchmarks/bench_e2e.py --device cpu --batch 8 --steps 3 --json e2e.json
+    python benchmarks/bench_e2e.py --device cpu --batch 8 --steps 5 --json e2e.json
 
 One line per run:
 
@@ -195,8 +195,8 @@ def main(argv=None):
                                  formatter_class=argparse.RawDescriptionHelpFormatter, epilog=__doc__.split("\n\n", 1)[1])
     ap.add_argument("--device", default=None, help="cpu, cuda or cuda:N (default: cuda if usable, else cpu)")
     ap.add_argument("--batch", type=int, default=None, help="default 128 on CUDA, 8 on the CPU")
-    ap.add_argument("--steps", type=int, default=None, help="timed steps (default 20 on CUDA, 3 on the CPU)")
-    ap.add_argument("--warmup", type=int, default=None, help="warm-up steps (default 5 on CUDA, 1 on the CPU)")
+    ap.add_argument("--steps", type=int, default=None, help="timed steps (default 20 on CUDA, 5 on the CPU)")
+    ap.add_argument("--warmup", type=int, default=None, help="warm-up steps (default 5 on CUDA, 2 on the CPU)")
     ap.add_argument("--no-torch", action="store_true")
     ap.add_argument("--no-loader", action="store_true", help="skip the run with the data loader")
     ap.add_argument("--json", default=None)
@@ -209,8 +209,8 @@ def main(argv=None):
         device = "cuda:0"
     on_cuda = device.startswith("cuda")
     batch = a.batch or (128 if on_cuda else 8)
-    steps = a.steps or (20 if on_cuda else 3)
-    warmup = a.warmup if a.warmup is not None else (5 if on_cuda else 1)
+    steps = a.steps or (20 if on_cuda else 5)
+    warmup = a.warmup if a.warmup is not None else (5 if on_cuda else 2)
     torch, torch_note = (None, "PyTorch comparison switched off (--no-torch)") if a.no_torch else common.load_torch(device)
     machine = common.machine_for(device, torch)
     flops, _ = training_step_totals(batch)
@@ -296,10 +296,12 @@ def main(argv=None):
         print(f"# pyconvnet / torch (float32, images/s): {results['torch']['total_s'] / results['pyconvnet']['total_s']:.2f}x"
               + (f"; against torch with TF32: {results['torch_tf32']['total_s'] / results['pyconvnet']['total_s']:.2f}x"
                  if "torch_tf32" in results else ""))
+    print(f"# at the end, {common.load_line()}")
     if a.json:
         common.write_json(a.json, dict(kind="pyconvnet-e2e-benchmark", date=common.now_utc(), commit=common.commit(),
                                        versions=common.versions_line(torch), device=device, batch=batch,
-                                       machine=machine, step_flops=flops, torch_note=torch_note, results=results))
+                                       machine=machine, step_flops=flops, torch_note=torch_note,
+                                       load_at_end=common.load_line(), results=results))
         print(f"# JSON written to {a.json}")
     return 0
 

@@ -842,7 +842,7 @@ def main(argv=None):
     for line in summary(records, machine, torch is not None):
         print(line)
     print()
-    print(f"# {len(records)} cases in {elapsed:.0f} s")
+    print(f"# {len(records)} cases in {elapsed:.0f} s; at the end, {common.load_line()}")
     if skipped:
         print(f"# TIME LIMIT ({a.time_limit:g} s) reached: {len(skipped)} cases not run: {' '.join(skipped)}")
     bad = [(r["key"], x["version"]) for r in records for x in r["results"] if x.get("check") is not None and x["check"] > CHECK_TOL]
@@ -858,7 +858,7 @@ def main(argv=None):
             versions=common.versions_line(torch), device=device, batch=batch, machine=machine,
             torch=None if torch is None else torch.__version__, torch_note=torch_note,
             timing="median wall-clock per call, back-to-back calls on rotated inputs (>= 3x LLC), device synchronised",
-            elapsed_s=elapsed, not_run=skipped, cases=records))
+            elapsed_s=elapsed, load_at_end=common.load_line(), not_run=skipped, cases=records))
         print(f"# JSON written to {a.json}")
     return 1 if bad or failed else 0
 
