@@ -62,6 +62,7 @@ def table(batch: int, gpus: dict) -> list[str]:
 def with_results(path: str) -> list[str]:
     with open(path) as f:
         run = json.load(f)
+    run = run.get("kernels", run)  # a results/<date>-<machine>.json holds {"kernels": ..., "e2e": ...}
     m = run["machine"]
     peak_f, peak_b = m["flops"], m["bandwidth"]
     out = [f"Measured: {m['name']} ({run['device']}), batch {run['batch']}, {run['date']}, commit {run['commit']}; "
@@ -94,7 +95,7 @@ def with_results(path: str) -> list[str]:
 def main(argv=None):
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--batch", type=int, default=128)
-    ap.add_argument("--results", help="a bench_kernels.py --json file: compare its times with the floors")
+    ap.add_argument("--results", help="a bench_kernels.py --json file (or a results/*.json): compare its times with the floors")
     a = ap.parse_args(argv)
     print(f"AlexNet training step, batch {a.batch}: every pass the step runs (conv1's input gradient is not "
           "computed), floor = max(FLOPs / FP32 peak, bytes / bandwidth); F = bound by arithmetic, B = by memory.")
