@@ -644,7 +644,7 @@ def run_case(case: Case, ctx: Context, rng) -> dict:
             continue
         rec["results"].append(dict(version=v, default=v in (default, 0) or len(versions) == 1, ms=tm.median_s * 1e3,
                                    min_ms=tm.min_s * 1e3, calls_per_rep=tm.calls_per_rep, reps=tm.reps, check=err))
-    del sets, first
+    sets = first = None  # drop the copies before freeing the device's cache
     ctx.free()
     return rec
 
