@@ -23,6 +23,7 @@ import os
 import platform
 import re
 import shutil
+import tempfile
 import statistics
 import subprocess
 import sys
@@ -491,3 +492,23 @@ def versions_line(torch) -> str:
         else:
             parts.append(f"{torch.get_num_threads()} intra-op threads, mkldnn {torch.backends.mkldnn.is_available()}")
     return ", ".join(parts)
+
+
+def sample_dataset(count: int, size: int = 256) -> str:
+    """A prepared dataset of `count` random images (smooth colour noise, JPEG-compressed, 10
+    classes), made once under $TMPDIR and reused."""
+    from PIL import Image
+    from pyconvnet import prepare
+    root = os.path.join(tempfile.gettempdir(), f"pyconvnet-bench-e2e-{count}-{size}")
+    out = os.path.join(root, "prepared")
+    if not os.path.exists(os.path.join(out, "manifest.json")):
+        rng = np.random.default_rng(0)
+        for i in range(count):
+            folder = os.path.join(root, "src", f"c{i % 10}")
+            os.makedirs(folder, exist_ok=True)
+            path = os.path.join(folder, f"{i}.jpg")
+            if not os.path.exists(path):
+                small = rng.integers(0, 256, (size // 8, size // 8 + 8, 3), dtype=np.uint8)
+                Image.fromarray(small).resize((size + 64, size), Image.BILINEAR).save(path, quality=90)
+        prepare.prepare(os.path.join(root, "src"), out, size=size, val_fraction=0.0, progress=False)
+    return out

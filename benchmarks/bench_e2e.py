@@ -34,7 +34,6 @@ import argparse
 import os
 import statistics
 import sys
-import tempfile
 import time
 
 import numpy as np
@@ -150,25 +149,6 @@ def repeat(x, labels):
 
 # ----------------------------------------------------------------------------- loader
 
-def sample_dataset(count: int, size: int = 256) -> str:
-    """A prepared dataset of `count` random images (smooth colour noise, JPEG-compressed, 10
-    classes), made once under $TMPDIR and reused."""
-    from PIL import Image
-    from pyconvnet import prepare
-    root = os.path.join(tempfile.gettempdir(), f"pyconvnet-bench-e2e-{count}-{size}")
-    out = os.path.join(root, "prepared")
-    if not os.path.exists(os.path.join(out, "manifest.json")):
-        rng = np.random.default_rng(0)
-        for i in range(count):
-            folder = os.path.join(root, "src", f"c{i % 10}")
-            os.makedirs(folder, exist_ok=True)
-            path = os.path.join(folder, f"{i}.jpg")
-            if not os.path.exists(path):
-                small = rng.integers(0, 256, (size // 8, size // 8 + 8, 3), dtype=np.uint8)
-                Image.fromarray(small).resize((size + 64, size), Image.BILINEAR).save(path, quality=90)
-        prepare.prepare(os.path.join(root, "src"), out, size=size, val_fraction=0.0, progress=False)
-    return out
-
 
 def loader_batches(loader):
     def gen():
@@ -278,7 +258,7 @@ def main(argv=None):
             print(f"# note: pyconvnet.loader is not in this build ({e}): the loader run is skipped")
         if Loader is not None:
             count = max(4 * batch, 256)
-            data = sample_dataset(count)
+            data = common.sample_dataset(count)
             with Loader(data, "train", batch, device=device, seed=1) as loader:
                 # One epoch first: page cache, staging slots, device pools.
                 for _ in loader.epoch(0):

@@ -24,7 +24,7 @@ for as long as it is kept. Everything the batch contains is a function of (seed,
 loader.epoch(e, start_step=s) yields exactly the batches s, s+1, ... of an uninterrupted epoch e.
 
 `wait_seconds` counts the time the training loop spent waiting for a batch; with the data in the
-page cache it stays near zero (scripts/bench_loader.py measures it).
+page cache it stays near zero (benchmarks/bench_loader.py measures it).
 """
 from __future__ import annotations
 

@@ -1,7 +1,7 @@
 #!/usr/bin/env python3
 """How fast pyconvnet.loader delivers batches, and whether a training loop would wait for them.
 
-    python scripts/bench_loader.py [--data DIR] [--device cuda] [--batch 128] [--step-ms 50]
+    python benchmarks/bench_loader.py [--data DIR] [--device cuda] [--batch 128] [--step-ms 50]
 
 Without --data it prepares (once, cached in $TMPDIR) a tree of 2048 random 256x256 images. Each
 epoch is read twice first so the images are in the page cache, which is the case the loader is
@@ -17,29 +17,13 @@ the loader's wait is reported: near 0% means the loop never waits for data.
 import argparse
 import os
 import sys
-import tempfile
 import time
 
 import numpy as np
-from PIL import Image
 
-sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."))
-from pyconvnet import prepare  # noqa: E402
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from bench_common import pyconvnet, sample_dataset  # noqa: E402,F401  (finds the engine)
 from pyconvnet.loader import Loader  # noqa: E402
-
-
-def sample_dataset(count=2048, size=256):
-    root = os.path.join(tempfile.gettempdir(), f"pyconvnet-bench-{count}-{size}")
-    out = os.path.join(root, "prepared")
-    if not os.path.exists(os.path.join(out, "manifest.json")):
-        rng = np.random.default_rng(0)
-        for i in range(count):
-            folder = os.path.join(root, "src", f"c{i % 10}")
-            os.makedirs(folder, exist_ok=True)
-            small = rng.integers(0, 256, (size // 8, size // 8 + 8, 3), dtype=np.uint8)
-            Image.fromarray(small).resize((size + 64, size), Image.BILINEAR).save(os.path.join(folder, f"{i}.jpg"))
-        prepare.prepare(os.path.join(root, "src"), out, size=size, val_fraction=0.0)
-    return out
 
 
 def measure(loader, step_s):
@@ -63,7 +47,7 @@ def main():
     p.add_argument("--step-ms", type=float, default=50.0)
     p.add_argument("--transforms", default="none,train", help="comma-separated: none, train, center, ten")
     a = p.parse_args()
-    data = a.data or sample_dataset()
+    data = a.data or sample_dataset(2048)
     for transform in a.transforms.split(","):
         with Loader(data, "train", a.batch, device=a.device, transform=transform, seed=1) as loader:
             rate, total, _ = measure(loader, 0.0)
