@@ -184,14 +184,7 @@ class Linear(Bench):
             self.torch_note = "dy^T x and dy.sum(0): two calls, as autograd makes them"
 
     make_host = Conv.make_host
-
-    def ours_set(self, h):
-        T, d = pyconvnet.tensor, self.ctx.device
-        if self.c.pass_ == "fwd":
-            return (T(h["x"], d), T(h["w"], d), T(h["b"], d))
-        if self.c.pass_ == "bwd_data":
-            return (T(h["dy"], d), T(h["w"], d))
-        return (T(h["dy"], d), T(h["x"], d))
+    ours_set = Conv.ours_set  # the same operands: (x, w, b), (dy, w) or (dy, x)
 
     def ours(self, v):
         if self.c.pass_ == "fwd":
