@@ -9,7 +9,9 @@ namespace pcn::cpu {
 template <typename F>
 void parallel_for(int64_t n, const F& f) {
 #ifdef _OPENMP
-#pragma omp parallel for schedule(static)
+// One item runs on the calling thread: starting a team for it costs more than it saves, and on
+// a loaded machine the woken thread may wait a whole scheduler time slice.
+#pragma omp parallel for schedule(static) if (n > 1)
 #endif
   for (int64_t i = 0; i < n; ++i) f(i);
 }
