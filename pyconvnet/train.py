@@ -26,33 +26,49 @@ BUILTIN_GPU = dict(batch_size=128, lr=0.01, momentum=0.9, weight_decay=0.0005, e
                    image_size=256, crop_size=224, lr_drop_epochs=[20, 26])
 
 
+class _HelpFormatter(argparse.ArgumentDefaultsHelpFormatter):
+    """Shows a default only where there is a single one (None means: it depends, see the text)."""
+
+    def _get_help_string(self, action):
+        return action.help if action.default is None else super()._get_help_string(action)
+
+
+def _defaults(key: str) -> str:
+    """'(--data: A; built-in: B on the CPU, C on a GPU)' for a setting that depends on the run."""
+    show = lambda v: ",".join(map(str, v)) if isinstance(v, list) else str(v)  # noqa: E731
+    data = PAPER.get(key, {"image_size": 256, "crop_size": 224, "lr_drop_epochs": "plateau"}.get(key))
+    return (f"(--data: {show(data)}; built-in dataset: {show(BUILTIN_CPU[key])} on the CPU, "
+            f"{show(BUILTIN_GPU[key])} on a GPU)")
+
+
 def parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(
         prog="python -m pyconvnet.train",
         description="Train the two-column AlexNet (Krizhevsky et al. 2012) with SGD. Without --data, "
                     "trains on pyconvnet's built-in dataset (a scaled-down AlexNet on the CPU, the full "
-                    "one on a GPU). Defaults not shown below are the paper's for --data and tuned ones "
-                    "for the built-in dataset.",
-        formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+                    "one on a GPU). With --data the defaults are the paper's.",
+        formatter_class=_HelpFormatter)
     p.add_argument("--data", metavar="DIR", help="a prepared dataset (python -m pyconvnet.prepare) or an "
                    "ImageNet-style image tree, which is prepared first (default: the built-in dataset)")
     p.add_argument("--device", default="auto", help="auto, cpu, cuda or cuda:N (auto: cuda if available)")
-    p.add_argument("--out", metavar="RUN_DIR", help="where the checkpoint and logs go (default: runs/<time>)")
-    p.add_argument("--resume", metavar="RUN_DIR", help="continue the run in RUN_DIR from its checkpoint")
+    p.add_argument("--out", metavar="RUN_DIR", help="where the checkpoint and logs go (default: runs/<date-time>)")
+    p.add_argument("--resume", metavar="RUN_DIR", help="continue the run in RUN_DIR from its checkpoint, with "
+                   "its settings (--epochs, --lr and --device may be changed)")
     p.add_argument("--seed", type=int, default=0, help="seed of initialisation, shuffling, augmentation, dropout")
-    p.add_argument("--epochs", type=int, help="epochs to train (paper: 90)")
-    p.add_argument("--batch-size", type=int, help="images per step (paper: 128)")
-    p.add_argument("--lr", type=float, help="initial learning rate (paper: 0.01)")
-    p.add_argument("--momentum", type=float, help="SGD momentum (paper: 0.9)")
-    p.add_argument("--weight-decay", type=float, help="weight decay (paper: 0.0005)")
+    p.add_argument("--epochs", type=int, help="epochs to train " + _defaults("epochs"))
+    p.add_argument("--batch-size", type=int, help="images per step " + _defaults("batch_size"))
+    p.add_argument("--lr", type=float, help="initial learning rate " + _defaults("lr"))
+    p.add_argument("--momentum", type=float, help="SGD momentum " + _defaults("momentum"))
+    p.add_argument("--weight-decay", type=float, help="weight decay " + _defaults("weight_decay"))
     p.add_argument("--lr-drop-epochs", type=str, help="comma-separated epochs after which lr is divided by 10; "
-                   "'' to divide when validation error stops improving (paper)")
+                   "'' to divide when the validation error stops improving " + _defaults("lr_drop_epochs"))
     p.add_argument("--patience", type=int, default=3, help="epochs without validation improvement before lr /= 10")
     p.add_argument("--max-drops", type=int, default=3, help="at most this many plateau divisions")
-    p.add_argument("--width", type=float, help="channel multiplier (1 = the paper's network)")
-    p.add_argument("--init", choices=["paper", "caffe", "he"], help="initialisation (paper: N(0,0.01), biases 1)")
-    p.add_argument("--crop-size", type=int, help="network input size (paper: 224)")
-    p.add_argument("--image-size", type=int, help="size images are prepared at (paper: 256)")
+    p.add_argument("--width", type=float, help="channel multiplier, 1 = the paper's network " + _defaults("width"))
+    p.add_argument("--init", choices=["paper", "caffe", "he"], help="initialisation: paper N(0, 0.01) with biases "
+                   "1, caffe the same with biases 0.1, he N(0, sqrt(2/fan_in)) " + _defaults("init"))
+    p.add_argument("--crop-size", type=int, help="network input size " + _defaults("crop_size"))
+    p.add_argument("--image-size", type=int, help="size images are prepared at " + _defaults("image_size"))
     p.add_argument("--drop-last", action=argparse.BooleanOptionalAction, default=True,
                    help="drop the last partial batch of each epoch")
     p.add_argument("--log-every", type=int, default=50, help="write a JSON log record every N steps")
