@@ -6,7 +6,7 @@ import pytest
 import pyconvnet
 from pyconvnet import layers as L
 from pyconvnet import reference as ref
-from pyconvnet.models import alexnet
+from pyconvnet.models import alexnet, loss_and_grad
 from helpers import assert_close
 
 
@@ -115,3 +115,25 @@ def test_bad_configurations_are_clear_errors():
     model = alexnet(num_classes=3, input_size=64, width=0.125)
     with pytest.raises(ValueError, match=r"input must have shape \(N, 3, 64, 64\); got \(1, 3, 60, 60\)"):
         model.forward(pyconvnet.zeros((1, 3, 60, 60)))
+
+
+@pytest.mark.cuda
+@pytest.mark.skipif(not pyconvnet.cuda.is_available(), reason="needs CUDA: compares a training step on CPU and CUDA")
+def test_training_step_agrees_on_cpu_and_cuda(rng):
+    """One SGD step (forward, loss, backward, update) from the same weights, input and dropout
+    seed on both devices gives the same loss and weights within float32 tolerance."""
+    x = (rng.standard_normal((4, 3, 64, 64)) * 50).astype(np.float32)
+    labels = rng.integers(0, 5, 4).astype(np.int32)
+    results = {}
+    for device in ("cpu", "cuda"):
+        model = alexnet(num_classes=5, input_size=64, width=0.125, seed=11, init="he").to(device)
+        model.set_dropout_seed(1234)
+        loss, _ = loss_and_grad(model, pyconvnet.tensor(x, device), pyconvnet.tensor(labels, device))
+        for key, layer, p in model.parameters():
+            v = pyconvnet.zeros(layer.params[p].shape, device=device)
+            pyconvnet.ops.sgd_update(layer.params[p], layer.grads[p], v, 0.01 * layer.lr_mult, 0.9, 0.0005)
+        results[device] = (loss, model.state_dict())
+    (loss_c, w_c), (loss_g, w_g) = results["cpu"], results["cuda"]
+    assert abs(loss_c - loss_g) <= 1e-4 * max(1.0, abs(loss_c))
+    for key in w_c:
+        assert_close(w_g[key], w_c[key], rtol=1e-4, atol=1e-5 * max(1e-3, np.abs(w_c[key]).max()), what=key)
