@@ -11,6 +11,7 @@
 # 5. benchmarks/bench_e2e.py on cuda:0 at batch 128, against PyTorch
 # 6. compute-sanitizer memcheck over the CUDA tests of the op test files
 # 7. the CUDA tests again with PYCONVNET_SYNC_LAUNCHES=1 (a fault is reported at its launch)
+# 8. python -m pyconvnet.train --device cuda for TRAIN_EPOCHS epochs (default 2), into e2e.txt
 #
 # OUTDIR receives 8 files, no subfolders: suite.log (versions, each step's status and time, the
 # summary tables), build.log, tests.log (steps 3 and 7), kernels.txt, kernels.json, e2e.txt,
@@ -163,6 +164,13 @@ fi
 OPTIONAL_STEP=1 run_step tests-sync-launches 90 "$OUT/tests.log" \
   env PYCONVNET_SYNC_LAUNCHES=1 "$PY" -m pytest -q -rfE -p no:cacheprovider -m cuda tests
 
+# ------------------------------------------------------------------ 8. the main job
+# python -m pyconvnet.train on the GPU: the full AlexNet on the built-in dataset, TRAIN_EPOCHS
+# epochs (default 2; the full default run is 30), logged after the end-to-end benchmark.
+OPTIONAL_STEP=1 run_step train-alexnet 150 "$OUT/e2e.txt" \
+  env PYTHONUNBUFFERED=1 PYCONVNET_CACHE="$(mktemp -d)" "$PY" -m pyconvnet.train --device cuda \
+  --epochs "${TRAIN_EPOCHS:-2}" --out "$(mktemp -d)/run"
+
 # ------------------------------------------------------------------ summary
 {
   echo
@@ -180,7 +188,7 @@ OPTIONAL_STEP=1 run_step tests-sync-launches 90 "$OUT/tests.log" \
   if [[ -f "$OUT/e2e.txt" ]]; then
     echo
     echo "=== end-to-end benchmark ==="
-    grep -vE "^# (python|note: AVX|timing)" "$OUT/e2e.txt" | tail -n 20
+    grep -vE "^# (python|note: AVX|timing)|^epoch [0-9]+/[0-9]+ step" "$OUT/e2e.txt" | tail -n 30
   fi
   echo
   echo "=== compute-sanitizer ==="
