@@ -4,11 +4,8 @@ built-in dataset (generated first)."""
 from __future__ import annotations
 
 import hashlib
-import os
 import pathlib
 import sys
-
-import numpy as np
 
 from .dataset import MANIFEST, PreparedDataset
 from .errors import UserError
@@ -31,9 +28,12 @@ class TrainingData:
         self.seed, self.device = int(seed), device
         self.num_classes = self.dataset.num_classes
         self.class_names = self.dataset.class_names()
-        if self.dataset.count("train") == 0:
-            raise UserError(f"{self.root}: the training split is empty")
+        for split in ("train", "val"):
+            if self.dataset.count(split) == 0:
+                raise UserError(f"{self.root}: the {split} split is empty (training needs both; prepare with a "
+                                f"val/ folder or --val-fraction > 0)")
         self._loaders = {}
+        self._open = []  # epoch iterators handed out, closed by close()
 
     def describe(self) -> str:
         d = self.dataset
@@ -54,9 +54,16 @@ class TrainingData:
                             f"images and the last partial batch is dropped: use a smaller --batch-size or --no-drop-last")
         return n
 
+    def _batches(self, loader, epoch, start_step=0):
+        """loader.epoch(...), remembered so that close() can end it if its consumer stopped early
+        (an exception in the training step, Ctrl-C)."""
+        it = loader.epoch(epoch, start_step)
+        self._open.append(it)
+        return it
+
     def train_batches(self, batch_size: int, epoch: int, start_step: int, drop_last: bool):
         """(inputs, labels, host labels) of steps start_step.. of `epoch`, augmented on the device."""
-        for b in self._loader("train", batch_size, "train", drop_last).epoch(epoch, start_step):
+        for b in self._batches(self._loader("train", batch_size, "train", drop_last), epoch, start_step):
             yield b.inputs, b.labels, b.labels.numpy()
 
     def eval_batches(self, split: str, batch_size: int, ten_crop: bool = False):
@@ -66,10 +73,13 @@ class TrainingData:
             return
         repeats = 10 if ten_crop else 1
         bs = max(1, batch_size // repeats)
-        for b in self._loader(split, bs, "ten" if ten_crop else "center").epoch(0):
+        for b in self._batches(self._loader(split, bs, "ten" if ten_crop else "center"), 0):
             yield b.inputs, b.labels.numpy(), repeats
 
     def close(self):
+        for it in self._open:
+            it.close()  # a generator that already finished ignores this
+        self._open = []
         for loader in self._loaders.values():
             loader.close()
         self._loaders = {}
@@ -80,7 +90,10 @@ def prepared_path(data: str | None, image_size: int, out=sys.stdout) -> str:
     is, an image tree prepared (once) into the cache."""
     from . import prepare, synthetic
     if data is None:
-        return synthetic.ensure_dataset(size=image_size)
+        try:
+            return synthetic.ensure_dataset(size=image_size)
+        except (prepare.PrepareError, OSError) as e:
+            raise UserError(f"the built-in dataset could not be made: {e}") from None
     path = pathlib.Path(data).expanduser()
     if not path.exists():
         raise UserError(f"--data {data}: no such directory")

@@ -1,12 +1,21 @@
-"""UserError: a problem the user can fix (a bad flag, a missing directory, a diverged run).
-The command-line tools print its message as one line, without a traceback, and exit with 2."""
+"""What the command-line tools share. UserError: a problem the user can fix (a bad flag, a
+missing directory, a diverged run); the tools print its message as one line, without a
+traceback, and exit with 2. HelpFormatter: their --help layout."""
 from __future__ import annotations
 
+import argparse
 import sys
 
 
 class UserError(Exception):
     pass
+
+
+class HelpFormatter(argparse.ArgumentDefaultsHelpFormatter):
+    """Shows "(default: X)" only where there is a single default (None: the help text says it)."""
+
+    def _get_help_string(self, action):
+        return action.help if action.default is None else super()._get_help_string(action)
 
 
 def run_command(run, argv=None):

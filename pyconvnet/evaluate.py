@@ -7,12 +7,13 @@ import argparse
 import sys
 import time
 
-from .errors import UserError, run_command
+from ._C import OutOfMemoryError
+from .errors import HelpFormatter, UserError, run_command
 
 
 def parser():
     p = argparse.ArgumentParser(prog="python -m pyconvnet.evaluate", description=__doc__.split("\n\n")[0],
-                                formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+                                formatter_class=HelpFormatter)
     p.add_argument("checkpoint", metavar="CKPT", help="a checkpoint.npz written by pyconvnet.train")
     p.add_argument("--data", metavar="DIR", help="prepared dataset or image tree (default: the one the run trained on)")
     p.add_argument("--split", default="val", choices=["val", "train"], help="which split to evaluate")
@@ -36,18 +37,22 @@ def run(argv=None, out=sys.stdout) -> dict:
     data = TrainingData(root, cfg["crop_size"], cfg["seed"], device)
     if data.num_classes != model.config["num_classes"]:
         raise UserError(f"{args.checkpoint} predicts {model.config['num_classes']} classes but {root} has {data.num_classes}")
-    if data.dataset.count(args.split) == 0:
-        raise UserError(f"{root}: the {args.split} split is empty")
-    print(f"{model.name} from {args.checkpoint} (epoch {meta['epoch']}) on {device}; {data.describe()}", file=out)
+    done = f"after {meta['epoch']} epochs" + (f" and {meta['step']} steps" if meta["step"] else "")
+    print(f"{model.name} from {args.checkpoint} ({done}) on {device}; {data.describe()}", file=out)
     results = {}
-    for name, ten in (("centre crop", False), ("10 crops", True)):
-        t0 = time.perf_counter()
-        r = evaluate(model, data, args.split, args.batch_size, ten_crop=ten)
-        results[name] = r
-        print(f"{args.split} {name:<11}: top-1 error {100 * r['top1_error']:5.1f}%  top-5 error "
-              f"{100 * r['top5_error']:5.1f}%  loss {r['loss']:.4f}  ({r['count']} images, "
-              f"{time.perf_counter() - t0:.1f} s)", file=out)
-    data.close()
+    try:
+        for name, ten in (("centre crop", False), ("10 crops", True)):
+            t0 = time.perf_counter()
+            r = evaluate(model, data, args.split, args.batch_size, ten_crop=ten)
+            results[name] = r
+            print(f"{args.split} {name:<11}: top-1 error {100 * r['top1_error']:5.1f}%  top-5 error "
+                  f"{100 * r['top5_error']:5.1f}%  loss {r['loss']:.4f}  ({r['count']} images, "
+                  f"{time.perf_counter() - t0:.1f} s)", file=out)
+    except OutOfMemoryError as e:
+        raise UserError(f"out of GPU memory with --batch-size {args.batch_size} (10 crops run "
+                        f"{max(1, args.batch_size // 10) * 10} images at once): try a smaller one ({e})") from None
+    finally:
+        data.close()
     return results
 
 

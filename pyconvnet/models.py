@@ -13,6 +13,10 @@ from .layers import Conv2d, Dropout, Flatten, Layer, Linear, LRN, MaxPool2d, ReL
 from .tensor import tensor
 
 
+# The smallest input side AlexNet's strides allow: conv1 11x11/4 (padding 2) and three 3x3/2
+# pools must leave at least one pixel (tests/test_model.py checks it against the arithmetic).
+MIN_INPUT_SIZE = 63
+
 # The typical standard deviation of mean-subtracted pixels on the 0..255 scale (ImageNet: ~60).
 PIXEL_STD = 64.0
 
@@ -142,7 +146,7 @@ def alexnet(num_classes: int = 1000, input_size: int = 224, width: float = 1.0, 
     s5 = out(out(out(out(out(input_size, 11, 4, 2), 3, 2), 5, 1, 2), 3, 2), 3, 2)
     if s5 < 1:
         raise ValueError(f"alexnet: input_size={input_size} is too small for AlexNet's layer arithmetic "
-                         f"(conv1 11x11/4 and three 3x3/2 pools need at least 63)")
+                         f"(conv1 11x11/4 and three 3x3/2 pools need at least {MIN_INPUT_SIZE})")
     layers = [
         conv("conv1", 3, c1, 11, 4, 2, 1, 0.0, input_grad=False), ReLU("relu1"),
         LRN("lrn1", groups=2), MaxPool2d("pool1", 3, 2),

@@ -28,7 +28,7 @@ from . import augment, checkpoint, ops
 from . import draw as d
 from .data import prepared_path
 from .dataset import PreparedDataset
-from .errors import UserError, run_command
+from .errors import HelpFormatter, UserError, run_command
 from .loader import Loader
 from .tensor import tensor
 from .train import resolve_device
@@ -427,16 +427,12 @@ def parser() -> argparse.ArgumentParser:
             raise argparse.ArgumentTypeError(f"must be a positive integer; got {v!r}")
         return n
 
-    class Help(argparse.ArgumentDefaultsHelpFormatter):
-        def _get_help_string(self, action):  # no "(default: None)" where the help says the default
-            return action.help if action.default is None else super()._get_help_string(action)
-
     p = argparse.ArgumentParser(prog="python -m pyconvnet.show", description=__doc__,
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
     sub = p.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
     def command(name, help, target, target_help):
-        c = sub.add_parser(name, help=help, description=help[0].upper() + help[1:] + ".", formatter_class=Help)
+        c = sub.add_parser(name, help=help, description=help[0].upper() + help[1:] + ".", formatter_class=HelpFormatter)
         c.add_argument(target, help=target_help)
         c.add_argument("--out", metavar="PATH", help=f"the PNG to write (default: {name}.png next to {target})")
         return c

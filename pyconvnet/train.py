@@ -13,10 +13,12 @@ import sys
 
 from . import checkpoint, cuda
 from ._C import OutOfMemoryError
-from .errors import UserError, run_command
+from .errors import HelpFormatter, UserError, run_command
+from .models import MIN_INPUT_SIZE
 
 # The paper's recipe (../shared/alexnet.md) for real data.
-PAPER = dict(batch_size=128, lr=0.01, momentum=0.9, weight_decay=0.0005, epochs=90, width=1.0, init="paper")
+PAPER = dict(batch_size=128, lr=0.01, momentum=0.9, weight_decay=0.0005, epochs=90, width=1.0, init="paper",
+             image_size=256, crop_size=224, lr_drop_epochs=[])
 # The built-in dataset on the CPU: a scaled-down AlexNet (same layers, a quarter of the
 # channels, 64x64 crops) with He initialisation, so that it learns within a few epochs.
 BUILTIN_CPU = dict(batch_size=64, lr=0.01, momentum=0.9, weight_decay=0.0005, epochs=15, width=0.25, init="he",
@@ -26,17 +28,10 @@ BUILTIN_GPU = dict(batch_size=128, lr=0.01, momentum=0.9, weight_decay=0.0005, e
                    image_size=256, crop_size=224, lr_drop_epochs=[20, 26])
 
 
-class _HelpFormatter(argparse.ArgumentDefaultsHelpFormatter):
-    """Shows a default only where there is a single one (None means: it depends, see the text)."""
-
-    def _get_help_string(self, action):
-        return action.help if action.default is None else super()._get_help_string(action)
-
-
 def _defaults(key: str) -> str:
     """'(--data: A; built-in: B on the CPU, C on a GPU)' for a setting that depends on the run."""
     show = lambda v: ",".join(map(str, v)) if isinstance(v, list) else str(v)  # noqa: E731
-    data = PAPER.get(key, {"image_size": 256, "crop_size": 224, "lr_drop_epochs": "plateau"}.get(key))
+    data = PAPER[key] if PAPER[key] != [] else "when validation error stalls"
     return (f"(--data: {show(data)}; built-in dataset: {show(BUILTIN_CPU[key])} on the CPU, "
             f"{show(BUILTIN_GPU[key])} on a GPU)")
 
@@ -47,14 +42,14 @@ def parser() -> argparse.ArgumentParser:
         description="Train the two-column AlexNet (Krizhevsky et al. 2012) with SGD. Without --data, "
                     "trains on pyconvnet's built-in dataset (a scaled-down AlexNet on the CPU, the full "
                     "one on a GPU). With --data the defaults are the paper's.",
-        formatter_class=_HelpFormatter)
+        formatter_class=HelpFormatter)
     p.add_argument("--data", metavar="DIR", help="a prepared dataset (python -m pyconvnet.prepare) or an "
                    "ImageNet-style image tree, which is prepared first (default: the built-in dataset)")
     p.add_argument("--device", default="auto", help="auto, cpu, cuda or cuda:N (auto: cuda if available)")
     p.add_argument("--out", metavar="RUN_DIR", help="where the checkpoint and logs go (default: runs/<date-time>)")
     p.add_argument("--resume", metavar="RUN_DIR", help="continue the run in RUN_DIR from its checkpoint, with "
                    "its settings (--epochs, --lr and --device may be changed)")
-    p.add_argument("--seed", type=int, default=0, help="seed of initialisation, shuffling, augmentation, dropout")
+    p.add_argument("--seed", type=int, help="seed of initialisation, shuffling, augmentation, dropout (default: 0)")
     p.add_argument("--epochs", type=int, help="epochs to train " + _defaults("epochs"))
     p.add_argument("--batch-size", type=int, help="images per step " + _defaults("batch_size"))
     p.add_argument("--lr", type=float, help="initial learning rate " + _defaults("lr"))
@@ -92,8 +87,6 @@ def resolve_device(name: str) -> str:
 
 def _config(args, device: str) -> dict:
     base = dict(PAPER) if args.data else dict(BUILTIN_GPU if device != "cpu" else BUILTIN_CPU)
-    if args.data:
-        base.update(image_size=256, crop_size=224, lr_drop_epochs=[])
     for key in ("epochs", "batch_size", "lr", "momentum", "weight_decay", "width", "init", "crop_size", "image_size"):
         v = getattr(args, key)
         if v is not None:
@@ -112,9 +105,17 @@ def _config(args, device: str) -> dict:
         raise UserError(f"--momentum must be in [0, 1); got {base['momentum']}")
     if base["weight_decay"] < 0:
         raise UserError(f"--weight-decay must be >= 0; got {base['weight_decay']}")
+    if base["width"] <= 0:
+        raise UserError(f"--width must be > 0; got {base['width']}")
+    if base["crop_size"] < MIN_INPUT_SIZE:
+        raise UserError(f"--crop-size must be at least {MIN_INPUT_SIZE} for AlexNet's strides; got {base['crop_size']}")
+    for flag, value, low in (("--patience", args.patience, 1), ("--max-drops", args.max_drops, 0),
+                             ("--log-every", args.log_every, 0)):
+        if value < low:
+            raise UserError(f"{flag} must be >= {low}; got {value}")
     if base["crop_size"] > base["image_size"]:
         raise UserError(f"--crop-size {base['crop_size']} is larger than --image-size {base['image_size']}")
-    base.update(seed=args.seed, device=device, patience=args.patience, max_drops=args.max_drops,
+    base.update(seed=0 if args.seed is None else args.seed, device=device, patience=args.patience, max_drops=args.max_drops,
                 drop_last=args.drop_last, log_every=args.log_every)
     return base
 
@@ -135,8 +136,20 @@ def run(argv=None, out=sys.stdout) -> dict:
         if device != config["device"]:
             print(f"note: resuming on {device} (the run started on {config['device']})", file=out)
         config["device"] = device
+        ignored = [f for f in ("data", "out", "seed", "batch_size", "momentum", "weight_decay", "lr_drop_epochs",
+                               "width", "init", "crop_size", "image_size") if getattr(args, f) is not None]
+        if ignored:
+            raise UserError(f"--resume continues a run with its own settings; only --epochs, --lr and --device "
+                            f"may change (got {', '.join('--' + f.replace('_', '-') for f in ignored)})")
         if args.epochs is not None:
+            if args.epochs < 1:
+                raise UserError(f"--epochs must be >= 1; got {args.epochs}")
             config["epochs"] = args.epochs
+        if args.lr is not None and not args.lr > 0:
+            raise UserError(f"--lr must be > 0; got {args.lr}")
+        if meta["epoch"] >= config["epochs"]:
+            raise UserError(f"{run_dir} already finished its {config['epochs']} epochs; pass --epochs N with N > "
+                            f"{meta['epoch']} to train on")
         dataset = datamod.open_dataset(config["data_root"], config, out=out)
         model = from_config(meta["model_config"]).to(device)
         trainer = Trainer(model, dataset, config, run_dir, out=out)
@@ -170,6 +183,8 @@ def run(argv=None, out=sys.stdout) -> dict:
     except OutOfMemoryError as e:
         raise UserError(f"out of GPU memory with --batch-size {config['batch_size']} on {device}: try a "
                         f"smaller batch, e.g. --batch-size {max(1, config['batch_size'] // 2)} ({e})") from None
+    finally:
+        dataset.close()
 
 
 def main(argv=None) -> int:

@@ -20,8 +20,8 @@ import numpy as np
 
 from . import checkpoint, ops
 from .errors import UserError
-from .models import Sequential, from_config
-from .tensor import zeros
+from .models import Sequential, from_config, loss_and_grad
+from .tensor import tensor, zeros
 
 CHECKPOINT_NAME = "checkpoint.npz"
 LOG_NAME = "log.jsonl"
@@ -101,7 +101,7 @@ class Trainer:
     """Trains `model` on `data` (a pyconvnet.data.Dataset) with SGD + momentum + weight decay.
 
     config holds: epochs, batch_size, lr, momentum, weight_decay, lr_drop_epochs, patience,
-    max_drops, seed, device, drop_last.
+    max_drops, seed, device, drop_last, log_every.
     """
 
     def __init__(self, model: Sequential, data, config: dict, run_dir: pathlib.Path, out=sys.stdout):
@@ -143,8 +143,7 @@ class Trainer:
         return checkpoint.save(self.run_dir / CHECKPOINT_NAME, arrays, meta)
 
     def restore(self, arrays: dict, meta: dict) -> None:
-        self.model.load_state_dict({k[len("model/"):]: v for k, v in arrays.items() if k.startswith("model/")})
-        from .tensor import tensor
+        self.model.load_state_dict(model_state(arrays))
         for key in self.velocity:
             self.velocity[key] = tensor(arrays[f"momentum/{key}"], self.device)
         self.epoch, self.step = meta["epoch"], meta["step"]
@@ -159,11 +158,9 @@ class Trainer:
     # ------------------------------------------------------------------ one step
     def train_step(self, x, labels, global_step: int) -> tuple[float, np.ndarray]:
         self.model.set_dropout_seed(self.config["seed"] * 1_000_003 + global_step)
-        logits = self.model.forward(x, train=True)
-        loss, dlogits = ops.cross_entropy(logits, labels)
+        loss, logits = loss_and_grad(self.model, x, labels)
         if not math.isfinite(loss):
             raise FloatingPointError(loss)
-        self.model.backward(dlogits)
         lr, m, wd = self.schedule.lr, self.config["momentum"], self.config["weight_decay"]
         for key, layer, p in self.model.parameters():
             ops.sgd_update(layer.params[p], layer.grads[p], self.velocity[key], lr * layer.lr_mult, m, wd)
@@ -198,10 +195,11 @@ class Trainer:
                         loss, logits = self.train_step(x, labels, global_step)
                     except FloatingPointError as e:
                         self.print("")
+                        kept = (f"the last good checkpoint {self.run_dir / CHECKPOINT_NAME} is kept"
+                                if (self.run_dir / CHECKPOINT_NAME).exists() else "no checkpoint was written yet")
                         raise UserError(
                             f"training stopped: the loss became {e.args[0]} at epoch {self.epoch + 1}, step "
-                            f"{self.step + 1} (learning rate {self.schedule.lr:g}); the last good checkpoint "
-                            f"{self.run_dir / CHECKPOINT_NAME} is kept. Try a lower --lr.") from None
+                            f"{self.step + 1} (learning rate {self.schedule.lr:g}); {kept}. Try a lower --lr.") from None
                     errs = topk_errors(logits, labels_host)
                     r = self.running
                     n = len(labels_host)
@@ -230,6 +228,11 @@ class Trainer:
                         self.print(f"resume with: python -m pyconvnet.train --resume {self.run_dir}")
                         return {"interrupted": True}
                 self._end_epoch(steps)
+                if interrupted["flag"]:  # Ctrl-C during validation: the epoch's checkpoint is saved
+                    self.print(f"interrupted after epoch {self.epoch}; checkpoint saved to "
+                               f"{self.run_dir / CHECKPOINT_NAME}")
+                    self.print(f"resume with: python -m pyconvnet.train --resume {self.run_dir}")
+                    return {"interrupted": True}
         finally:
             signal.signal(signal.SIGINT, previous)
         return self._finish()
@@ -237,10 +240,11 @@ class Trainer:
     def _end_epoch(self, steps: int) -> None:
         r = self.running
         val = self.evaluate("val")
+        lr = self.schedule.lr
         self.epoch += 1
         dropped = self.schedule.after_epoch(self.epoch, val["top1_error"])
         rec = {
-            "event": "epoch", "epoch": self.epoch, "lr": self.schedule.lr * (10 if dropped else 1),
+            "event": "epoch", "epoch": self.epoch, "lr": lr,
             "train_loss": r["loss_sum"] / max(r["seen"], 1),
             "train_top1_error": r["err1"] / max(r["seen"], 1), "train_top5_error": r["err5"] / max(r["seen"], 1),
             "val_loss": val["loss"], "val_top1_error": val["top1_error"], "val_top5_error": val["top5_error"],
@@ -282,13 +286,19 @@ def evaluate(model: Sequential, data, split: str, batch_size: int, ten_crop: boo
         loss_sum += float(-np.log(np.maximum(probs[np.arange(m), labels_host], 1e-30)).sum())
         errs = topk_errors(probs, labels_host)
         n, e1, e5 = n + m, e1 + errs[1], e5 + errs[5]
-    n = max(n, 1)
+    if n == 0:
+        raise UserError(f"the {split} split is empty: nothing to evaluate")
     return {"loss": loss_sum / n, "top1_error": e1 / n, "top5_error": e5 / n, "count": n}
+
+
+def model_state(arrays: dict) -> dict:
+    """The model's weights among a checkpoint's arrays (stored as "model/<layer>.<param>")."""
+    return {k[len("model/"):]: v for k, v in arrays.items() if k.startswith("model/")}
 
 
 def load_model(path, device: str = "cpu") -> tuple[Sequential, dict]:
     """The model stored in a checkpoint, on `device`, and the checkpoint's metadata."""
     arrays, meta = checkpoint.load(path)
     model = from_config(meta["model_config"]).to(device)
-    model.load_state_dict({k[len("model/"):]: v for k, v in arrays.items() if k.startswith("model/")})
+    model.load_state_dict(model_state(arrays))
     return model, meta

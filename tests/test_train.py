@@ -151,11 +151,22 @@ def test_non_finite_loss_stops_with_a_clear_message_and_keeps_the_checkpoint(tin
     (["--epochs", "0"], "error: --epochs must be >= 1; got 0"),
     (["--lr", "-1"], "error: --lr must be > 0; got -1.0"),
     (["--resume", "/nonexistent/run"], "error: checkpoint /nonexistent/run/checkpoint.npz: no such file"),
+    (["--crop-size", "40"], "error: --crop-size must be at least 63 for AlexNet's strides; got 40"),
+    (["--width", "0"], "error: --width must be > 0; got 0.0"),
+    (["--patience", "0"], "error: --patience must be >= 1; got 0"),
 ])
 def test_bad_flags_are_one_line_errors(argv, message, capsys):
     assert train.main(argv) == 2
     err = capsys.readouterr().err.strip()
     assert err == message
+
+
+def test_resume_refuses_changed_settings_and_finished_runs(tiny_data, tmp_path, capsys):
+    run_train(["--data", tiny_data, "--epochs", "1", "--out", str(tmp_path / "r"), *TINY])
+    assert train.main(["--resume", str(tmp_path / "r"), "--batch-size", "8"]) == 2
+    assert "only --epochs, --lr and --device may change (got --batch-size)" in capsys.readouterr().err
+    assert train.main(["--resume", str(tmp_path / "r")]) == 2
+    assert "already finished its 1 epochs; pass --epochs N with N > 1" in capsys.readouterr().err
 
 
 def test_corrupt_checkpoint_is_a_one_line_error(tmp_path, capsys):
