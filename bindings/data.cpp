@@ -25,14 +25,18 @@ order the copy against the ops. Used by pyconvnet.loader; not needed elsewhere.
            }),
            py::arg("buffers"), py::arg("device"))
       .def("host", [](py::object self, size_t i) {
-             // A writable NumPy view of the host memory; it keeps the slot alive.
+             // A writable NumPy view of the host memory. Its base owns the memory itself, so a
+             // view that outlives close() (a reader thread still writing) never writes into
+             // memory given back to the pinned cache.
              StagingSlot& s = self.cast<StagingSlot&>();
              void* p = s.host(i);
              const Shape& shape = s.shape(i);
+             auto* owner = new std::shared_ptr<void>(s.host_owner(i));
+             py::capsule base(owner, [](void* o) { delete static_cast<std::shared_ptr<void>*>(o); });
              return py::array(py::dtype(dtype_name(s.dtype(i))),
-                              std::vector<py::ssize_t>(shape.begin(), shape.end()), p, self);
+                              std::vector<py::ssize_t>(shape.begin(), shape.end()), p, base);
            }, py::arg("i"),
-           "Writable NumPy view of host buffer i (page-locked for a CUDA device). Valid until close().")
+           "Writable NumPy view of host buffer i (page-locked for a CUDA device); it keeps that memory alive.")
       .def("device_buffer", &StagingSlot::device_buffer, py::arg("i"))
       .def("upload", &StagingSlot::upload, py::call_guard<py::gil_scoped_release>())
       .def("wait_uploaded", &StagingSlot::wait_uploaded, py::call_guard<py::gil_scoped_release>())

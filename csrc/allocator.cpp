@@ -42,9 +42,11 @@ struct DevicePool {
     // before they were freed; wait for it before handing them back.
     CUDA_CHECK(cudaStreamSynchronize(cuda::stream(device)));
     for (auto& [size, blocks] : free_blocks) {
-      for (void* p : blocks) {
-        CUDA_CHECK(cudaFree(p));
+      while (!blocks.empty()) {  // pop first: a failing cudaFree must not leave a freed pointer
+        void* p = blocks.back();
+        blocks.pop_back();
         stats.reserved -= static_cast<int64_t>(size);
+        CUDA_CHECK(cudaFree(p));
       }
     }
     free_blocks.clear();
@@ -138,6 +140,12 @@ std::shared_ptr<void> allocate_pinned(size_t bytes) {
     }
     if (ptr == nullptr) CUDA_CHECK(cudaMallocHost(&ptr, size));
     return std::shared_ptr<void>(ptr, [size](void* q) {
+      // Blocks above 32 MiB (one-off uploads of large tensors) go back to the driver rather than
+      // staying page-locked in the cache; smaller ones are reused.
+      if (size > (size_t(32) << 20)) {
+        cudaFreeHost(q);  // in a deleter: nothing to report an error to
+        return;
+      }
       PinnedPool& pl = pinned_pool();
       std::lock_guard<std::mutex> lk(pl.mu);
       pl.free_blocks[size].push_back(q);

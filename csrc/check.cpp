@@ -1,5 +1,9 @@
 #include "check.h"
 
+#include <algorithm>
+#include <cstdint>
+#include <limits>
+
 namespace pcn {
 
 const ArgCheck& ArgCheck::dtype(const Tensor& t, const char* name, DType want) const {
@@ -22,6 +26,22 @@ const ArgCheck& ArgCheck::shape(const Tensor& t, const char* name, const Shape& 
   PCN_REQUIRE(t.shape() == want, ValueError, op_, ": argument '", name, "' must have shape ",
               shape_str(want), "; got ", shape_str(t.shape()));
   return *this;
+}
+
+const ArgCheck& ArgCheck::int32_size(const char* name, const Shape& shape) const {
+  constexpr int64_t kMax = std::numeric_limits<int32_t>::max();
+  int64_t n = 1;
+  for (size_t i = 0; i < shape.size(); ++i) {
+    const int64_t d = i == 0 ? std::max<int64_t>(shape[i], 1) : shape[i];
+    if (n > 0 && d > kMax / n) {  // n * d > kMax, found without overflowing
+      n = kMax + 1;
+      break;
+    }
+    n *= d;
+  }
+  return require(n <= kMax, name,
+                 "have fewer than 2^31 elements (and one sample of it too, when the batch is empty)",
+                 str("shape ", shape_str(shape)));
 }
 
 Device ArgCheck::same_device(

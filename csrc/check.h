@@ -27,6 +27,10 @@ class ArgCheck {
   const ArgCheck& rank(const Tensor& t, const char* name, int64_t rank, const char* layout) const;
   // `t` has exactly this shape.
   const ArgCheck& shape(const Tensor& t, const char* name, const Shape& want) const;
+  // A tensor of `shape` has fewer than 2^31 elements, so kernels may index it with 32-bit
+  // integers. The batch (first axis) counts as at least one, so that one sample's sizes fit too
+  // when the batch is empty.
+  const ArgCheck& int32_size(const char* name, const Shape& shape) const;
   // All defined tensors are on one device, which can be used now; returns it.
   Device same_device(std::initializer_list<std::pair<const char*, const Tensor*>> tensors) const;
   // A ValueError "op: argument 'name' must <rule>; got <got>" unless ok.

@@ -2,7 +2,8 @@
 // of one of the types below, which bindings/module.cpp turns into a Python exception:
 //   ValueError  -> ValueError      (an argument has a bad value or shape)
 //   TypeError   -> TypeError       (an argument has a bad dtype or kind)
-//   DeviceError -> RuntimeError    (no GPU, no driver, CPU-only build, mixed devices)
+//   DeviceError -> RuntimeError    (no GPU, no driver, CPU-only build; mixed devices in one
+//                                   call are a ValueError: they are a bad argument)
 //   CudaError   -> pyconvnet.CudaError (RuntimeError): a CUDA call or kernel launch failed
 //   OutOfMemory -> pyconvnet.OutOfMemoryError (RuntimeError)
 #pragma once

@@ -75,6 +75,12 @@ void* StagingSlot::host(size_t i) const {
   return where_.is_cuda() ? host_[i].get() : device_[i].raw();
 }
 
+std::shared_ptr<void> StagingSlot::host_owner(size_t i) const {
+  check_index(i);
+  if (where_.is_cuda()) return host_[i];
+  return std::make_shared<Tensor>(device_[i]);  // a CPU slot's host memory is the tensor's
+}
+
 const Shape& StagingSlot::shape(size_t i) const {
   check_index(i);
   return shapes_[i];

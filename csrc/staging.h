@@ -35,6 +35,8 @@ class StagingSlot {
   Device device() const { return where_; }
   // Host memory of buffer i, shape(i) of dtype(i), to be filled before upload().
   void* host(size_t i) const;
+  // Keeps host(i)'s memory alive while held, even past close() (for views handed out).
+  std::shared_ptr<void> host_owner(size_t i) const;
   const Shape& shape(size_t i) const;
   DType dtype(size_t i) const;
   // Buffer i on the device (the host buffer itself for a CPU device). Valid for ops enqueued

@@ -1,5 +1,6 @@
 #include "tensor.h"
 
+#include <algorithm>
 #include <cstring>
 
 #include "allocator.h"
@@ -141,46 +142,35 @@ void Tensor::copy_to_host(void* dst) const {
 #endif
 }
 
-void Tensor::copy_from(const Tensor& src) {
-  PCN_REQUIRE(src.shape_ == shape_ && src.dtype_ == dtype_, ValueError,
-              "copy_from: source is ", src.repr(), ", destination is ", repr(),
-              "; shapes and dtypes must match");
-  const size_t bytes = nbytes();
-  if (bytes == 0) return;
-  if (device_.is_cpu() && src.device_.is_cpu()) {
-    std::memcpy(raw(), src.raw(), bytes);
-    return;
-  }
-  if (device_.is_cpu()) {
-    src.copy_to_host(raw());
-    return;
-  }
-#ifdef PYCONVNET_WITH_CUDA
-  if (src.device_.is_cpu()) {
-    Tensor tmp = from_host(src.raw(), shape_, dtype_, device_);
-    data_.swap(tmp.data_);  // same shape and dtype: adopt the freshly copied storage
-    return;
-  }
-  // Device to device (same or different GPU): order after the source's pending work.
-  CUDA_CHECK(cudaStreamSynchronize(cuda::stream(src.device_.index)));
-  cuda::DeviceGuard guard(device_.index);
-  cudaStream_t s = cuda::stream(device_.index);
-  CUDA_CHECK(cudaMemcpyPeerAsync(raw(), device_.index, src.raw(), src.device_.index, bytes, s));
-  if (src.device_ != device_) CUDA_CHECK(cudaStreamSynchronize(s));
-#endif
-}
-
 Tensor Tensor::to(Device device) const {
   if (device == device_) return *this;
   if (device_.is_cpu()) return from_host(raw(), shape_, dtype_, device);
   Tensor out = empty(shape_, dtype_, device);
-  out.copy_from(*this);
+  if (device.is_cpu()) {
+    copy_to_host(out.raw());
+    return out;
+  }
+#ifdef PYCONVNET_WITH_CUDA
+  // GPU to GPU: after the source's pending work, on the destination's stream.
+  if (nbytes() > 0) {
+    CUDA_CHECK(cudaStreamSynchronize(cuda::stream(device_.index)));
+    cuda::DeviceGuard guard(device.index);
+    cudaStream_t s = cuda::stream(device.index);
+    CUDA_CHECK(cudaMemcpyPeerAsync(out.raw(), device.index, raw(), device_.index, nbytes(), s));
+    CUDA_CHECK(cudaStreamSynchronize(s));
+  }
+#endif
   return out;
 }
 
 Tensor Tensor::reshape(const Shape& shape) const {
   int64_t n = 1;
-  for (int64_t s : shape) n *= s;
+  for (int64_t s : shape) {
+    PCN_REQUIRE(s >= 0 && (s == 0 || n <= (int64_t(1) << 40) / s), ValueError,
+                "reshape: cannot view ", repr(), " as shape ", shape_str(shape),
+                " (sizes must be >= 0, their product at most 2^40)");
+    n *= s;
+  }
   PCN_REQUIRE(n == numel(), ValueError, "reshape: cannot view ", repr(), " as shape ",
               shape_str(shape), " (", n, " elements, tensor has ", numel(), ")");
   Tensor t = *this;

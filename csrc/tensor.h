@@ -50,7 +50,7 @@ class Tensor {
   // the device cannot be used, OutOfMemory when memory runs out.
   static Tensor empty(const Shape& shape, DType dtype, Device device);
   static Tensor zeros(const Shape& shape, DType dtype, Device device);
-  // A copy of `bytes` bytes of host memory laid out as `shape` of `dtype`.
+  // A copy of host memory holding `shape` of `dtype` (numel * dtype_size bytes).
   static Tensor from_host(const void* src, const Shape& shape, DType dtype, Device device);
 
   bool defined() const { return static_cast<bool>(data_); }
@@ -72,7 +72,6 @@ class Tensor {
   }
 
   void copy_to_host(void* dst) const;                 // nbytes() bytes
-  void copy_from(const Tensor& src);                  // same shape/dtype, any devices
   Tensor to(Device device) const;                     // a copy on `device` (self if same)
   Tensor reshape(const Shape& shape) const;           // shares storage; numel must match
   void fill_zero();

@@ -235,7 +235,9 @@ class Loader:
             return
         k = -(-len(rows) // self._read_threads)
         chunks = [rows[i:i + k] for i in range(0, len(rows), k)]
-        for f in [self._readers.submit(self._read_rows, c, dest) for c in chunks]:
+        futures = [self._readers.submit(self._read_rows, c, dest) for c in chunks]
+        concurrent.futures.wait(futures)  # all readers finish before an error is raised
+        for f in futures:
             f.result()
 
     def _read_rows(self, rows, dest):

@@ -11,24 +11,6 @@ namespace {
 
 std::string hw_str(Hw v) { return str("(", v[0], ", ", v[1], ")"); }
 
-// Kernels index each tensor with 32-bit integers (conv.h). The batch counts as at least one
-// image, so that one image's sizes (and products like P*Q) fit in an int even when N == 0.
-void require_int32_size(const ArgCheck& c, const char* name, const Shape& shape) {
-  constexpr int64_t kMax = std::numeric_limits<int32_t>::max();
-  int64_t n = 1;
-  for (size_t i = 0; i < shape.size(); ++i) {
-    const int64_t d = i == 0 ? std::max<int64_t>(shape[i], 1) : shape[i];
-    if (n > 0 && d > kMax / n) {  // n * d > kMax, found without overflowing
-      n = kMax + 1;
-      break;
-    }
-    n *= d;
-  }
-  c.require(n <= kMax, name,
-            "have fewer than 2^31 elements (and one image of it too, when the batch is empty)",
-            str("shape ", shape_str(shape)));
-}
-
 // Checks every tensor argument's dtype and rank, then their device; returns the device.
 Device check_tensors(const ArgCheck& c, const Tensor* dy, const Tensor* x, const Tensor* w,
                      const Tensor* b) {
@@ -82,9 +64,9 @@ Conv2dParams conv2d_params(const char* op, const Shape& x, const Shape& w, Hw st
             str("a ", p.R, "x", p.S, " kernel"));
   p.P = (hp - p.R) / p.stride_h + 1;
   p.Q = (wp - p.S) / p.stride_w + 1;
-  require_int32_size(c, "x", x);
-  require_int32_size(c, "w", w);
-  require_int32_size(c, "y", {p.N, p.K, p.P, p.Q});
+  c.int32_size("x", x);
+  c.int32_size("w", w);
+  c.int32_size("y", {p.N, p.K, p.P, p.Q});
   return p;
 }
 

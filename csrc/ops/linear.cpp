@@ -8,12 +8,6 @@ namespace pcn {
 
 namespace {
 
-// Kernels index each tensor with 32-bit integers.
-void require_int32_size(const ArgCheck& c, const char* name, const Shape& shape) {
-  c.require(shape[0] * shape[1] <= std::numeric_limits<int32_t>::max(), name,
-            "have fewer than 2^31 elements", str("shape ", shape_str(shape)));
-}
-
 // Checks every tensor argument's dtype, rank and size limit, then their device.
 Device check_tensors(const ArgCheck& c, const Tensor* dy, const Tensor* x, const Tensor* w,
                      const Tensor* b) {
@@ -21,9 +15,9 @@ Device check_tensors(const ArgCheck& c, const Tensor* dy, const Tensor* x, const
   if (x) c.dtype(*x, "x", DType::Float32).rank(*x, "x", 2, "(N, in)");
   if (w) c.dtype(*w, "w", DType::Float32).rank(*w, "w", 2, "(out, in)");
   if (b && b->defined()) c.dtype(*b, "b", DType::Float32).rank(*b, "b", 1, "(out,)");
-  if (dy) require_int32_size(c, "dy", dy->shape());
-  if (x) require_int32_size(c, "x", x->shape());
-  if (w) require_int32_size(c, "w", w->shape());
+  if (dy) c.int32_size("dy", dy->shape());
+  if (x) c.int32_size("x", x->shape());
+  if (w) c.int32_size("w", w->shape());
   return c.same_device({{"dy", dy}, {"x", x}, {"w", w}, {"b", b}});
 }
 
@@ -51,7 +45,7 @@ Tensor linear_forward(const Tensor& x, const Tensor& w, const Tensor& b, int ver
   const int v = resolve(c, dev, version);
   require_in_features(c, x, w);
   if (b.defined()) c.shape(b, "b", {w.size(0)});
-  require_int32_size(c, "y", {x.size(0), w.size(0)});
+  c.int32_size("y", {x.size(0), w.size(0)});
   Tensor y = Tensor::empty({x.size(0), w.size(0)}, DType::Float32, dev);
   PCN_DISPATCH(dev, linear_forward, x, w, b, y, v);
   return y;
@@ -62,7 +56,7 @@ Tensor linear_backward_data(const Tensor& dy, const Tensor& w, int version) {
   const Device dev = check_tensors(c, &dy, nullptr, &w, nullptr);
   const int v = resolve(c, dev, version);
   c.shape(dy, "dy", {dy.size(0), w.size(0)});
-  require_int32_size(c, "dx", {dy.size(0), w.size(1)});
+  c.int32_size("dx", {dy.size(0), w.size(1)});
   Tensor dx = Tensor::empty({dy.size(0), w.size(1)}, DType::Float32, dev);
   PCN_DISPATCH(dev, linear_backward_data, dy, w, dx, v);
   return dx;
@@ -74,7 +68,7 @@ std::tuple<Tensor, Tensor> linear_backward_weight(const Tensor& dy, const Tensor
   const Device dev = check_tensors(c, &dy, &x, nullptr, nullptr);
   const int v = resolve(c, dev, version);
   c.shape(dy, "dy", {x.size(0), dy.size(1)});
-  require_int32_size(c, "dw", {dy.size(1), x.size(1)});
+  c.int32_size("dw", {dy.size(1), x.size(1)});
   Tensor dw = Tensor::empty({dy.size(1), x.size(1)}, DType::Float32, dev);
   Tensor db = Tensor::empty({dy.size(1)}, DType::Float32, dev);
   PCN_DISPATCH(dev, linear_backward_weight, dy, x, dw, db, v);
