@@ -17,6 +17,7 @@
 
 #include "csrc/ops/conv.h"
 #include "gemm.cuh"
+#include "grid_stride.cuh"
 
 namespace pcn::cuda {
 
@@ -42,10 +43,6 @@ ConvShape shape_of(const Conv2dParams& p) {
   s.Cg = static_cast<int>(p.Cg()), s.Kg = static_cast<int>(p.Kg());
   s.RS = s.R * s.S, s.CRS = s.Cg * s.RS, s.PQ = s.P * s.Q;
   return s;
-}
-
-unsigned int grid_stride_blocks(long long n) {
-  return n == 0 ? 0u : std::min(ceil_div(n, 256), 65535u * 4u);
 }
 
 }  // namespace
@@ -359,7 +356,7 @@ void conv2d_forward(const Conv2dParams& p, const Tensor& x, const Tensor& w, con
   const cudaStream_t st = stream(x.device().index);
   const float* bias = b.defined() ? b.data<float>() : nullptr;
   if (version == 1) {
-    PCN_LAUNCH(conv2d_forward_kernel1, grid_stride_blocks(y.numel()), 256, 0, st, s,
+    PCN_LAUNCH(conv2d_forward_kernel1, grid_stride_blocks(y.numel(), 256), 256, 0, st, s,
                x.data<float>(), w.data<float>(), bias, y.data<float>());
     return;
   }
@@ -373,7 +370,7 @@ void conv2d_backward_data(const Conv2dParams& p, const Tensor& dy, const Tensor&
   const ConvShape s = shape_of(p);
   const cudaStream_t st = stream(dy.device().index);
   if (version == 1) {
-    PCN_LAUNCH(conv2d_backward_data_kernel1, grid_stride_blocks(dx.numel()), 256, 0, st, s,
+    PCN_LAUNCH(conv2d_backward_data_kernel1, grid_stride_blocks(dx.numel(), 256), 256, 0, st, s,
                dy.data<float>(), w.data<float>(), dx.data<float>());
     return;
   }
@@ -388,7 +385,7 @@ void conv2d_backward_filter(const Conv2dParams& p, const Tensor& dy, const Tenso
   const ConvShape s = shape_of(p);
   const cudaStream_t st = stream(dy.device().index);
   if (version == 1) {
-    PCN_LAUNCH(conv2d_backward_filter_kernel1, grid_stride_blocks(dw.numel()), 256, 0, st, s,
+    PCN_LAUNCH(conv2d_backward_filter_kernel1, grid_stride_blocks(dw.numel(), 256), 256, 0, st, s,
                dy.data<float>(), x.data<float>(), dw.data<float>());
   } else {
     const long long tiles = p.groups * ceil_div(s.Kg, kTileM) * ceil_div(s.CRS, kTileN);

@@ -6,14 +6,9 @@
 #include <algorithm>
 
 #include "gemm.cuh"
+#include "grid_stride.cuh"
 
 namespace pcn::cuda {
-
-namespace {
-unsigned int grid_stride_blocks(long long n) {
-  return n == 0 ? 0u : std::min(ceil_div(n, 256), 65535u * 4u);
-}
-}  // namespace
 
 // gemm_kernel1: C[m][n] = sum_k op(A)[m][k] op(B)[k][n] (+ bias[n]); row-major A (M x K, or
 // K x M when trans_a), B (K x N, or N x K when trans_b), C (M x N, row stride ldc).
@@ -87,7 +82,7 @@ void sgemm_tiled(int M, int N, int K, const float* A, int lda, const float* B, i
 void sgemm(int version, bool trans_a, bool trans_b, int M, int N, int K, const float* A, int lda,
            const float* B, int ldb, float* C, int ldc, const float* bias, cudaStream_t stream) {
   if (version == 1) {
-    PCN_LAUNCH(gemm_kernel1, grid_stride_blocks(static_cast<long long>(M) * N), 256, 0, stream,
+    PCN_LAUNCH(gemm_kernel1, grid_stride_blocks(static_cast<long long>(M) * N, 256), 256, 0, stream,
                trans_a, trans_b, M, N, K, A, lda, B, ldb, C, ldc, bias);
     return;
   }
@@ -105,7 +100,7 @@ void bias_grad(const float* dy, float* db, int N, int K, int PQ, cudaStream_t st
 }
 
 void sum_splits(const float* partial, float* out, int splits, long long len, cudaStream_t stream) {
-  PCN_LAUNCH(sum_splits_kernel1, grid_stride_blocks(len), 256, 0, stream, partial, out, splits,
+  PCN_LAUNCH(sum_splits_kernel1, grid_stride_blocks(len, 256), 256, 0, stream, partial, out, splits,
              len);
 }
 
