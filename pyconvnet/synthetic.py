@@ -1,7 +1,7 @@
 """The built-in dataset: labelled shape images that pyconvnet generates itself, so that
 ``python -m pyconvnet.train`` needs no download.
 
-    python -m pyconvnet.synthetic [--cache DIR] [--seed 0] [--probe]
+    python -m pyconvnet.synthetic [--cache DIR] [--seed 0] [--size 64] [--probe]
 
 Ten classes told apart by shape and structure only: disc, ring, square, frame (a square outline),
 triangle, cross, star, hstripes and vstripes (a striped disc, stripes within 15 degrees of
@@ -16,8 +16,9 @@ reflection (reflection is one of the augmentations).
 
 The images are written as JPEG files in an ImageNet-style tree, SRC/train/<class>/*.jpg and
 SRC/val/<class>/*.jpg, under the cache directory ($PYCONVNET_CACHE, else
-$XDG_CACHE_HOME/pyconvnet, else ~/.cache/pyconvnet), and prepared at 64x64 by
-pyconvnet.prepare, the same path as real data. The tree is deterministic given the seed (and the
+$XDG_CACHE_HOME/pyconvnet, else ~/.cache/pyconvnet), and prepared by pyconvnet.prepare, the
+same path as real data, at a size of the caller's choice (64x64 by default; the trainer asks for
+72x72 on the CPU and 256x256 on a GPU), each size prepared once. The tree is deterministic given the seed (and the
 NumPy and Pillow versions). ``ensure_dataset()`` does all of it once and returns the prepared
 directory; later calls return at once.
 """
