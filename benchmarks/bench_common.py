@@ -512,3 +512,12 @@ def sample_dataset(count: int, size: int = 256) -> str:
                 Image.fromarray(small).resize((size + 64, size), Image.BILINEAR).save(path, quality=90)
         prepare.prepare(os.path.join(root, "src"), out, size=size, val_fraction=0.0, progress=False)
     return out
+
+
+def benchmark_device(requested, prog: str) -> str:
+    """The device a benchmark runs on: `requested` ("cpu", "cuda", "cuda:N"), or CUDA when usable
+    else the CPU; exits with a message when CUDA is asked for and unusable."""
+    device = requested or ("cuda" if pyconvnet.cuda.is_available() else "cpu")
+    if device.startswith("cuda") and not pyconvnet.cuda.is_available():
+        sys.exit(f"{prog}: CUDA requested but unavailable: {pyconvnet.cuda.unavailable_reason()}")
+    return "cuda:0" if device == "cuda" else device

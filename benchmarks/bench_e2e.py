@@ -182,11 +182,7 @@ def main(argv=None):
     ap.add_argument("--json", default=None)
     a = ap.parse_args(argv)
 
-    device = a.device or ("cuda" if pyconvnet.cuda.is_available() else "cpu")
-    if device.startswith("cuda") and not pyconvnet.cuda.is_available():
-        sys.exit(f"bench_e2e: CUDA requested but unavailable: {pyconvnet.cuda.unavailable_reason()}")
-    if device == "cuda":
-        device = "cuda:0"
+    device = common.benchmark_device(a.device, "bench_e2e")
     on_cuda = device.startswith("cuda")
     batch = a.batch or (128 if on_cuda else 8)
     steps = a.steps or (20 if on_cuda else 5)

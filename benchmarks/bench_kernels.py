@@ -755,11 +755,7 @@ def main(argv=None):
     ap.add_argument("--seed", type=int, default=0)
     a = ap.parse_args(argv)
 
-    device = a.device or ("cuda" if pyconvnet.cuda.is_available() else "cpu")
-    if device.startswith("cuda") and not pyconvnet.cuda.is_available():
-        sys.exit(f"bench_kernels: CUDA requested but unavailable: {pyconvnet.cuda.unavailable_reason()}")
-    if device == "cuda":
-        device = "cuda:0"
+    device = common.benchmark_device(a.device, "bench_kernels")
     on_cuda = device.startswith("cuda")
     batch = a.batch or (128 if on_cuda else 8)
     a.target_ms = a.target_ms or (10.0 if on_cuda else 20.0)
