@@ -118,6 +118,21 @@ __global__ void cross_entropy_kernel1(const float* __restrict__ x,
   }
 }
 
+// Loads row xr (c floats) into the warp's registers, lane l holding columns l, l + 32, ...
+// (-INFINITY past the end), and returns the row's maximum (NaN if any), the same in every lane.
+template <int V>
+__device__ __forceinline__ float warp_load_row_max(const float* __restrict__ xr, long long c, int lane,
+                                                   float (&v)[V]) {
+  float m = -INFINITY;
+#pragma unroll
+  for (int q = 0; q < V; ++q) {
+    const long long i = lane + 32 * q;
+    v[q] = i < c ? xr[i] : -INFINITY;
+    m = nan_max(m, v[q]);
+  }
+  return warp_max(m);
+}
+
 // Layout: x, probs (n, c). Thread mapping: warp w of the grid handles rows w, w + warps, ...;
 // lane l holds columns l, l + 32, ..., l + 32 (V - 1). Precondition: 1 <= c <= 32 V.
 template <int V>
@@ -128,14 +143,7 @@ __global__ void softmax_kernel2(const float* __restrict__ x, float* __restrict__
   for (long long row = global_thread() >> 5; row < n; row += warps) {
     const float* xr = x + row * c;
     float v[V];
-    float m = -INFINITY;
-#pragma unroll
-    for (int q = 0; q < V; ++q) {
-      const long long i = lane + 32 * q;
-      v[q] = i < c ? xr[i] : -INFINITY;
-      m = nan_max(m, v[q]);
-    }
-    m = warp_max(m);
+    const float m = warp_load_row_max<V>(xr, c, lane, v);
     float s = 0.0f;
 #pragma unroll
     for (int q = 0; q < V; ++q) {
@@ -168,14 +176,7 @@ __global__ void cross_entropy_kernel2(const float* __restrict__ x,
     }
     const float* xr = x + row * c;
     float v[V];
-    float m = -INFINITY;
-#pragma unroll
-    for (int q = 0; q < V; ++q) {
-      const long long i = lane + 32 * q;
-      v[q] = i < c ? xr[i] : -INFINITY;
-      m = nan_max(m, v[q]);
-    }
-    m = warp_max(m);
+    const float m = warp_load_row_max<V>(xr, c, lane, v);
     float s = 0.0f, other = 0.0f;
 #pragma unroll
     for (int q = 0; q < V; ++q) {
