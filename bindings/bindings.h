@@ -13,4 +13,5 @@ void bind_pointwise(py::module_& m);  // pointwise.cpp: relu, lrn, pooling, drop
 void bind_conv(py::module_& m);       // conv.cpp: conv2d, linear
 void bind_data(py::module_& m);       // data.cpp: augmentation
 void bind_random(py::module_& m);     // random.cpp: the Philox generator, for tests and Python
+void bind_simulator(py::module_& m);  // simulator.cpp (sim/bindings.cpp in the simulator build)
 }  // namespace pcn::bindings

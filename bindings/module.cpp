@@ -32,6 +32,7 @@ PYBIND11_MODULE(_C, m) {
   bind_conv(m);
   bind_data(m);
   bind_random(m);
+  bind_simulator(m);
 }
 
 }  // namespace pcn::bindings
