@@ -606,6 +606,7 @@ def format_report(rep: dict) -> list[str]:
         f"# module: {rep['module']}",
         f"# compiled by: {'; '.join(rep['compilers']) or 'unknown'}",
         f"# tools: {rep['tools']}",
+        *(f"# note: {n}" for n in rep.get("notes", [])),
         f"# per SM: {sm.regs_per_sm // 1024}K registers (per warp in units of {sm.reg_unit}, {sm.sub_partitions} "
         f"sub-partitions), {sm.smem_per_sm >> 10} KiB shared ({sm.smem_per_block >> 10} KiB per block, "
         f"+{sm.smem_reserved >> 10} KiB reserved per block), {sm.threads_per_sm} threads, {sm.blocks_per_sm} blocks",
@@ -673,6 +674,9 @@ def main(argv=None):
     rep["date"], rep["commit"] = bench_common.now_utc(), bench_common.commit()
     rep["module"] = os.path.relpath(module, ROOT) if module.startswith(ROOT + os.sep) else module
     rep["tools"] = f"{tool_version(cuobjdump)}, {tool_version(nvdisasm)}"
+    newer = [os.path.basename(f) for f in sorted(glob.glob(os.path.join(a.src, "*.cu*")))
+             if os.path.getmtime(f) > os.path.getmtime(module)]
+    rep["notes"] = [f"newer than the module (rebuild to see them): {', '.join(newer)}"] if newer else []
     for line in format_report(rep):
         print(line)
     if a.show:
