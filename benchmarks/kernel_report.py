@@ -25,7 +25,8 @@ Where the numbers come from:
   them: registers are allocated per warp in units of 256, each of the 4 sub-partitions holding
   16,384 of the SM's 64K; shared memory per block is the static size + the launch's dynamic size +
   1 KiB reserved by the system, rounded up to 128 bytes, out of 228 KiB per SM (227 KiB at most per
-  block); at most 2048 threads (64 warps) and 32 blocks per SM. The smallest of the four limits
+  block; cuobjdump's SHARED already includes the reserved KiB of a kernel with shared variables,
+  the report's static size does not); at most 2048 threads (64 warps) and 32 blocks per SM. The smallest of the four limits
   wins and is named.
 - Hot loop: the control-flow graph of the kernel's basic blocks, reachable from its entry, and
   its natural loops (a back edge is a branch to a block that dominates it; loops sharing a header
@@ -47,7 +48,6 @@ from __future__ import annotations
 import argparse
 import ast
 import glob
-import json
 import math
 import os
 import re
@@ -525,14 +525,15 @@ def _mma_flops(op: str) -> int | None:
 def instruction_mix(instrs: list[Instr], sm: SmLimits = H200) -> dict:
     ops = Counter(i.base for i in instrs)
     n = len(instrs)
-    tc = {op: c for op, c in Counter(i.op for i in instrs if i.base in _TENSOR).items()}
+    tc = dict(Counter(i.op for i in instrs if i.base in _TENSOR))
     tc_count = sum(tc.values())
     math_count = ops["FFMA"] + ops["FADD"] + ops["FMUL"] + tc_count
     lds = sum(ops[o] for o in _SHARED_LOADS)
     ldg = sum(ops[o] for o in _GLOBAL_LOADS)
     share = ops["FFMA"] / n if n else 0.0
-    tc_flops = [_mma_flops(op) for op in tc for _ in range(tc[op])]
-    tc_ceiling = sum(tc_flops) / n * sm.issue_rate if tc_count and None not in tc_flops else None
+    flops = {op: _mma_flops(op) for op in tc}
+    tc_ceiling = (sum(flops[op] * c for op, c in tc.items()) / n * sm.issue_rate
+                  if tc and None not in flops.values() else None)
     return {
         "instructions": n, "ffma": ops["FFMA"], "ffma_share": share, "fadd": ops["FADD"], "fmul": ops["FMUL"],
         "tensor": tc, "math": math_count, "shared_loads": lds, "global_loads": ldg,
@@ -669,11 +670,11 @@ def main(argv=None):
         sys.exit(f"kernel_report: no compiled engine found{' at ' + module if module else ''}; {BUILD_HINT}")
     try:
         rep = analyse(module, cuobjdump, os.path.dirname(nvdisasm), a.src)
+        rep["tools"] = f"{tool_version(cuobjdump)}, {tool_version(nvdisasm)}"
     except (RuntimeError, OSError, subprocess.SubprocessError) as e:
         sys.exit(f"kernel_report: {e}")
     rep["date"], rep["commit"] = bench_common.now_utc(), bench_common.commit()
     rep["module"] = os.path.relpath(module, ROOT) if module.startswith(ROOT + os.sep) else module
-    rep["tools"] = f"{tool_version(cuobjdump)}, {tool_version(nvdisasm)}"
     newer = [os.path.basename(f) for f in sorted(glob.glob(os.path.join(a.src, "*.cu*")))
              if os.path.getmtime(f) > os.path.getmtime(module)]
     rep["notes"] = [f"newer than the module (rebuild to see them): {', '.join(newer)}"] if newer else []
