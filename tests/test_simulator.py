@@ -67,6 +67,14 @@ def test_racecheck_a_missing_barrier_changes_results_with_the_schedule():
         assert results["race_fixed", schedule] == expected
 
 
+def test_streams_run_asynchronously_and_events_order_them():
+    # A copy on a second stream that does not wait for the kernel's event reads the output before
+    # the kernel's last block has written it (fresh memory: NaN); with the wait it reads the sums.
+    expected = float(sum(range(400)))
+    assert np.isnan(_C._sim_selftest("streams_unordered")[63])
+    assert _C._sim_selftest("streams_ordered") == [expected] * 64
+
+
 def test_random_schedule_is_reproducible():
     a = _run("race", "random:3")
     assert a == _run("race", "random:3")
