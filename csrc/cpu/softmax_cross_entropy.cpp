@@ -1,4 +1,4 @@
-#include "csrc/ops/softmax.h"
+#include "csrc/kernels/softmax_cross_entropy.h"
 #include "parallel.h"
 
 #include <cmath>

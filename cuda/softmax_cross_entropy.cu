@@ -1,4 +1,4 @@
-// Softmax over rows, and cross-entropy fused with its gradient; csrc/ops/softmax.h has the maths.
+// Softmax over rows, and cross-entropy fused with its gradient; csrc/ops/softmax_cross_entropy.h has the maths.
 // x, logits, probs, dlogits: (N, C) float32 row-major; labels: N int32.
 //   version 1: one block of 256 threads per row (grid-stride over rows), any C: block reductions
 //              for the row's max and sums, three passes over the row (the later two hit cache).
@@ -7,12 +7,12 @@
 // Reductions are fixed shuffle trees (no atomics on values), so results are deterministic.
 // Cross-entropy also accumulates S_other = sum of e_i over i != label, giving the label's
 // gradient -(S_other / S) / N without the cancellation of p_label - 1, and the row loss as
-// log1p(S_other) when the label holds the maximum (see csrc/cpu/softmax.cpp).
+// log1p(S_other) when the label holds the maximum (see csrc/cpu/softmax_cross_entropy.cpp).
 #include <cmath>
 #include <cstring>
 #include <vector>
 
-#include "csrc/ops/softmax.h"
+#include "csrc/kernels/softmax_cross_entropy.h"
 #include "grid_stride.cuh"
 
 namespace pcn::cuda {

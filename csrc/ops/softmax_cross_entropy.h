@@ -10,7 +10,7 @@
 #include <cstdint>
 #include <utility>
 
-#include "csrc/tensor.h"
+#include "csrc/kernels/softmax_cross_entropy.h"
 
 namespace pcn {
 
@@ -18,21 +18,4 @@ Tensor softmax_forward(const Tensor& x, int version);
 // (loss, dlogits)
 std::pair<double, Tensor> cross_entropy(const Tensor& logits, const Tensor& labels, int version);
 
-// What the cross-entropy kernels report to the host entry point.
-struct CrossEntropyStats {
-  double loss_sum = 0.0;  // sum over rows of the per-row loss, added in row order in double
-  int64_t bad_row = -1;   // first row whose label is out of range, -1 if none
-  int32_t bad_label = 0;  // its label
-};
-
-namespace cpu {
-void softmax_forward(const Tensor& x, Tensor& probs, int version);
-void cross_entropy(const Tensor& logits, const Tensor& labels, Tensor& dlogits,
-                   CrossEntropyStats& stats, int version);
-}  // namespace cpu
-namespace cuda {
-void softmax_forward(const Tensor& x, Tensor& probs, int version);
-void cross_entropy(const Tensor& logits, const Tensor& labels, Tensor& dlogits,
-                   CrossEntropyStats& stats, int version);
-}  // namespace cuda
 }  // namespace pcn
