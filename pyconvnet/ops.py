@@ -197,13 +197,18 @@ def softmax(x, version=0):
     return _C.softmax_forward(as_tensor(x, "softmax", "x"), _version(version, "softmax"))
 
 
-def cross_entropy(logits, labels, version=0):
+def cross_entropy(logits, labels, version=0, hits=False):
     """(loss, dlogits): the mean over the batch of -log softmax(logits)[n, labels[n]] as a Python
     float, and its gradient with respect to logits (N, classes) as a Tensor, in one pass. labels:
-    int32 (N,) in [0, classes), on the logits' device (ValueError naming the first bad row)."""
+    int32 (N,) in [0, classes), on the logits' device (ValueError naming the first bad row).
+
+    hits=True: (loss, dlogits, (top1, top5)), the number of rows whose label is among the 1 and 5
+    highest logits (ties: the lower class index ranks first; NaN ranks last), counted by the same
+    kernel, so no copy of the logits is needed for a running accuracy."""
     op = "cross_entropy"
-    return _C.cross_entropy(as_tensor(logits, op, "logits"), as_tensor(labels, op, "labels"),
-                            _version(version, op))
+    loss, dlogits, top1, top5 = _C.cross_entropy(as_tensor(logits, op, "logits"), as_tensor(labels, op, "labels"),
+                                                 _version(version, op))
+    return (loss, dlogits, (top1, top5)) if hits else (loss, dlogits)
 
 
 def sgd_update(w, dw, v, lr, momentum=0.9, weight_decay=0.0005, version=0):

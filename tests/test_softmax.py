@@ -79,6 +79,39 @@ def test_nan_propagates_to_its_row(device, rng):
         assert np.isnan(loss) and np.isnan(d[1]).all() and not np.isnan(d[[0, 2]]).any()
 
 
+@pytest.mark.parametrize("shape", [(128, 1000), (1, 1), (3, 4), (5, 33), (4, 1024), (2, 1025), (3, 3000)])
+@pytest.mark.parametrize("spread", [8.0, 0.0])  # 0: logits rounded to a few values, many ties
+def test_cross_entropy_counts_topk_hits(device, rng, shape, spread):
+    x = logits_for(rng, shape) if spread else np.round(rng.standard_normal(shape)).astype(np.float32)
+    labels = rng.integers(0, shape[1], shape[0]).astype(np.int32)
+    # Rows where the label holds a maximum, and (so that both counts vary) rows where it is 5th.
+    x[0, labels[0]] = x[0].max()
+    if shape[1] >= 6:
+        x[-1, labels[-1]] = np.sort(x[-1])[-5]
+    expected = ref.topk_hits(x, labels)
+    loss_ref, d_ref = ref.cross_entropy(x, labels)
+    for version in all_versions("cross_entropy", device):
+        loss, d, hits = ops.cross_entropy(pyconvnet.tensor(x, device), pyconvnet.tensor(labels, device),
+                                          version=version, hits=True)
+        assert hits == expected, f"version {version}"
+        assert loss == pytest.approx(loss_ref, rel=LOSS_RTOL), f"loss, version {version}"
+        assert_close(d, d_ref, **PROB, what=f"dlogits, version {version}")
+
+
+def test_topk_hits_rank_nan_last(device):
+    nan = np.nan
+    x = np.array([[1.0, nan, 0.0, 2.0, 3.0, 4.0, 5.0],    # label 1 is NaN: behind every number
+                  [nan, nan, 0.0, 1.0, 1.0, 1.0, 1.0],    # label 2: only the numbers are ahead
+                  [nan, 0.0, 0.0, 0.0, 0.0, 0.0, 0.0],    # label 6 ties with 5 lower indices: 6th
+                  [nan, 9.0, 0.0, nan, 0.0, 0.0, 0.0]], np.float32)
+    labels = np.array([1, 6, 6, 1], np.int32)
+    assert ref.topk_hits(x, labels) == (1, 2)
+    for version in all_versions("cross_entropy", device):
+        _, _, hits = ops.cross_entropy(pyconvnet.tensor(x, device), pyconvnet.tensor(labels, device),
+                                       version=version, hits=True)
+        assert hits == (1, 2), f"version {version}"
+
+
 def test_empty_batch(device):
     x = pyconvnet.zeros((0, 10), device=device)
     assert ops.softmax(x).shape == (0, 10)

@@ -7,11 +7,19 @@
 
 namespace pcn {
 
+// The cross-entropy kernels also count the rows whose label is among the top-1 and top-5
+// logits, so that a training loop needs no copy of the logits for its running accuracy. A logit
+// ranks ahead of the label's if it is larger, or equal at a lower index; NaN ranks behind every
+// number (the order of numpy's stable argsort of -logits). kTopK: the largest k counted.
+inline constexpr int kTopK = 5;
+
 // What the cross-entropy kernels report to the host entry point.
 struct CrossEntropyStats {
   double loss_sum = 0.0;  // sum over rows of the per-row loss, added in row order in double
   int64_t bad_row = -1;   // first row whose label is out of range, -1 if none
   int32_t bad_label = 0;  // its label
+  int64_t top1_hits = 0;  // rows with no logit ranked ahead of the label's
+  int64_t top5_hits = 0;  // rows with fewer than 5 ranked ahead
 };
 
 // CPU 1. CUDA 1: one block per row (any width); 2 (default): one warp per row holding the row

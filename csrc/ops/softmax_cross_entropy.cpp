@@ -15,7 +15,7 @@ Tensor softmax_forward(const Tensor& x, int version) {
   return probs;
 }
 
-std::pair<double, Tensor> cross_entropy(const Tensor& logits, const Tensor& labels, int version) {
+CrossEntropyResult cross_entropy(const Tensor& logits, const Tensor& labels, int version) {
   ArgCheck c("cross_entropy");
   c.dtype(logits, "logits", DType::Float32).rank(logits, "logits", 2, "(N, classes)");
   c.dtype(labels, "labels", DType::Int32).shape(labels, "labels", {logits.size(0)});
@@ -30,7 +30,8 @@ std::pair<double, Tensor> cross_entropy(const Tensor& logits, const Tensor& labe
             str("hold class indices in [0, ", logits.size(1), ")").c_str(),
             str("labels[", stats.bad_row, "] = ", stats.bad_label));
   const int64_t n = logits.size(0);
-  return {n > 0 ? stats.loss_sum / static_cast<double>(n) : 0.0, dlogits};
+  return {n > 0 ? stats.loss_sum / static_cast<double>(n) : 0.0, dlogits, stats.top1_hits,
+          stats.top5_hits};
 }
 
 }  // namespace pcn

@@ -15,7 +15,11 @@
 namespace pcn {
 
 Tensor softmax_forward(const Tensor& x, int version);
-// (loss, dlogits)
-std::pair<double, Tensor> cross_entropy(const Tensor& logits, const Tensor& labels, int version);
+struct CrossEntropyResult {
+  double loss = 0.0;  // the mean over the batch (0 for an empty batch)
+  Tensor dlogits;
+  int64_t top1_hits = 0, top5_hits = 0;  // rows whose label is among the 1 / 5 highest logits
+};
+CrossEntropyResult cross_entropy(const Tensor& logits, const Tensor& labels, int version);
 
 }  // namespace pcn
