@@ -7,6 +7,7 @@ import pyconvnet
 from pyconvnet import _C, ops, reference as ref
 from conftest import requires_cuda
 from float32_sums import assert_sum_close
+from helpers import simulated
 
 
 def _pair(v):
@@ -36,6 +37,19 @@ AWKWARD = {
     "empty_batch": (0, 4, 6, 6, 5, 3, 3, 1, 1, 1),
 }
 CASES = {**ALEXNET, **AWKWARD}
+# The AlexNet layers with smaller images (same channels, kernels, strides, padding and groups)
+# for the CUDA simulator, where the real sizes take minutes; CPU and GPU runs keep the real ones.
+SIMULATED = {
+    "conv1": (2, 3, 63, 63, 96, 11, 11, 4, 2, 1),
+    "conv2": (2, 96, 13, 13, 256, 5, 5, 1, 2, 2),
+    "conv3": (2, 256, 7, 7, 384, 3, 3, 1, 1, 1),
+    "conv4": (2, 384, 7, 7, 384, 3, 3, 1, 1, 2),
+    "conv5": (2, 384, 7, 7, 256, 3, 3, 1, 1, 2),
+}
+
+
+def _case(name, device):
+    return SIMULATED.get(name, CASES[name]) if simulated(device) else CASES[name]
 
 
 def _make(rng, case):
@@ -61,7 +75,7 @@ def _check_all(got, expected, bounds, case, what):
 
 @pytest.mark.parametrize("name", list(CASES))
 def test_conv2d_matches_reference(device, rng, name):
-    case = CASES[name]
+    case = _case(name, device)
     x, w, b, dy, kw = _make(rng, case)
     expected = (ref.conv2d(x, w, b, **kw),) + ref.conv2d_backward(dy, x, w, **kw)
     bounds = (ref.conv2d(np.abs(x), np.abs(w), np.abs(b), **kw),) + \
@@ -97,7 +111,7 @@ def test_conv2d_without_bias_or_input_grad(device, rng):
 
 def test_conv2d_pass_entry_points_match_backward(device, rng):
     # The per-pass host entry points compute what conv2d_backward does, bit for bit.
-    x, w, _, dy, kw = _make(rng, ALEXNET["conv2"])
+    x, w, _, dy, kw = _make(rng, _case("conv2", device))
     xt, wt, dyt = (pyconvnet.tensor(a, device) for a in (x, w, dy))
     s, p, g = _pair(kw["stride"]), _pair(kw["padding"]), kw["groups"]
     for version in ops.versions("conv2d", device):
@@ -111,7 +125,7 @@ def test_conv2d_pass_entry_points_match_backward(device, rng):
 def test_conv2d_is_deterministic(device, rng):
     # No float atomics: the same inputs give bit-identical outputs and gradients, every version.
     for name in ("conv2", "off_tile_sizes"):
-        x, w, b, dy, kw = _make(rng, CASES[name])
+        x, w, b, dy, kw = _make(rng, _case(name, device))
         xt, wt, bt, dyt = (pyconvnet.tensor(a, device) for a in (x, w, b, dy))
         for version in ops.versions("conv2d", device):
             runs = [[t.numpy() for t in (ops.conv2d(xt, wt, bt, **kw, version=version),)
@@ -126,7 +140,7 @@ def test_conv2d_is_deterministic(device, rng):
 def test_conv2d_cpu_and_cuda_agree(rng, name):
     # Both are float32 sums of the same terms in different orders: each is within the tolerance
     # of the exact value, so they are within twice of it of each other.
-    case = CASES[name]
+    case = _case(name, "cuda")
     x, w, b, dy, kw = _make(rng, case)
     bounds = (ref.conv2d(np.abs(x), np.abs(w), np.abs(b), **kw),) + \
         ref.conv2d_backward(np.abs(dy), np.abs(x), np.abs(w), **kw)
