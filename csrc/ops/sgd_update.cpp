@@ -1,4 +1,4 @@
-#include "sgd.h"
+#include "sgd_update.h"
 
 #include <cmath>
 
@@ -6,8 +6,6 @@
 #include "versions.h"
 
 namespace pcn {
-
-static constexpr int kSgdVersions = 1, kSgdBest = 1;
 
 void sgd_update(Tensor& w, const Tensor& dw, Tensor& v, const SgdParams& p, int version) {
   ArgCheck c("sgd_update");
@@ -25,8 +23,8 @@ void sgd_update(Tensor& w, const Tensor& dw, Tensor& v, const SgdParams& p, int 
                                            dw.raw() != v.raw());
   c.require(distinct, "w", "not share memory with dw or v (pass three distinct tensors)",
             "tensors sharing storage");
-  const int ver = resolve_version(c, version, kSgdVersions, kSgdBest);
   const Device dev = c.same_device({{"w", &w}, {"dw", &dw}, {"v", &v}});
+  const int ver = resolve_version(c, dev, version, kSgdUpdateVersions);
   PCN_DISPATCH(dev, sgd_update, w, dw, v, p, ver);
 }
 

@@ -1,4 +1,4 @@
-#include "csrc/ops/sgd.h"
+#include "csrc/kernels/sgd_update.h"
 #include "parallel.h"
 
 #include <algorithm>

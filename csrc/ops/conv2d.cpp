@@ -1,9 +1,10 @@
-#include "conv.h"
+#include "conv2d.h"
 
 #include <algorithm>
 #include <limits>
 
 #include "csrc/check.h"
+#include "versions.h"
 
 namespace pcn {
 
@@ -22,7 +23,7 @@ Device check_tensors(const ArgCheck& c, const Tensor* dy, const Tensor* x, const
 }
 
 int resolve(const ArgCheck& c, const Device& dev, int version) {
-  return resolve_version(c, dev, version, cpu::kConv2dVersions, cuda::kConv2dVersions);
+  return resolve_version(c, dev, version, kConv2dVersions);
 }
 
 }  // namespace
@@ -68,10 +69,6 @@ Conv2dParams conv2d_params(const char* op, const Shape& x, const Shape& w, Hw st
   c.int32_size("w", w);
   c.int32_size("y", {p.N, p.K, p.P, p.Q});
   return p;
-}
-
-KernelVersions conv2d_versions(const Device& device) {
-  return device.is_cuda() ? cuda::kConv2dVersions : cpu::kConv2dVersions;
 }
 
 Tensor conv2d_forward(const Tensor& x, const Tensor& w, const Tensor& b, Hw stride, Hw padding,

@@ -1,11 +1,9 @@
-#include "pool.h"
+#include "max_pool2d.h"
 
 #include "csrc/check.h"
 #include "versions.h"
 
 namespace pcn {
-
-static constexpr int kPoolVersions = 1, kPoolBest = 1;
 
 // Checks kernel and stride against x (N, C, H, W); returns the output shape.
 static Shape pooled_shape(const ArgCheck& c, const Tensor& x, int64_t kernel, int64_t stride) {
@@ -23,8 +21,8 @@ Tensor max_pool2d_forward(const Tensor& x, int64_t kernel, int64_t stride, int v
   ArgCheck c("max_pool2d");
   c.dtype(x, "x", DType::Float32);
   const Shape out = pooled_shape(c, x, kernel, stride);
-  const int v = resolve_version(c, version, kPoolVersions, kPoolBest);
   const Device dev = c.same_device({{"x", &x}});
+  const int v = resolve_version(c, dev, version, kMaxPool2dVersions);
   Tensor y = Tensor::empty(out, DType::Float32, dev);
   PCN_DISPATCH(dev, max_pool2d_forward, x, y, kernel, stride, v);
   return y;
@@ -36,8 +34,8 @@ Tensor max_pool2d_backward(const Tensor& dy, const Tensor& x, const Tensor& y, i
   c.dtype(dy, "dy", DType::Float32).dtype(x, "x", DType::Float32).dtype(y, "y", DType::Float32);
   const Shape out = pooled_shape(c, x, kernel, stride);
   c.shape(y, "y", out).shape(dy, "dy", out);
-  const int v = resolve_version(c, version, kPoolVersions, kPoolBest);
   const Device dev = c.same_device({{"dy", &dy}, {"x", &x}, {"y", &y}});
+  const int v = resolve_version(c, dev, version, kMaxPool2dVersions);
   Tensor dx = Tensor::empty(x.shape(), DType::Float32, dev);
   PCN_DISPATCH(dev, max_pool2d_backward, dy, x, y, dx, kernel, stride, v);
   return dx;

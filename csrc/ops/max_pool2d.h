@@ -6,7 +6,7 @@
 // overlapping windows accumulate. Both devices use that rule and add a position's contributions
 // in the same order (window row, then window column), so they agree bit for bit.
 #pragma once
-#include "csrc/tensor.h"
+#include "csrc/kernels/max_pool2d.h"
 
 namespace pcn {
 
@@ -14,15 +14,4 @@ Tensor max_pool2d_forward(const Tensor& x, int64_t kernel, int64_t stride, int v
 Tensor max_pool2d_backward(const Tensor& dy, const Tensor& x, const Tensor& y, int64_t kernel,
                            int64_t stride, int version);
 
-// Kernels behind the dispatch: valid arguments (kernel <= H, W), outputs preallocated.
-namespace cpu {
-void max_pool2d_forward(const Tensor& x, Tensor& y, int64_t kernel, int64_t stride, int version);
-void max_pool2d_backward(const Tensor& dy, const Tensor& x, const Tensor& y, Tensor& dx,
-                         int64_t kernel, int64_t stride, int version);
-}  // namespace cpu
-namespace cuda {
-void max_pool2d_forward(const Tensor& x, Tensor& y, int64_t kernel, int64_t stride, int version);
-void max_pool2d_backward(const Tensor& dy, const Tensor& x, const Tensor& y, Tensor& dx,
-                         int64_t kernel, int64_t stride, int version);
-}  // namespace cuda
 }  // namespace pcn

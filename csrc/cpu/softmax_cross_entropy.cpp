@@ -1,4 +1,4 @@
-#include "csrc/ops/softmax.h"
+#include "csrc/kernels/softmax_cross_entropy.h"
 #include "parallel.h"
 
 #include <cmath>
@@ -14,6 +14,19 @@ inline float row_max(const float* x, int64_t c) {
   for (int64_t i = 1; i < c; ++i)
     if (x[i] > m || std::isnan(x[i])) m = x[i];
   return m;
+}
+
+// How many logits of the row rank ahead of the label's (the rule: csrc/kernels/
+// softmax_cross_entropy.h), counted up to kTopK.
+inline int label_rank(const float* x, int64_t c, int32_t label) {
+  const float xl = x[label];
+  const bool nan_label = std::isnan(xl);
+  int rank = 0;
+  for (int64_t i = 0; i < c && rank < kTopK; ++i) {
+    if (i == label) continue;
+    rank += nan_label ? (!std::isnan(x[i]) || i < label) : (x[i] > xl || (x[i] == xl && i < label));
+  }
+  return rank;
 }
 
 }  // namespace
@@ -57,10 +70,12 @@ void cross_entropy(const Tensor& logits, const Tensor& labels, Tensor& dlogits,
   float* out = dlogits.data<float>();
   const float inv_n = 1.0f / static_cast<float>(n);
   std::vector<float> row_loss(n);
+  std::vector<int> rank(n);
   parallel_for(n, [&](int64_t r) {
     const float* xr = in + r * c;
     float* dr = out + r * c;
     const int32_t label = lab[r];
+    rank[r] = label_rank(xr, c, label);
     const float m = row_max(xr, c);
     double sum = 0.0, other = 0.0;
     for (int64_t i = 0; i < c; ++i) {
@@ -75,7 +90,11 @@ void cross_entropy(const Tensor& logits, const Tensor& labels, Tensor& dlogits,
     row_loss[r] = d == 0.0f ? std::log1p(s_other) : std::log(s) - d;
   });
   double total = 0.0;
-  for (int64_t r = 0; r < n; ++r) total += row_loss[r];
+  for (int64_t r = 0; r < n; ++r) {
+    total += row_loss[r];
+    stats.top1_hits += rank[r] < 1;
+    stats.top5_hits += rank[r] < 5;
+  }
   stats.loss_sum = total;
 }
 

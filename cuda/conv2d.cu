@@ -15,7 +15,7 @@
 // The bias gradient is one kernel for both versions (bias_grad, gemm.cu).
 #include <algorithm>
 
-#include "csrc/ops/conv.h"
+#include "csrc/kernels/conv2d.h"
 #include "gemm.cuh"
 #include "grid_stride.cuh"
 

@@ -1,4 +1,4 @@
-// Softmax over rows, and cross-entropy fused with its gradient; csrc/ops/softmax.h has the maths.
+// Softmax over rows, and cross-entropy fused with its gradient; csrc/ops/softmax_cross_entropy.h has the maths.
 // x, logits, probs, dlogits: (N, C) float32 row-major; labels: N int32.
 //   version 1: one block of 256 threads per row (grid-stride over rows), any C: block reductions
 //              for the row's max and sums, three passes over the row (the later two hit cache).
@@ -7,12 +7,13 @@
 // Reductions are fixed shuffle trees (no atomics on values), so results are deterministic.
 // Cross-entropy also accumulates S_other = sum of e_i over i != label, giving the label's
 // gradient -(S_other / S) / N without the cancellation of p_label - 1, and the row loss as
-// log1p(S_other) when the label holds the maximum (see csrc/cpu/softmax.cpp).
+// log1p(S_other) when the label holds the maximum (see csrc/cpu/softmax_cross_entropy.cpp), and
+// counts the logits ranked ahead of the label's (up to kTopK) for the top-1/top-5 hits.
 #include <cmath>
 #include <cstring>
 #include <vector>
 
-#include "csrc/ops/softmax.h"
+#include "csrc/kernels/softmax_cross_entropy.h"
 #include "grid_stride.cuh"
 
 namespace pcn::cuda {
@@ -61,6 +62,13 @@ __device__ __forceinline__ float row_loss(float d, float s, float s_other) {
   return d == 0.0f ? log1pf(s_other) : logf(s) - d;
 }
 
+// 1 if logit xi (column i) ranks ahead of the label's xl (column label): larger, or equal at a
+// lower index; NaN behind every number (csrc/kernels/softmax_cross_entropy.h).
+__device__ __forceinline__ int ranks_ahead(float xi, long long i, float xl, int label) {
+  if (i == label) return 0;
+  return isnan(xl) ? (!isnan(xi) || i < label) : (xi > xl || (xi == xl && i < label));
+}
+
 // Records row as bad (first_bad keeps the smallest; an integer minimum is order-independent).
 __device__ __forceinline__ void report_bad(unsigned long long* first_bad, long long row) {
   atomicMin(first_bad, static_cast<unsigned long long>(row));
@@ -85,11 +93,13 @@ __global__ void softmax_kernel1(const float* __restrict__ x, float* __restrict__
   }
 }
 
-// Layout: logits, dlogits (n, c), labels n, row_loss n, first_bad 1. Thread mapping as
-// softmax_kernel1. A row with a label outside [0, c) is reported and skipped (the host raises).
+// Layout: logits, dlogits (n, c), labels n, row_loss n, row_rank n (the label's rank, up to
+// kTopK), first_bad 1. Thread mapping as softmax_kernel1. A row with a label outside [0, c) is
+// reported and skipped (the host raises).
 __global__ void cross_entropy_kernel1(const float* __restrict__ x,
                                       const int32_t* __restrict__ labels,
                                       float* __restrict__ dx, float* __restrict__ row_loss_out,
+                                      uint8_t* __restrict__ row_rank,
                                       unsigned long long* __restrict__ first_bad, long long n,
                                       long long c, float inv_n) {
   __shared__ float smem[32];
@@ -100,9 +110,15 @@ __global__ void cross_entropy_kernel1(const float* __restrict__ x,
       continue;
     }
     const float* xr = x + row * c;
+    const float xl = xr[label];
     float m = -INFINITY;
-    for (long long i = threadIdx.x; i < c; i += blockDim.x) m = nan_max(m, xr[i]);
+    int ahead = 0;  // capped at kTopK per thread: the block's sum stays exact in float
+    for (long long i = threadIdx.x; i < c; i += blockDim.x) {
+      m = nan_max(m, xr[i]);
+      ahead = min(ahead + ranks_ahead(xr[i], i, xl, label), kTopK);
+    }
     m = block_max(m, smem);
+    const float rank = block_sum(static_cast<float>(ahead), smem);
     float s = 0.0f, other = 0.0f;
     for (long long i = threadIdx.x; i < c; i += blockDim.x) {
       const float e = expf(xr[i] - m);
@@ -114,7 +130,10 @@ __global__ void cross_entropy_kernel1(const float* __restrict__ x,
     for (long long i = threadIdx.x; i < c; i += blockDim.x) {
       dx[row * c + i] = i == label ? -(other / s) * inv_n : expf(xr[i] - m) / s * inv_n;
     }
-    if (threadIdx.x == 0) row_loss_out[row] = row_loss(xr[label] - m, s, other);
+    if (threadIdx.x == 0) {
+      row_loss_out[row] = row_loss(xl - m, s, other);
+      row_rank[row] = static_cast<uint8_t>(fminf(rank, static_cast<float>(kTopK)));
+    }
   }
 }
 
@@ -164,6 +183,7 @@ template <int V>
 __global__ void cross_entropy_kernel2(const float* __restrict__ x,
                                       const int32_t* __restrict__ labels,
                                       float* __restrict__ dx, float* __restrict__ row_loss_out,
+                                      uint8_t* __restrict__ row_rank,
                                       unsigned long long* __restrict__ first_bad, long long n,
                                       long long c, float inv_n) {
   const int lane = threadIdx.x & 31;
@@ -177,6 +197,14 @@ __global__ void cross_entropy_kernel2(const float* __restrict__ x,
     const float* xr = x + row * c;
     float v[V];
     const float m = warp_load_row_max<V>(xr, c, lane, v);
+    const float xl = xr[label];
+    int ahead = 0;  // at most V per lane: the warp's sum is exact in float
+#pragma unroll
+    for (int q = 0; q < V; ++q) {
+      const long long i = lane + 32 * q;
+      if (i < c) ahead += ranks_ahead(v[q], i, xl, label);
+    }
+    const float rank = warp_sum(static_cast<float>(ahead));
     float s = 0.0f, other = 0.0f;
 #pragma unroll
     for (int q = 0; q < V; ++q) {
@@ -192,7 +220,10 @@ __global__ void cross_entropy_kernel2(const float* __restrict__ x,
       const long long i = lane + 32 * q;
       if (i < c) dx[row * c + i] = i == label ? -(other / s) * inv_n : v[q] / s * inv_n;
     }
-    if (lane == 0) row_loss_out[row] = row_loss(xr[label] - m, s, other);
+    if (lane == 0) {
+      row_loss_out[row] = row_loss(xl - m, s, other);
+      row_rank[row] = static_cast<uint8_t>(fminf(rank, static_cast<float>(kTopK)));
+    }
   }
 }
 
@@ -239,11 +270,12 @@ void cross_entropy(const Tensor& logits, const Tensor& labels, Tensor& dlogits,
   cudaStream_t st = stream(dev);
   // Everything the host needs back lives in one buffer so that one copy (one synchronisation,
   // which returning the loss needs anyway) brings it: bytes [0, 8) the first bad row (all ones
-  // = none), then the n per-row losses.
-  Tensor report = Tensor::empty({8 + 4 * n}, DType::UInt8, logits.device());
+  // = none), then the n per-row losses, then the n per-row label ranks (one byte each).
+  Tensor report = Tensor::empty({8 + 5 * n}, DType::UInt8, logits.device());
   uint8_t* base = report.data<uint8_t>();
   auto* first_bad = reinterpret_cast<unsigned long long*>(base);
   auto* row_loss_out = reinterpret_cast<float*>(base + 8);
+  uint8_t* row_rank = base + 8 + 4 * n;
   CUDA_CHECK(cudaMemsetAsync(first_bad, 0xFF, 8, st));
   const float* in = logits.data<float>();
   const int32_t* lab = labels.data<int32_t>();
@@ -251,7 +283,7 @@ void cross_entropy(const Tensor& logits, const Tensor& labels, Tensor& dlogits,
   const float inv_n = 1.0f / static_cast<float>(n);
   const int v = version == 2 ? values_per_lane(c) : 0;
   const unsigned int blocks2 = grid_stride_blocks(n, kBlock2 / 32);
-#define PCN_CE_ARGS in, lab, out, row_loss_out, first_bad, n, c, inv_n
+#define PCN_CE_ARGS in, lab, out, row_loss_out, row_rank, first_bad, n, c, inv_n
   switch (v) {
     case 1: PCN_LAUNCH(cross_entropy_kernel2<1>, blocks2, kBlock2, 0, st, PCN_CE_ARGS); break;
     case 2: PCN_LAUNCH(cross_entropy_kernel2<2>, blocks2, kBlock2, 0, st, PCN_CE_ARGS); break;
@@ -262,7 +294,7 @@ void cross_entropy(const Tensor& logits, const Tensor& labels, Tensor& dlogits,
     default: PCN_LAUNCH(cross_entropy_kernel1, row_blocks(n), kBlock1, 0, st, PCN_CE_ARGS); break;
   }
 #undef PCN_CE_ARGS
-  std::vector<uint8_t> host(static_cast<size_t>(8 + 4 * n));
+  std::vector<uint8_t> host(static_cast<size_t>(8 + 5 * n));
   report.copy_to_host(host.data());  // waits for the kernel
   unsigned long long bad;
   std::memcpy(&bad, host.data(), 8);
@@ -279,6 +311,10 @@ void cross_entropy(const Tensor& logits, const Tensor& labels, Tensor& dlogits,
   double total = 0.0;
   for (float l : losses) total += l;
   stats.loss_sum = total;
+  for (const uint8_t* r = host.data() + 8 + 4 * n; r != host.data() + 8 + 5 * n; ++r) {
+    stats.top1_hits += *r < 1;
+    stats.top5_hits += *r < 5;
+  }
 }
 
 }  // namespace pcn::cuda

@@ -2,21 +2,11 @@
 //   v <- momentum * v - weight_decay * lr * w - lr * dw;  w <- w + v.
 // One pass: each element of w, dw, v is read once and w, v written once.
 #pragma once
-#include "csrc/tensor.h"
+#include "csrc/kernels/sgd_update.h"
 
 namespace pcn {
-
-struct SgdParams {
-  double lr = 0.01, momentum = 0.9, weight_decay = 0.0005;
-};
 
 // Mutates w and v; w, dw, v are three distinct tensors of one shape on one device.
 void sgd_update(Tensor& w, const Tensor& dw, Tensor& v, const SgdParams& p, int version);
 
-namespace cpu {
-void sgd_update(Tensor& w, const Tensor& dw, Tensor& v, const SgdParams& p, int version);
-}  // namespace cpu
-namespace cuda {
-void sgd_update(Tensor& w, const Tensor& dw, Tensor& v, const SgdParams& p, int version);
-}  // namespace cuda
 }  // namespace pcn

@@ -1,14 +1,9 @@
 #include "bindings.h"
-#include "csrc/ops/augment.h"
 #include "csrc/staging.h"
 
 namespace pcn::bindings {
 
-void bind_data(py::module_& m) {
-  m.def("augment", &augment, py::arg("images"), py::arg("mean"), py::arg("offsets"),
-        py::arg("flips"), py::arg("lighting"), py::arg("crop"), py::arg("repeats") = 1,
-        py::arg("version") = 0, py::call_guard<py::gil_scoped_release>());
-
+void bind_staging(py::module_& m) {
   py::class_<StagingSlot, std::shared_ptr<StagingSlot>>(m, "StagingSlot", R"doc(
 Buffers for moving one batch to a device (csrc/staging.h): page-locked host memory to fill from
 NumPy (host(i)), device tensors it is copied to asynchronously (upload()), and the events that

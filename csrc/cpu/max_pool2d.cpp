@@ -1,4 +1,4 @@
-#include "csrc/ops/pool.h"
+#include "csrc/kernels/max_pool2d.h"
 #include "parallel.h"
 
 #include <cmath>

@@ -1,9 +1,9 @@
-// Max-pooling, forward and backward; csrc/ops/pool.h has the rule. x, dx: NCHW float32
+// Max-pooling, forward and backward; csrc/ops/max_pool2d.h has the rule. x, dx: NCHW float32
 // (planes of H*W); y, dy: (N, C, Ho, Wo). Square windows of `kernel`, moved by `stride`, no
 // padding; kernel <= H, W (checked by the host entry point).
 //   version 1: forward, one thread per output; backward, one thread per input position that
 //              gathers from the windows covering it (no atomics, so deterministic).
-#include "csrc/ops/pool.h"
+#include "csrc/kernels/max_pool2d.h"
 #include "grid_stride.cuh"
 
 namespace pcn::cuda {

@@ -1,30 +1,26 @@
-#include "softmax.h"
+#include "softmax_cross_entropy.h"
 
 #include "csrc/check.h"
 #include "versions.h"
 
 namespace pcn {
 
-// CUDA kernels: 1 = one block per row (any width), 2 = one warp per row holding the row in
-// registers (rows of up to 1024 classes; wider rows run kernel 1) (softmax.cu).
-static constexpr int kSoftmaxVersions = 2, kSoftmaxBest = 2;
-
 Tensor softmax_forward(const Tensor& x, int version) {
   ArgCheck c("softmax");
   c.dtype(x, "x", DType::Float32).rank(x, "x", 2, "(N, classes)");
-  const int v = resolve_version(c, version, kSoftmaxVersions, kSoftmaxBest);
   const Device dev = c.same_device({{"x", &x}});
+  const int v = resolve_version(c, dev, version, kSoftmaxVersions);
   Tensor probs = Tensor::empty(x.shape(), DType::Float32, dev);
   PCN_DISPATCH(dev, softmax_forward, x, probs, v);
   return probs;
 }
 
-std::pair<double, Tensor> cross_entropy(const Tensor& logits, const Tensor& labels, int version) {
+CrossEntropyResult cross_entropy(const Tensor& logits, const Tensor& labels, int version) {
   ArgCheck c("cross_entropy");
   c.dtype(logits, "logits", DType::Float32).rank(logits, "logits", 2, "(N, classes)");
   c.dtype(labels, "labels", DType::Int32).shape(labels, "labels", {logits.size(0)});
-  const int v = resolve_version(c, version, kSoftmaxVersions, kSoftmaxBest);
   const Device dev = c.same_device({{"logits", &logits}, {"labels", &labels}});
+  const int v = resolve_version(c, dev, version, kCrossEntropyVersions);
   Tensor dlogits = Tensor::empty(logits.shape(), DType::Float32, dev);
   CrossEntropyStats stats;
   PCN_DISPATCH(dev, cross_entropy, logits, labels, dlogits, stats, v);
@@ -34,7 +30,8 @@ std::pair<double, Tensor> cross_entropy(const Tensor& logits, const Tensor& labe
             str("hold class indices in [0, ", logits.size(1), ")").c_str(),
             str("labels[", stats.bad_row, "] = ", stats.bad_label));
   const int64_t n = logits.size(0);
-  return {n > 0 ? stats.loss_sum / static_cast<double>(n) : 0.0, dlogits};
+  return {n > 0 ? stats.loss_sum / static_cast<double>(n) : 0.0, dlogits, stats.top1_hits,
+          stats.top5_hits};
 }
 
 }  // namespace pcn

@@ -6,7 +6,7 @@
 // parallel inside, so small batches (the tests, batch 1) still use every core and the column
 // buffer is one image's (conv1: 363 x 3025 floats). Every sum has a fixed order: dW accumulates
 // over images in order, col2im over taps in order, db over images then pixels.
-#include "csrc/ops/conv.h"
+#include "csrc/kernels/conv2d.h"
 
 #include <algorithm>
 #include <vector>
