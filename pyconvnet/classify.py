@@ -29,7 +29,7 @@ import numpy as np
 from PIL import Image
 
 from ._C import OutOfMemoryError
-from .errors import HelpFormatter, UserError, run_command
+from .console import HelpFormatter, UserError, positive_int, resolve_device, run_command
 from .preprocess import Preprocessing
 from .prepare import skip_reason
 
@@ -119,7 +119,7 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--data", metavar="DIR", help="the prepared dataset (or image tree) whose mean image and class "
                    "names to use (default: the one the checkpoint was trained on)")
     p.add_argument("--device", default="auto", help="auto, cpu, cuda or cuda:N")
-    p.add_argument("--batch-size", type=int, default=128, help="crops per forward pass")
+    p.add_argument("--batch-size", type=positive_int, default=128, help="crops per forward pass")
     return p
 
 
@@ -127,12 +127,9 @@ def run(argv=None, out=None, err=None) -> int:
     """Classifies the images, printing to `out` and `err` (default: stdout and stderr); returns
     the exit status (0, or 1 if some file was skipped)."""
     from .show import open_checkpoint, open_data
-    from .train import resolve_device
 
     out, err = out or sys.stdout, err or sys.stderr
     args = parser().parse_args(argv)
-    if args.batch_size < 1:
-        raise UserError(f"--batch-size must be >= 1; got {args.batch_size}")
     files = image_files(args.images)
     device = resolve_device(args.device)
     model, meta, _ = open_checkpoint(args.checkpoint, device)

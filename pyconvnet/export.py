@@ -21,14 +21,14 @@ from __future__ import annotations
 import argparse
 import base64
 import json
-import os
 import pathlib
 import sys
 
 import numpy as np
 
 from . import __version__
-from .errors import HelpFormatter, UserError, run_command
+from .console import HelpFormatter, UserError, run_command
+from .files import atomic_write
 from .layers import LRN, Conv2d, Dropout, Flatten, Linear, MaxPool2d, ReLU
 from .preprocess import Preprocessing
 
@@ -132,17 +132,13 @@ def onnx_model(model, pre: Preprocessing, class_names: list):
 
 
 def write(proto, path) -> pathlib.Path:
-    """Writes the model to `path` whole (a temporary file beside it, then renamed)."""
+    """Writes the model to `path` whole (files.atomic_write)."""
     path = pathlib.Path(path)
-    tmp = path.with_name(f".{path.name}.tmp{os.getpid()}")
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
-        tmp.write_bytes(proto.SerializeToString())
-        os.replace(tmp, path)
+        return atomic_write(path, lambda f: f.write(proto.SerializeToString()))
     except OSError as e:
-        tmp.unlink(missing_ok=True)
         raise UserError(f"--onnx {path}: cannot write it ({e.strerror or e})") from None
-    return path
 
 
 # ----------------------------------------------------------------------------- command line

@@ -146,7 +146,9 @@ def test_bad_input_is_a_one_line_error(tiny_run, tmp_path, capsys):
     (tmp_path / "bad.jpg").write_bytes(b"")
     lines = one_line_error([tiny_run, tmp_path / "bad.jpg"], capsys, "none of the 1 file(s) could be read")
     assert lines[0].endswith("skipped: empty file: 0 bytes")
-    one_line_error([tiny_run, image, "--batch-size", "0"], capsys, "--batch-size must be >= 1")
+    with pytest.raises(SystemExit) as e:
+        classify.main([str(tiny_run), str(image), "--batch-size", "0"])
+    assert e.value.code == 2 and "--batch-size: must be a positive integer" in capsys.readouterr().err
     one_line_error([tiny_run, image, "--device", "cuda:99"], capsys, "--device cuda:99")
     one_line_error([tiny_run, image, "--data", tmp_path / "missing"], capsys, "no such directory")
 
