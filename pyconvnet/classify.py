@@ -13,9 +13,10 @@ their reflections), or taken of the centre crop alone with --centre. A folder st
 image files beneath it (Pillow's file extensions; hidden files skipped), in name order.
 
 Output: a line per image, "FILE: CLASS P%, ..." (the most probable first; a class's first name);
-with --json a JSON object per line, {"file", "top": [{"index", "name", "probability"}, ...]}. A file that cannot be
-read is one line too ("FILE: skipped: REASON" on stderr, or {"file", "error"} with --json) and
-the others are still classified; the exit status is then 1 (2 when nothing could be classified).
+with --json a JSON object per line, {"file", "top": [{"index", "name", "probability"}, ...]}. A
+file that cannot be read is one line too ("FILE: skipped: REASON" on stderr, or {"file",
+"error"} with --json) and the others are still classified; the exit status is then 1 (2 when
+nothing could be classified).
 """
 from __future__ import annotations
 

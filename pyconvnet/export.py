@@ -158,8 +158,8 @@ class _Formatter(HelpFormatter, argparse.RawDescriptionHelpFormatter):
     pass
 
 
-def run(argv=None) -> str:
-    """Exports one checkpoint; returns the line that reports it."""
+def run(argv=None, out=None) -> pathlib.Path:
+    """Exports one checkpoint, reports it on `out` (default: stdout); returns the file's path."""
     from .show import open_checkpoint, open_data
 
     args = parser().parse_args(argv)
@@ -169,15 +169,13 @@ def run(argv=None) -> str:
     pre = Preprocessing.of(dataset, model.config["input_size"])
     path = write(onnx_model(model, pre, dataset.class_names()), args.onnx)
     size = path.stat().st_size / 2 ** 20
-    return (f"{path}: {model.name}, ONNX opset {OPSET}; input float32 (N, 3, {pre.crop}, {pre.crop}), output "
-            f"probabilities of {model.config['num_classes']} classes; {size:.1f} MiB")
+    print(f"{path}: {model.name}, ONNX opset {OPSET}; input float32 (N, 3, {pre.crop}, {pre.crop}), output "
+          f"probabilities of {model.config['num_classes']} classes; {size:.1f} MiB", file=out or sys.stdout)
+    return path
 
 
 def main(argv=None) -> int:
-    code, line = run_command(run, argv)
-    if code == 0:
-        print(line)
-    return code
+    return run_command(run, argv)[0]
 
 
 if __name__ == "__main__":

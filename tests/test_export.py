@@ -10,6 +10,7 @@ import io
 import json
 import pathlib
 import re
+import shutil
 import sys
 
 import numpy as np
@@ -168,7 +169,11 @@ def test_without_onnx_export_says_how_to_get_it(tiny_run, tmp_path, capsys, monk
 
 
 @needs_onnx
-def test_bad_input_is_a_one_line_error(tiny_run, tmp_path, capsys):
+def test_the_command_reports_the_file_and_bad_input_is_a_one_line_error(tiny_run, tmp_path, capsys):
+    assert export.main([str(tiny_run / "checkpoint.npz"), "--onnx", str(tmp_path / "new" / "m.onnx")]) == 0
+    line = capsys.readouterr().out
+    assert line.startswith(f"{tmp_path / 'new' / 'm.onnx'}: AlexNet") and "ONNX opset 17" in line
+    shutil.rmtree(tmp_path / "new")
     one_line_error([tmp_path / "none.npz", "--onnx", tmp_path / "m.onnx"], capsys, "no such file")
     (tmp_path / "taken").mkdir()
     one_line_error([tiny_run, "--onnx", tmp_path / "taken"], capsys, "cannot write it")
