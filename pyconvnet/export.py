@@ -95,8 +95,9 @@ def onnx_model(model, pre: Preprocessing, class_names: list):
         elif isinstance(layer, ReLU):
             nodes.append(helper.make_node("Relu", [x], [y], y))
         elif isinstance(layer, LRN):
-            # ONNX's LRN sums over channels c - (size-1)//2 .. c + size//2 and divides alpha by
-            # size, as pyconvnet's does (size is odd); a column normalises over its own channels.
+            # ONNX's LRN sums over channels c - floor((size-1)/2) .. c + ceil((size-1)/2) and
+            # divides alpha by size: pyconvnet's window c - size//2 .. c + size//2, as its size is
+            # always odd (ops.lrn requires it). A column normalises over its own channels.
             kw = layer.kw
             lrn = dict(size=kw["size"], alpha=kw["alpha"], beta=kw["beta"], bias=kw["k"])
             if kw["groups"] == 1:
