@@ -34,4 +34,5 @@ void bind_dropout(py::module_& m);
 void bind_softmax_cross_entropy(py::module_& m);
 void bind_sgd_update(py::module_& m);
 void bind_augment(py::module_& m);
+void bind_simulator(py::module_& m);  // simulator.cpp (sim/bindings.cpp in the simulator build)
 }  // namespace pcn::bindings

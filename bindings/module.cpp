@@ -40,6 +40,7 @@ PYBIND11_MODULE(_C, m) {
   bind_softmax_cross_entropy(m);
   bind_sgd_update(m);
   bind_augment(m);
+  bind_simulator(m);
 }
 
 }  // namespace pcn::bindings

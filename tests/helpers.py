@@ -10,6 +10,12 @@ import pyconvnet
 from pyconvnet import ops
 
 
+def simulated(device) -> bool:
+    """True when `device` is a CUDA device of the simulator build (kernels run on the CPU, about
+    a thousand times slower than on a GPU): tests then use smaller shapes of the same layers."""
+    return str(device).startswith("cuda") and pyconvnet.cuda.is_simulated()
+
+
 def to_numpy(x):
     return x.numpy() if isinstance(x, pyconvnet.Tensor) else np.asarray(x)
 

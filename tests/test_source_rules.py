@@ -1,12 +1,13 @@
-"""Rules the code keeps by construction, checked on the source: every kernel launch goes through
-PCN_LAUNCH (which checks it), and library code never exits, aborts or asserts."""
+"""Rules the code keeps by construction, checked on the source of the engine and the simulator:
+every kernel launch goes through PCN_LAUNCH (which checks it), and library code never exits,
+aborts or asserts."""
 import pathlib
 import re
 
 import pytest
 
 ROOT = pathlib.Path(__file__).resolve().parents[1]
-CODE = [p for d in ("csrc", "cuda", "bindings") for p in (ROOT / d).rglob("*") if p.suffix in {".h", ".cpp", ".cu", ".cuh"}]
+CODE = [p for d in ("csrc", "cuda", "bindings", "sim") for p in (ROOT / d).rglob("*") if p.suffix in {".h", ".cpp", ".cu", ".cuh"}]
 
 
 def _strip_comments(text):
