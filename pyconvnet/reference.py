@@ -8,7 +8,7 @@ backward functions against finite differences of these forward functions.
 Conventions (the same as the engine's):
 - images are NCHW; convolution weights (K, C/groups, R, S); linear weights (out, in);
 - convolution is cross-correlation, output size floor((H + 2p - R) / s) + 1;
-- LRN uses the alpha/size convention and normalises within channel groups (../shared/alexnet.md);
+- LRN uses the alpha/size convention and normalises within channel groups (docs/alexnet.md);
 - max-pool sends the gradient to the first maximum of each window in row-major scan order;
 - dropout is inverted: kept units are scaled by 1 / (1 - p);
 - SGD: v <- momentum*v - weight_decay*lr*w - lr*dw; w <- w + v.
@@ -221,6 +221,14 @@ def cross_entropy(logits, labels):
     d = softmax(logits)
     d[np.arange(n), labels] -= 1.0
     return loss, d / max(n, 1)
+
+
+def topk_hits(logits, labels, ks=(1, 5)):
+    """For each k, the number of rows whose label is among the k highest logits, in the order of a
+    stable sort of -logits: ties go to the lower class index, NaN ranks behind every number."""
+    order = np.argsort(-np.asarray(logits, np.float64), axis=1, kind="stable")
+    labels = np.asarray(labels).astype(np.int64)
+    return tuple(int((order[:, :k] == labels[:, None]).any(axis=1).sum()) for k in ks)
 
 
 # ---------------------------------------------------------------------------- SGD
