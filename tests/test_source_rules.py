@@ -88,3 +88,34 @@ def test_includes_never_point_up():
                 upward.append(f"{rel} ({LAYERS[layer][0]}) includes {inc}")
     assert not unplaced, f"files in no layer (add them to LAYERS): {unplaced}"
     assert not upward, "includes that point up or across: " + "; ".join(upward)
+
+
+TEXT = [p for p in ROOT.rglob("*") if p.is_file() and ".git" not in p.parts and "build" not in p.parts
+        and p.suffix in {".py", ".md", ".h", ".cpp", ".cu", ".cuh", ".txt", ".toml", ".sh", ".cfg", ".yml", ".yaml"}]
+
+
+@pytest.mark.skipif(not CODE, reason="source tree not available (installed package only)")
+def test_nothing_refers_to_files_outside_the_repository():
+    outside = "../" + "shared"  # spelt in two parts so that this file does not match itself
+    offenders = [str(p.relative_to(ROOT)) for p in TEXT if outside in p.read_text(errors="replace")]
+    assert not offenders, f"references to {outside} (the spec is docs/alexnet.md): {offenders}"
+
+
+COMMAND_LINES = {"train", "evaluate", "show"}  # modules that are only a command line
+
+
+def test_no_module_imports_a_command_line():
+    """The command lines build on the rooms of the package (console, rundir, inference, ...),
+    never on each other."""
+    import ast
+    offenders = []
+    for p in (ROOT / "pyconvnet").glob("*.py"):
+        for node in ast.walk(ast.parse(p.read_text())):
+            if isinstance(node, ast.ImportFrom) and node.level == 1:
+                names = [node.module] if node.module else [a.name for a in node.names]
+            elif isinstance(node, ast.ImportFrom) and node.module and node.module.startswith("pyconvnet."):
+                names = [node.module.split(".")[1]]
+            else:
+                continue
+            offenders += [f"{p.name} imports {n}" for n in names if n in COMMAND_LINES and n != p.stem]
+    assert not offenders, offenders
