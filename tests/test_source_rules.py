@@ -35,14 +35,25 @@ def test_no_exit_abort_or_assert_in_library_code():
 # The engine's layers, lowest first. A file may include project headers of its own layer or a lower
 # one, never a higher one; the two kernel rooms (CPU and CUDA) do not include each other.
 LAYERS = [
+    # The simulator build's stand-in for the CUDA toolkit: it includes nothing of the engine.
+    ("simulated CUDA runtime", ["sim/include/*", "sim/sim.h", "sim/runtime.cpp", "sim/engine.cpp"]),
     ("basic types", ["csrc/error.h", "csrc/types.h", "csrc/types.cpp", "csrc/philox.h"]),
     ("tensors and devices", ["csrc/tensor.*", "csrc/device.*", "csrc/allocator.*", "csrc/cuda_check.h",
                              "csrc/staging.*"]),
     ("kernel declarations", ["csrc/kernels/*"]),
-    ("kernels", ["csrc/cpu/*", "cuda/*"]),
+    ("kernels", ["csrc/cpu/*", "cuda/*", "sim/selftest.*"]),
     ("dispatch", ["csrc/check.*", "csrc/ops/*"]),
-    ("bindings", ["bindings/*"]),
+    ("bindings", ["bindings/*", "sim/bindings.cpp"]),
 ]
+
+
+KERNELS = [name for name, _ in LAYERS].index("kernels")
+
+
+def _room(rel):
+    """Kernels may include only their own device's kernels: CUDA (cuda/, the simulator's test
+    kernels) or one folder of csrc/."""
+    return "cuda" if rel.startswith(("cuda/", "sim/")) else "/".join(rel.split("/")[:2])
 
 
 def _layer(rel):
@@ -73,8 +84,7 @@ def test_includes_never_point_up():
             continue
         for inc in _included(p):
             to = _layer(inc)
-            room = lambda f: f.split("/")[0] if f.startswith("cuda/") else "/".join(f.split("/")[:2])
-            if to is None or to > layer or (layer == to == 3 and room(inc) != room(rel)):
+            if to is None or to > layer or (layer == to == KERNELS and _room(inc) != _room(rel)):
                 upward.append(f"{rel} ({LAYERS[layer][0]}) includes {inc}")
     assert not unplaced, f"files in no layer (add them to LAYERS): {unplaced}"
     assert not upward, "includes that point up or across: " + "; ".join(upward)
