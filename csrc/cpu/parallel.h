@@ -4,14 +4,20 @@
 #pragma once
 #include <cstdint>
 
+#ifdef _OPENMP
+#include <omp.h>
+#endif
+
 namespace pcn::cpu {
 
 template <typename F>
 void parallel_for(int64_t n, const F& f) {
 #ifdef _OPENMP
 // One item runs on the calling thread: starting a team for it costs more than it saves, and on
-// a loaded machine the woken thread may wait a whole scheduler time slice.
-#pragma omp parallel for schedule(static) if (n > 1)
+// a loaded machine the woken thread may wait a whole scheduler time slice. Inside another
+// parallel_for (work already split across the cores, e.g. a convolution over images) the loop
+// runs on the calling thread.
+#pragma omp parallel for schedule(static) if (n > 1 && !omp_in_parallel())
 #endif
   for (int64_t i = 0; i < n; ++i) f(i);
 }
