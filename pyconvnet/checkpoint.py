@@ -1,20 +1,18 @@
 """Checkpoints: one .npz file of plain arrays plus a JSON document, loadable without pickle.
 
-Written atomically: the data goes to a temporary file in the same directory, is flushed to disk,
-then renamed over the destination, so a kill at any moment leaves either the old checkpoint or
-the new one, never a broken file.
+Written atomically (pyconvnet.files.atomic_write), so a kill at any moment leaves either the old
+checkpoint or the new one, never a broken file.
 """
 from __future__ import annotations
 
 import json
-import os
 import pathlib
-import tempfile
 import zipfile
 
 import numpy as np
 
 from .errors import UserError
+from .files import atomic_write
 
 FORMAT = "pyconvnet-checkpoint-1"
 _META_KEY = "__meta__"
@@ -31,26 +29,9 @@ def save(path, arrays: dict, meta: dict) -> pathlib.Path:
     if _META_KEY in arrays:
         raise ValueError(f"checkpoint.save: array name {_META_KEY!r} is reserved")
     document = json.dumps({"format": FORMAT, **meta}, sort_keys=True).encode()
-    fd, tmp = tempfile.mkstemp(prefix=path.name + ".", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "wb") as f:
-            np.savez(f, **{_META_KEY: np.frombuffer(document, dtype=np.uint8)},
-                     **{k: np.ascontiguousarray(v) for k, v in arrays.items()})
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        pathlib.Path(tmp).unlink(missing_ok=True)
-        raise
-    try:  # make the rename itself durable
-        dfd = os.open(path.parent, os.O_RDONLY)
-        try:
-            os.fsync(dfd)
-        finally:
-            os.close(dfd)
-    except OSError:
-        pass
-    return path
+    return atomic_write(path, lambda f: np.savez(
+        f, **{_META_KEY: np.frombuffer(document, dtype=np.uint8)},
+        **{k: np.ascontiguousarray(v) for k, v in arrays.items()}))
 
 
 def load(path) -> tuple[dict, dict]:

@@ -21,6 +21,8 @@ import os
 
 import numpy as np
 
+from .errors import UserError
+
 FORMAT = "pyconvnet-prepared"
 FORMAT_VERSION = 1
 SPLITS = ("train", "val")
@@ -28,6 +30,32 @@ MANIFEST = "manifest.json"
 CLASSES = "classes.json"
 MEAN = "mean.npy"
 PCA = "pca.json"
+
+
+class DatasetError(UserError, ValueError):
+    """A prepared directory is damaged or not one: the message names the file and what to do."""
+
+
+class DatasetNotFoundError(DatasetError, FileNotFoundError):
+    """A directory without a manifest: not a prepared dataset, or an unfinished preparation."""
+
+
+def read_json(path, kind=None):
+    """The JSON document in file `path`; DatasetError naming the file when it cannot be read or
+    parsed, or when its top level is not of type `kind` (dict or list)."""
+    try:
+        with open(path, encoding="utf-8") as f:
+            doc = json.load(f)
+    except FileNotFoundError:
+        raise DatasetError(f"{path}: missing; prepare the dataset again") from None
+    except OSError as e:
+        raise DatasetError(f"{path}: cannot read it ({e.strerror or e})") from None
+    except (ValueError, UnicodeDecodeError) as e:
+        raise DatasetError(f"{path}: not valid JSON ({e}); prepare the dataset again") from None
+    if kind is not None and not isinstance(doc, kind):
+        raise DatasetError(f"{path}: expected a JSON {'object' if kind is dict else 'array'}, got "
+                           f"{type(doc).__name__}; prepare the dataset again")
+    return doc
 
 
 def images_file(split: str) -> str:

@@ -8,7 +8,7 @@ import sys
 import time
 
 from ._C import OutOfMemoryError
-from .errors import HelpFormatter, UserError, run_command
+from .console import HelpFormatter, UserError, resolve_device, run_command
 
 
 def parser():
@@ -24,7 +24,6 @@ def parser():
 
 def run(argv=None, out=sys.stdout) -> dict:
     from .data import TrainingData, prepared_path
-    from .train import resolve_device
     from .trainer import evaluate, load_model
 
     args = parser().parse_args(argv)

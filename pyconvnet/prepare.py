@@ -27,7 +27,6 @@ from __future__ import annotations
 import argparse
 import collections
 import concurrent.futures
-import fcntl
 import json
 import math
 import multiprocessing
@@ -37,6 +36,7 @@ import shutil
 import signal
 import struct
 import sys
+import threading
 import time
 import warnings
 from concurrent.futures.process import BrokenProcessPool
@@ -45,8 +45,12 @@ import numpy as np
 from PIL import Image, ImageOps, UnidentifiedImageError
 
 from . import _C, __version__
+from .console import Progress, format_duration, run_command
 from .dataset import (CLASSES, FORMAT, FORMAT_VERSION, MANIFEST, MEAN, PCA, SPLITS, images_file,
-                      labels_file, output_files)
+                      labels_file, output_files, read_json)
+from .errors import UserError
+from .files import DirectoryLock, atomic_json, atomic_npy, atomic_write, fsync_directory, is_temporary, \
+    remove_temporaries
 
 RESAMPLE = {"nearest": Image.NEAREST, "box": Image.BOX, "bilinear": Image.BILINEAR,
             "hamming": Image.HAMMING, "bicubic": Image.BICUBIC, "lanczos": Image.LANCZOS}
@@ -55,7 +59,7 @@ WORK = ".work"
 HEADER_BYTES = 128  # fixed .npy header size, so the final shape can be written in place
 
 
-class PrepareError(ValueError):
+class PrepareError(UserError, ValueError):
     """A problem with SRC, OUT or the arguments; the message says what and how to go on."""
 
 
@@ -249,32 +253,6 @@ def scan(src, settings, names_file=None):
 
 # ----------------------------------------------------------------------------- files in OUT
 
-def _fsync_dir(path):
-    fd = os.open(path, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
-
-
-def _atomic_write(path, write):
-    """write(file) into a temp file beside `path`, flushed to disk, then renamed over `path`."""
-    tmp = f"{path}.tmp{os.getpid()}"
-    with open(tmp, "wb") as f:
-        write(f)
-        f.flush()
-        os.fsync(f.fileno())
-    os.replace(tmp, path)
-
-
-def _atomic_json(path, obj, indent=1):
-    _atomic_write(path, lambda f: f.write(json.dumps(obj, indent=indent).encode()))
-
-
-def _atomic_npy(path, array):
-    _atomic_write(path, lambda f: np.save(f, array))
-
-
 def _npy_header(shape, descr):
     """A version-1.0 .npy header of exactly HEADER_BYTES bytes."""
     text = "{'descr': '%s', 'fortran_order': False, 'shape': %r, }" % (descr, tuple(shape))
@@ -373,7 +351,7 @@ def decode_shard(work, index, src, split, entries, size, resample):
         pixel_sum, rgb_sum, rgb_outer = pixel_sums(images)
     else:
         pixel_sum, rgb_sum, rgb_outer = np.zeros((size, size, 3), np.int64), np.zeros(3, np.int64), np.zeros((3, 3), np.int64)
-    _atomic_write(_shard_path(work, index), lambda f: np.savez(
+    atomic_write(_shard_path(work, index), lambda f: np.savez(
         f, images=images, labels=np.array(labels, np.int32), pixel_sum=pixel_sum, rgb_sum=rgb_sum,
         rgb_outer=rgb_outer, skipped=np.array(json.dumps(skipped))))
     return index
@@ -425,53 +403,68 @@ class _Progress:
     def commit(self):
         meta = {"next_shard": self.next_shard, "counts": self.counts, "files_done": self.files_done,
                 "skipped": self.skipped, "seconds": self.seconds}
-        _atomic_write(self.path, lambda f: np.savez(
+        atomic_write(self.path, lambda f: np.savez(
             f, meta=np.array(json.dumps(meta)), pixel_sum=self.pixel_sum, rgb_sum=self.rgb_sum,
             rgb_outer=self.rgb_outer))
 
 
 class Reporter:
-    """Progress on stderr: a line rewritten in place on a terminal, a line every 10 s otherwise."""
+    """The progress line on stderr (pyconvnet.console.Progress; every 10 s in a log)."""
 
     def __init__(self, total, done, enabled=True, stream=None):
         self.total, self.start_done = total, done
-        self.stream = stream or sys.stderr
         self.enabled = enabled
-        self.tty = hasattr(self.stream, "isatty") and self.stream.isatty()
-        self.t0 = self.last = time.monotonic()
+        self.progress = Progress(stream or sys.stderr, every_seconds=10.0)
+        self.t0 = time.monotonic()
 
     def update(self, done, skipped, final=False):
         if not self.enabled:
             return
-        now = time.monotonic()
-        if not final and now - self.last < (0.5 if self.tty else 10.0):
-            return
-        self.last = now
-        elapsed = now - self.t0
+        elapsed = time.monotonic() - self.t0
         rate = (done - self.start_done) / elapsed if elapsed > 0 else 0.0
         eta = (self.total - done) / rate if rate > 0 else float("inf")
         pct = 100.0 * done / self.total if self.total else 100.0
-        line = (f"prepare: {done}/{self.total} files ({pct:.1f}%), {rate:.0f} files/s, "
-                f"ETA {_duration(eta)}, {skipped} skipped")
-        if self.tty:
-            self.stream.write("\r" + line.ljust(100) + ("\n" if final else ""))
-        else:
-            self.stream.write(line + "\n")
-        self.stream.flush()
-
-
-def _duration(s):
-    if not math.isfinite(s):
-        return "?"
-    s = int(round(s))
-    return f"{s // 3600}h{s % 3600 // 60:02d}m" if s >= 3600 else f"{s // 60}m{s % 60:02d}s"
+        self.progress.step(f"prepare: {done}/{self.total} files ({pct:.1f}%), {rate:.0f} files/s, "
+                           f"ETA {format_duration(eta)}, {skipped} skipped", done, self.total, final)
 
 
 def _pool(workers):
     # forkserver: workers start from a clean process (no inherited threads, CUDA state or locks).
     methods = multiprocessing.get_all_start_methods()
     ctx = multiprocessing.get_context("forkserver" if "forkserver" in methods else "spawn")
-    return concurrent.futures.ProcessPoolExecutor(max_workers=workers, mp_context=ctx)
+    return concurrent.futures.ProcessPoolExecutor(max_workers=workers, mp_context=ctx,
+                                                  initializer=_die_with_parent, initargs=(os.getpid(),))
+
+
+def _die_with_parent(owner):
+    """Worker initialiser: the worker ends when `owner` (the process that made the pool) dies,
+    however it dies (kill -9 included), instead of decoding on for nobody. The worker's parent
+    (the fork server, or `owner` itself) exits with `owner`; on Linux the kernel then sends the
+    worker SIGKILL (PR_SET_PDEATHSIG), elsewhere a watcher thread notices the new parent."""
+    parent = os.getppid()
+    try:
+        import ctypes
+        ctypes.CDLL(None, use_errno=True).prctl(1, signal.SIGKILL)  # PR_SET_PDEATHSIG
+    except (OSError, AttributeError):
+        pass
+    if os.getppid() != parent or not _alive(owner):  # died before the prctl took effect
+        os.kill(os.getpid(), signal.SIGKILL)
+
+    def watch():
+        while os.getppid() == parent and _alive(owner):
+            time.sleep(0.5)
+        os.kill(os.getpid(), signal.SIGKILL)
+    threading.Thread(target=watch, name="pyconvnet-parent-watch", daemon=True).start()
+
+
+def _alive(pid):
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        pass
+    return True
 
 
 def _decode_all(plan, work, progress, workers, report):
@@ -580,14 +573,14 @@ def _check_out(out, src):
     if not os.path.isdir(out):
         raise PrepareError(f"OUT {out} exists and is not a directory")
     entries = set(os.listdir(out))
-    other = sorted(entries - output_files() - {WORK})
+    other = sorted(e for e in entries - output_files() - {WORK} if not is_temporary(e))
     if other:
         shown = ", ".join(other[:5]) + (f" and {len(other) - 5} more" if len(other) > 5 else "")
         raise PrepareError(f"OUT {out} exists and holds other files ({shown}); prepare writes only "
                            "into a new or empty directory, or finishes its own interrupted output there")
     if MANIFEST in entries:
         return "done"
-    if entries and WORK not in entries:
+    if entries - {e for e in entries if is_temporary(e)} and WORK not in entries:
         raise PrepareError(f"OUT {out} holds part of a prepared dataset but no record of its "
                            f"preparation ({WORK}) and no {MANIFEST}; delete it and prepare again")
     return "work"
@@ -601,19 +594,11 @@ def _same_run(recorded, src, settings, what, out):
             "another OUT (or delete this one)")
 
 
-class _Lock:
-    def __init__(self, work):
-        os.makedirs(work, exist_ok=True)
-        self.f = open(os.path.join(work, "lock"), "a+")
-        try:
-            fcntl.flock(self.f, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except OSError:
-            self.f.close()
-            raise PrepareError(f"another `pyconvnet.prepare` is writing {os.path.dirname(work)}; "
-                               "wait for it to finish") from None
-
-    def close(self):
-        self.f.close()
+def _lock(work):
+    """The lock of OUT (held in OUT/.work while preparing): one preparation at a time."""
+    os.makedirs(work, exist_ok=True)
+    return DirectoryLock(os.path.join(work, "lock"), f"another `pyconvnet.prepare` is writing {os.path.dirname(work)} "
+                         "(process {pid}); wait for it to finish", PrepareError)
 
 
 def prepare(src, out, *, size=256, val_fraction=0.1, seed=0, names=None, resample="bilinear",
@@ -626,9 +611,11 @@ def prepare(src, out, *, size=256, val_fraction=0.1, seed=0, names=None, resampl
     state = _check_out(out, src)
     work = os.path.join(out, WORK)
     if state == "done":
-        with open(os.path.join(out, MANIFEST)) as f:
-            manifest = json.load(f)
+        manifest = read_json(os.path.join(out, MANIFEST), dict)
         _same_run(manifest, src, settings, "a dataset prepared from", out)
+        if any(is_temporary(name) for name in os.listdir(out)):
+            with _lock(work):  # left by a run killed after its manifest
+                remove_temporaries(out)
         if os.path.isdir(work):
             shutil.rmtree(work, ignore_errors=True)
         if progress:
@@ -638,8 +625,9 @@ def prepare(src, out, *, size=256, val_fraction=0.1, seed=0, names=None, resampl
     # A new preparation reads SRC before writing anything, so that a bad SRC leaves no trace.
     plan = None if os.path.exists(plan_path) else scan(src, settings, names)
     os.makedirs(out, exist_ok=True)
-    lock = _Lock(work)
+    lock = _lock(work)
     try:
+        remove_temporaries(out)  # from a run killed while writing the outputs
         if os.path.exists(plan_path):
             with open(plan_path) as f:
                 plan = json.load(f)
@@ -648,7 +636,7 @@ def prepare(src, out, *, size=256, val_fraction=0.1, seed=0, names=None, resampl
             plan = plan or scan(src, settings, names)
             total = sum(len(v) for v in plan["splits"].values())
             plan["shard_size"] = shard_size or _default_shard_size(size, total, workers)
-            _atomic_json(plan_path, plan, indent=None)  # a line per file would double its size
+            atomic_json(plan_path, plan, indent=None)  # a line per file would double its size
             _failpoint("scan")
         state = _Progress(work, size)
         total = sum(len(v) for v in plan["splits"].values())
@@ -675,16 +663,16 @@ def _finalize(out, work, plan, state):
     for split in SPLITS:
         labels = partial[split].read_labels(state.counts[split])
         per_class[split] = np.bincount(labels, minlength=len(plan["synsets"])).tolist()
-        _atomic_npy(os.path.join(out, labels_file(split)), labels)
+        atomic_npy(os.path.join(out, labels_file(split)), labels)
     _failpoint("finalize:labels")
     mean, cov, eigvals, eigvecs = pixel_statistics(state.pixel_sum, state.rgb_sum, state.rgb_outer, n_train)
-    _atomic_npy(os.path.join(out, MEAN), mean)
-    _atomic_json(os.path.join(out, PCA), {
+    atomic_npy(os.path.join(out, MEAN), mean)
+    atomic_json(os.path.join(out, PCA), {
         "scale": "RGB values 0..255 of every training pixel", "pixels": n_train * size * size,
         "rgb_mean": (state.rgb_sum / (n_train * size * size)).tolist(), "covariance": cov.tolist(),
         "eigvals": eigvals.tolist(), "eigvecs": eigvecs.tolist(),
         "eigvecs_layout": "column i is the eigenvector of eigvals[i]"})
-    _atomic_json(os.path.join(out, CLASSES), [
+    atomic_json(os.path.join(out, CLASSES), [
         {"index": i, "synset": s, "name": n} for i, (s, n) in enumerate(zip(plan["synsets"], plan["names"]))])
     for split in SPLITS:
         dest = os.path.join(out, images_file(split))
@@ -709,8 +697,8 @@ def _finalize(out, work, plan, state):
         "ignored": plan["ignored"], "versions": _versions(),
         "created_utc": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
         "seconds": round(state.seconds, 3)}
-    _atomic_json(os.path.join(out, MANIFEST), manifest)
-    _fsync_dir(out)
+    atomic_json(os.path.join(out, MANIFEST), manifest)
+    fsync_directory(out)
     _failpoint("finalize:manifest")
     return manifest
 
@@ -734,7 +722,7 @@ def _summary(manifest):
     return text
 
 
-def main(argv=None):
+def parser():
     paragraphs = __doc__.split("\n\n")
     p = argparse.ArgumentParser(prog="python -m pyconvnet.prepare",
                                 description="\n\n".join([paragraphs[0]] + paragraphs[2:]),
@@ -752,25 +740,33 @@ def main(argv=None):
                    help="decoding processes (default: all cores; 0: decode in this process)")
     p.add_argument("--shard-size", type=int, default=None, help=argparse.SUPPRESS)
     p.add_argument("--quiet", action="store_true", help="no progress output")
-    a = p.parse_args(argv)
+    return p
+
+
+def run(argv=None):
+    """Runs the command line; returns the manifest, or None when interrupted by Ctrl-C."""
+    a = parser().parse_args(argv)
+    if a.workers is not None and a.workers < 0:
+        raise PrepareError(f"--workers must be >= 0; got {a.workers}")
+    if a.shard_size is not None and a.shard_size < 1:
+        raise PrepareError(f"--shard-size must be >= 1; got {a.shard_size}")
     try:
-        prepare(a.src, a.out, size=a.size, val_fraction=a.val_fraction, seed=a.seed, names=a.names,
-                resample=a.resample, workers=a.workers, shard_size=a.shard_size, progress=not a.quiet)
-    except PrepareError as e:
-        print(f"prepare: error: {e}", file=sys.stderr)
-        return 2
+        return prepare(a.src, a.out, size=a.size, val_fraction=a.val_fraction, seed=a.seed, names=a.names,
+                       resample=a.resample, workers=a.workers, shard_size=a.shard_size, progress=not a.quiet)
     except BrokenProcessPool:
-        print("prepare: error: a decoding worker died (killed, or out of memory); the work done so far "
-              "is kept: run the same command again to resume", file=sys.stderr)
-        return 1
+        raise UserError("a decoding worker died (killed, or out of memory); the work done so far is kept: "
+                        "run the same command again to resume") from None
     except OSError as e:  # disk full, OUT unwritable, ...
-        print(f"prepare: error: {e}; the work done so far is kept: fix this and run the same command "
-              "again to resume", file=sys.stderr)
-        return 1
+        raise UserError(f"{e}; the work done so far is kept: fix this and run the same command again "
+                        "to resume") from None
     except KeyboardInterrupt:
         print("\nprepare: interrupted; run the same command again to resume", file=sys.stderr)
-        return 130
-    return 0
+        return None
+
+
+def main(argv=None):
+    code, manifest = run_command(run, argv)
+    return 130 if code == 0 and manifest is None else code
 
 
 if __name__ == "__main__":

@@ -28,11 +28,10 @@ from . import augment, checkpoint, ops
 from . import draw as d
 from .data import prepared_path
 from .dataset import PreparedDataset
-from .errors import HelpFormatter, UserError, run_command
+from .console import HelpFormatter, Progress, UserError, format_duration, positive_int, resolve_device, run_command
 from .loader import Loader
 from .tensor import tensor
-from .train import resolve_device
-from .trainer import CHECKPOINT_NAME, LOG_NAME, Progress, format_duration, load_model
+from .trainer import CHECKPOINT_NAME, LOG_NAME, load_model
 
 STEP_BLUE = (160, 195, 225)  # the per-step training losses: the training colour, lighter
 EPOCH_FIELDS = ("epoch", "lr", "train_loss", "val_loss") + tuple(
@@ -418,15 +417,6 @@ def curves_image(run_dir, width: int = 1100, height: int = 470) -> Image.Image:
 # ----------------------------------------------------------------------------- command line
 
 def parser() -> argparse.ArgumentParser:
-    def positive(v):
-        try:
-            n = int(v)
-        except ValueError:
-            n = 0
-        if n < 1:
-            raise argparse.ArgumentTypeError(f"must be a positive integer; got {v!r}")
-        return n
-
     p = argparse.ArgumentParser(prog="python -m pyconvnet.show", description=__doc__,
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
     sub = p.add_subparsers(dest="command", required=True, metavar="COMMAND")
@@ -446,11 +436,11 @@ def parser() -> argparse.ArgumentParser:
         c = command(name, help, "CKPT", ckpt)
         c.add_argument("--data", metavar="DIR", help="a prepared dataset or an image tree (default: the "
                        "dataset the checkpoint was trained on)")
-        c.add_argument("--n", type=positive, default=n, help="how many validation images")
+        c.add_argument("--n", type=positive_int, default=n, help="how many validation images")
         c.add_argument("--seed", type=int, default=0, help="which validation images: a random choice from this seed")
         c.add_argument("--device", default="auto", help="auto, cpu, cuda or cuda:N")
         if name == "neighbours":
-            c.add_argument("--batch-size", type=positive, default=128,
+            c.add_argument("--batch-size", type=positive_int, default=128,
                            help="images per batch when computing the fc7 features of the training set")
     command("curves", "loss and top-1/top-5 error per epoch with the learning-rate drops marked, from a "
             "run's log (also while it is running)", "RUN_DIR", "a training run's directory")

@@ -36,6 +36,7 @@ from PIL import Image
 
 from . import prepare as _prepare
 from .dataset import PreparedDataset
+from .files import DirectoryLock, remove_temporaries, temporary_path
 
 CLASSES = ("checker", "cross", "disc", "frame", "hstripes", "ring", "square", "star",
            "triangle", "vstripes")
@@ -184,17 +185,22 @@ def ensure_dataset(cache=None, seed=0, train_per_class=500, val_per_class=100, w
     out = os.path.join(root, "prepared" if size == PREPARED_SIZE else f"prepared-{size}")
     if not os.path.isdir(src):
         t0 = time.monotonic()
-        tmp = f"{src}.tmp{os.getpid()}"
-        shutil.rmtree(tmp, ignore_errors=True)
-        os.makedirs(tmp)
-        generate(tmp, seed, train_per_class, val_per_class, workers)
-        try:
-            os.replace(tmp, src)  # the tree appears whole, or not at all
-        except OSError:  # another process finished first
-            shutil.rmtree(tmp, ignore_errors=True)
-        if progress:
-            n = (train_per_class + val_per_class) * len(CLASSES)
-            print(f"synthetic: generated {n} images in {src} ({time.monotonic() - t0:.1f} s)", file=sys.stderr)
+        os.makedirs(root, exist_ok=True)
+        with DirectoryLock(os.path.join(root, "lock"), f"another process ({{pid}}) is generating the built-in "
+                           f"dataset in {root}; wait for it to finish", _prepare.PrepareError):
+            remove_temporaries(root)  # a tree left by a generation that was killed
+            if not os.path.isdir(src):
+                tmp = temporary_path(src)
+                try:
+                    generate(str(tmp), seed, train_per_class, val_per_class, workers)
+                    os.replace(tmp, src)  # the tree appears whole, or not at all
+                except BaseException:
+                    shutil.rmtree(tmp, ignore_errors=True)
+                    raise
+                if progress:
+                    n = (train_per_class + val_per_class) * len(CLASSES)
+                    print(f"synthetic: generated {n} images in {src} ({time.monotonic() - t0:.1f} s)",
+                          file=sys.stderr)
     _prepare.prepare(src, out, size=size, workers=workers, progress=progress)
     return out
 

@@ -13,7 +13,7 @@ import sys
 
 from . import checkpoint, cuda
 from ._C import OutOfMemoryError
-from .errors import HelpFormatter, UserError, run_command
+from .console import HelpFormatter, UserError, resolve_device, run_command
 from .models import MIN_INPUT_SIZE
 
 # The paper's recipe (../shared/alexnet.md) for real data.
@@ -68,21 +68,6 @@ def parser() -> argparse.ArgumentParser:
                    help="drop the last partial batch of each epoch")
     p.add_argument("--log-every", type=int, default=50, help="write a JSON log record every N steps")
     return p
-
-
-def resolve_device(name: str) -> str:
-    if name == "auto":
-        return "cuda" if cuda.is_available() else "cpu"
-    if name == "cpu":
-        return name
-    if name == "cuda" or (name.startswith("cuda:") and name[5:].isdigit()):
-        if not cuda.is_available():
-            raise UserError(f"--device {name}: CUDA is not available ({cuda.unavailable_reason()}); use --device cpu")
-        index = int(name[5:]) if ":" in name else 0
-        if index >= cuda.device_count():
-            raise UserError(f"--device {name}: only {cuda.device_count()} CUDA device(s) visible")
-        return name
-    raise UserError(f"--device must be auto, cpu, cuda or cuda:N; got {name!r}")
 
 
 def _config(args, device: str) -> dict:

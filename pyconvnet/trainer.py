@@ -19,6 +19,7 @@ import time
 import numpy as np
 
 from . import checkpoint, ops
+from .console import Progress, format_duration
 from .errors import UserError
 from .models import Sequential, from_config, loss_and_grad
 from .tensor import tensor, zeros
@@ -65,36 +66,6 @@ def topk_errors(probs_or_logits: np.ndarray, labels: np.ndarray, ks=(1, 5)) -> d
         hit = (order[:, :min(k, order.shape[1])] == labels[:, None]).any(axis=1)
         out[k] = int((~hit).sum())
     return out
-
-
-class Progress:
-    """The per-step line: in place on a terminal, every tenth of an epoch otherwise."""
-
-    def __init__(self, stream=sys.stdout):
-        self.stream = stream
-        self.tty = stream.isatty()
-        self.last_len = 0
-
-    def step(self, text: str, step: int, total: int) -> None:
-        if self.tty:
-            pad = max(0, self.last_len - len(text))
-            self.stream.write("\r" + text + " " * pad)
-            self.last_len = len(text)
-            self.stream.flush()
-        elif step == total or step % max(1, total // 10) == 0:
-            print(text, file=self.stream, flush=True)
-
-    def line(self, text: str) -> None:
-        if self.tty and self.last_len:
-            self.stream.write("\r" + " " * self.last_len + "\r")
-            self.last_len = 0
-        print(text, file=self.stream, flush=True)
-
-
-def format_duration(seconds: float) -> str:
-    seconds = int(max(0, seconds))
-    h, m, s = seconds // 3600, seconds // 60 % 60, seconds % 60
-    return f"{h}:{m:02d}:{s:02d}" if h else f"{m}:{s:02d}"
 
 
 class Trainer:

@@ -275,7 +275,7 @@ def test_cli_reports_errors_without_a_traceback(tmp_path):
     p = subprocess_prepare(tmp_path / "missing", tmp_path / "out")
     out, err = p.communicate(timeout=60)
     assert p.returncode == 2
-    assert err.decode().startswith("prepare: error: SRC ") and "Traceback" not in err.decode()
+    assert err.decode().startswith("error: SRC ") and "Traceback" not in err.decode()
 
 
 # ----------------------------------------------------------------------------- resumption
@@ -334,7 +334,7 @@ def test_resume_after_killing_a_parallel_run_at_a_random_time(tmp_path, rng):
 
 def test_a_second_run_on_the_same_out_is_refused_while_one_runs(tmp_path, rng):
     write_tree(tmp_path / "src", rng, classes=("a",), per_class=2)
-    lock = prep._Lock(str(tmp_path / "out" / ".work"))
+    lock = prep._lock(str(tmp_path / "out" / ".work"))
     try:
         with pytest.raises(prep.PrepareError, match="another `pyconvnet.prepare` is writing"):
             run(tmp_path / "src", tmp_path / "out")
