@@ -1,8 +1,7 @@
 // Convolution on the CPU, version 1: im2col per image and group, then the blocked SGEMM.
 //   forward:         y[n, g]  (Kg x PQ)    = W_g (Kg x CgRS) * col(x[n, g]) (CgRS x PQ)
 //   backward data:   dcol     (CgRS x PQ)  = W_g^T * dy[n, g], scattered back by col2im
-//   backward filter: dW_g     (Kg x CgRS) += dy[n, g] (Kg x PQ) * colT(x[n, g]) (PQ x CgRS),
-//                    n = 0, 1, ... in order
+//   backward filter: dW_g     (Kg x CgRS) += dy[n, g] (Kg x PQ) * col(x[n, g])^T, n = 0, 1, ...
 // The weights are packed for the SGEMM once per call (pack_a), not once per image. Forward and
 // backward data give each (image, group) pair to one thread, with its own column buffer, so a
 // batch keeps every core busy with no synchronisation inside; with a single pair the SGEMM,
@@ -46,33 +45,6 @@ void im2col(const Conv2dParams& p, const float* x, float* col) {
         for (int64_t j = q0; j < q1; ++j) out[j] = xr[j * p.stride_w];
       }
       std::fill(out + q1, out + p.Q, 0.0f);
-    }
-  });
-}
-
-// colT[p*Q + q][(c*R + r)*S + s] = xpad[c][p*sh + r][q*sw + s]: im2col transposed, so that the
-// filter gradient's SGEMM reads it as a plain (not transposed) right-hand side.
-void im2col_transposed(const Conv2dParams& p, const float* x, float* colt) {
-  const int64_t CRS = p.Cg() * p.R * p.S;
-  parallel_for(p.P, [&](int64_t i) {
-    for (int64_t j = 0; j < p.Q; ++j) {
-      float* out = colt + (i * p.Q + j) * CRS;
-      for (int64_t c = 0; c < p.Cg(); ++c) {
-        const float* xc = x + c * p.H * p.W;
-        for (int64_t r = 0; r < p.R; ++r) {
-          const int64_t ih = i * p.stride_h - p.pad_h + r;
-          float* o = out + (c * p.R + r) * p.S;
-          if (ih < 0 || ih >= p.H) {
-            std::fill(o, o + p.S, 0.0f);
-            continue;
-          }
-          const float* xr = xc + ih * p.W;
-          for (int64_t s = 0; s < p.S; ++s) {
-            const int64_t iw = j * p.stride_w - p.pad_w + s;
-            o[s] = iw >= 0 && iw < p.W ? xr[iw] : 0.0f;
-          }
-        }
-      }
     }
   });
 }
@@ -161,11 +133,11 @@ void conv2d_backward_filter(const Conv2dParams& p, const Tensor& dy, const Tenso
   const float* dyd = dy.data<float>();
   const float* xd = x.data<float>();
   float* dwd = dw.data<float>();
-  std::vector<float> colt(CRS * PQ);
+  std::vector<float> col(CRS * PQ);
   for (int64_t g = 0; g < p.groups; ++g) {
     for (int64_t n = 0; n < p.N; ++n) {
-      im2col_transposed(p, xd + (n * p.C + g * Cg) * p.H * p.W, colt.data());
-      sgemm(false, false, Kg, CRS, PQ, dyd + (n * p.K + g * Kg) * PQ, PQ, colt.data(), CRS,
+      im2col(p, xd + (n * p.C + g * Cg) * p.H * p.W, col.data());
+      sgemm(false, true, Kg, CRS, PQ, dyd + (n * p.K + g * Kg) * PQ, PQ, col.data(), PQ,
             dwd + g * Kg * CRS, CRS, n > 0);
     }
   }

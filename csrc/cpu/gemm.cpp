@@ -38,17 +38,6 @@ void pack_a_panel(bool trans, const float* A, int64_t lda, int64_t i0, int64_t r
   simd().transpose(A + i0 * lda + k0, lda, rows, kc, ap, mr);
 }
 
-// bp[p*nr + j] = op(B)[k0 + p][j0 + j] for one nr-column panel, zero beyond column `cols`.
-void pack_b_panel(bool trans, const float* B, int64_t ldb, int64_t j0, int64_t cols, int64_t k0,
-                  int64_t kc, int64_t nr, float* bp) {
-  if (cols < nr) std::fill(bp, bp + kc * nr, 0.0f);
-  if (!trans) {
-    for (int64_t p = 0; p < kc; ++p) std::memcpy(bp + p * nr, B + (k0 + p) * ldb + j0, cols * 4);
-    return;
-  }
-  simd().transpose(B + j0 * ldb + k0, ldb, cols, kc, bp, nr);  // op(B)[p][j] = B[j][p]
-}
-
 }  // namespace
 
 // Layout: slice s (k0 = s*KC, kc deep) starts at k0 * round_up(M, mr); in it, the panel of rows
@@ -93,9 +82,10 @@ void sgemm_packed(const PackedA& a, bool trans_b, int64_t N, const float* B, int
     const int64_t mc = std::min(a.mc, M - i0), nc = std::min(NC, N - j0);
     for (int64_t k0 = 0; k0 < K; k0 += KC) {
       const int64_t kc = std::min(KC, K - k0);
-      for (int64_t j = 0; j < nc; j += nr)
-        pack_b_panel(trans_b, B, ldb, j0 + j, std::min(nr, nc - j), k0, kc, nr,
-                     bpack.data() + j * kc);
+      for (int64_t j = 0; j < nc; j += nr) {
+        const float* panel = trans_b ? B + (j0 + j) * ldb + k0 : B + k0 * ldb + j0 + j;
+        kern.pack_b(trans_b, panel, ldb, std::min(nr, nc - j), kc, bpack.data() + j * kc);
+      }
       const float* apack = a.data.data() + k0 * m_pad + i0 * kc;
       const bool add = accumulate || k0 > 0;
       for (int64_t j = 0; j < nc; j += nr) {

@@ -26,6 +26,9 @@ struct SimdKernels {
   int64_t mr, nr;
   void (*gemm_micro)(int64_t kc, const float* ap, const float* bp, float* c, int64_t ldc,
                      int64_t rows, int64_t cols, bool add);
+  // Packs the nr-column panel of op(B) whose first element is at B (op(B) = B, or B's
+  // transpose with trans) for kc values of k: bp[p*nr + j], zero beyond column `cols`.
+  void (*pack_b)(bool trans, const float* B, int64_t ldb, int64_t cols, int64_t kc, float* bp);
   // dst[p*ldd + j] = src[j*ld + p] for j < rows, p < cols (packs transposed GEMM operands).
   void (*transpose)(const float* src, int64_t ld, int64_t rows, int64_t cols, float* dst,
                     int64_t ldd);
@@ -33,6 +36,12 @@ struct SimdKernels {
   void (*relu_forward)(const float* x, float* y, int64_t n);
   // dx = y > 0 ? dy : 0.
   void (*relu_backward)(const float* dy, const float* y, float* dx, int64_t n);
+  // Max-pooling of one plane x (h x w) -> y (ho x wo), k x k windows at stride st, and its
+  // backward (dx of the plane, zeroed first); the rules are in csrc/ops/pool.h.
+  void (*max_pool_forward)(const float* x, int64_t h, int64_t w, float* y, int64_t ho,
+                           int64_t wo, int64_t k, int64_t st);
+  void (*max_pool_backward)(const float* x, const float* y, const float* dy, float* dx,
+                            int64_t h, int64_t w, int64_t ho, int64_t wo, int64_t k, int64_t st);
   // dx = dy * (keep ? scale : 0).
   void (*dropout_backward)(const float* dy, const uint8_t* keep, float scale, float* dx,
                            int64_t n);

@@ -36,6 +36,91 @@ static void sgd_update(float* __restrict w, const float* __restrict dw, float* _
   }
 }
 
+// Max-pooling of one (n, c) plane, x (h x w) -> y (ho x wo), windows k x k at stride st. The
+// running maximum takes v when v > m or v is NaN, visiting each window in row-major order (what
+// the CUDA kernel does), so a NaN wins and ties keep the first element. For each output row the
+// window taps are the outer loops and the output columns the inner one: with the window and
+// stride known at compile time (AlexNet's 3 x 3 at stride 2) the column loop becomes strided
+// vector loads and blends.
+
+static inline float max_keep_nan(float m, float v) { return (v > m) | (v != v) ? v : m; }
+
+template <int K, int ST>
+static void max_pool_rows(const float* __restrict x, int64_t w, float* __restrict y, int64_t ho,
+                          int64_t wo, int64_t k, int64_t st) {
+  const int64_t kk = K > 0 ? K : k, ss = ST > 0 ? ST : st;
+  for (int64_t i = 0; i < ho; ++i) {
+    const float* xr = x + i * ss * w;
+    float* yr = y + i * wo;
+    for (int64_t j = 0; j < wo; ++j) yr[j] = xr[j * ss];
+    for (int64_t r = 0; r < kk; ++r) {
+      for (int64_t s = r == 0 ? 1 : 0; s < kk; ++s) {
+        const float* xs = xr + r * w + s;
+        for (int64_t j = 0; j < wo; ++j) yr[j] = max_keep_nan(yr[j], xs[j * ss]);
+      }
+    }
+  }
+}
+
+static void max_pool_forward_plane(const float* x, int64_t h, int64_t w, float* y, int64_t ho,
+                                   int64_t wo, int64_t k, int64_t st) {
+  if (k == 3 && st == 2) {
+    max_pool_rows<3, 2>(x, w, y, ho, wo, k, st);
+  } else {
+    max_pool_rows<0, 0>(x, w, y, ho, wo, k, st);
+  }
+}
+
+// The gradient of each window goes to its first element (row-major) equal to y, or its first
+// NaN when y is NaN; nowhere when none matches (y not computed from x). For a run of up to 64
+// windows of an output row, the matching tap of each is found with vector compares and blends,
+// visiting the taps backwards so the first match is the one that stays; then the
+// windows' gradients are added in row-major window order, so a position's contributions add up
+// in window order.
+template <int K, int ST>
+static void max_pool_backward_rows(const float* __restrict x, const float* __restrict y,
+                                   const float* __restrict dy, float* __restrict dx, int64_t w,
+                                   int64_t ho, int64_t wo, int64_t k, int64_t st) {
+  const int64_t kk = K > 0 ? K : k, ss = ST > 0 ? ST : st;
+  constexpr int64_t kRun = 64;
+  int32_t tap[kRun];
+  for (int64_t i = 0; i < ho; ++i) {
+    const float* xr = x + i * ss * w;
+    const float* yr = y + i * wo;
+    for (int64_t j0 = 0; j0 < wo; j0 += kRun) {
+      const int64_t n = wo - j0 < kRun ? wo - j0 : kRun;
+      for (int64_t j = 0; j < n; ++j) tap[j] = -1;
+      for (int64_t r = kk - 1; r >= 0; --r) {
+        for (int64_t s = kk - 1; s >= 0; --s) {
+          const float* xs = xr + r * w + s + j0 * ss;
+          const int32_t id = static_cast<int32_t>(r * kk + s);
+          for (int64_t j = 0; j < n; ++j) {
+            const float v = xs[j * ss], m = yr[j0 + j];
+            const bool hit = (v == m) | ((m != m) & (v != v));
+            tap[j] = hit ? id : tap[j];
+          }
+        }
+      }
+      for (int64_t j = 0; j < n; ++j) {
+        if (tap[j] < 0) continue;
+        const int64_t r = tap[j] / kk, s = tap[j] % kk;
+        dx[(i * ss + r) * w + (j0 + j) * ss + s] += dy[i * wo + j0 + j];
+      }
+    }
+  }
+}
+
+static void max_pool_backward_plane(const float* x, const float* y, const float* dy, float* dx,
+                                    int64_t h, int64_t w, int64_t ho, int64_t wo, int64_t k,
+                                    int64_t st) {
+  for (int64_t e = 0; e < h * w; ++e) dx[e] = 0.0f;
+  if (k == 3 && st == 2) {
+    max_pool_backward_rows<3, 2>(x, y, dy, dx, w, ho, wo, k, st);
+  } else {
+    max_pool_backward_rows<0, 0>(x, y, dy, dx, w, ho, wo, k, st);
+  }
+}
+
 // dst[p*ldd + j] = src[j*ld + p] for j < rows, p < cols: the transposing copy that packs a
 // transposed GEMM operand into panels. With AVX2, 8 x 8 blocks go through registers.
 #ifdef __AVX2__
@@ -80,6 +165,30 @@ static void transpose(const float* __restrict src, int64_t ld, int64_t rows, int
   }
 }
 
+// bp[p*NR + j] = op(B)[p][j] for one NR-column panel of a KC slice, zero beyond column `cols`:
+// op(B) is B (row p at B + p*ldb) or, with trans, B's transpose (B's row j is op(B)'s column j).
+template <int NR>
+static void pack_b_panel(bool trans, const float* __restrict B, int64_t ldb, int64_t cols,
+                         int64_t kc, float* __restrict bp) {
+  if (trans) {
+    if (cols < NR) {
+      for (int64_t i = 0; i < kc * NR; ++i) bp[i] = 0.0f;
+    }
+    transpose(B, ldb, cols, kc, bp, NR);
+    return;
+  }
+  if (cols == NR) {  // the common case: NR contiguous floats per k, a fixed-length vector copy
+    for (int64_t p = 0; p < kc; ++p) {
+#pragma GCC unroll 32
+      for (int j = 0; j < NR; ++j) bp[p * NR + j] = B[p * ldb + j];
+    }
+    return;
+  }
+  for (int64_t p = 0; p < kc; ++p) {
+    for (int64_t j = 0; j < NR; ++j) bp[p * NR + j] = j < cols ? B[p * ldb + j] : 0.0f;
+  }
+}
+
 // The portable SGEMM micro-kernel (MR x NR accumulators the compiler keeps in registers when
 // the loops are fully unrolled; GCC keeps acc in memory, 10x slower, when left to decide).
 template <int MR, int NR>
@@ -121,7 +230,8 @@ static void store_partial(const float* tile, float* c, int64_t ldc, int64_t rows
   }
 }
 
-#define PCN_SIMD_TABLE(isa_name, MR, NR, micro)                                          \
-  const SimdKernels table = {isa_name,      MR,           NR,            micro,            \
-                             transpose,     relu_forward, relu_backward, dropout_backward, \
-                             sgd_update};
+#define PCN_SIMD_TABLE(isa_name, MR, NR, micro)                                           \
+  const SimdKernels table = {isa_name,     MR,           NR,            micro,              \
+                             pack_b_panel<NR>, transpose, relu_forward, relu_backward,      \
+                             max_pool_forward_plane, max_pool_backward_plane,               \
+                             dropout_backward, sgd_update};
