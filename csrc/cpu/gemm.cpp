@@ -1,7 +1,8 @@
 // Cache-blocked SGEMM in the style of GotoBLAS/BLIS:
 //   - op(A) is packed once per product (or once per layer: PackedA), every KC-deep slice into
 //     mr-row panels, zero-padded at the edges, so the micro-kernel never branches;
-//   - C is cut into mc x NC tiles, one parallel task each (static schedule, no shared sums);
+//   - C is cut into mc x nc tiles (nc <= NC), one parallel task each (static schedule, no
+//     shared sums);
 //     mc covers up to MC_MAX rows, so in most products each element of op(B) is packed once;
 //   - for each KC slice, a task packs its KC x NC block of op(B) into nr-column panels (an
 //     L2-sized block; one panel, KC*nr floats, stays in L1 while it meets every A panel);
@@ -73,13 +74,21 @@ void sgemm_packed(const PackedA& a, bool trans_b, int64_t N, const float* B, int
   const int64_t mr = a.mr, nr = kern.nr, m_pad = round_up(M, mr);
   PCN_REQUIRE(kern.mr == mr, ValueError, "sgemm: weights packed for the ", mr,
               "-row micro-kernel, but the active CPU path '", kern.name, "' uses ", kern.mr);
-  const int64_t tiles_m = (M + a.mc - 1) / a.mc, tiles_n = (N + NC - 1) / NC;
+  // Tiles of at most NC columns; when there are few, as many as makes every thread's share
+  // equal (the tile sizes change no result: each element's sum depends only on K's slicing).
+  const int64_t tiles_m = (M + a.mc - 1) / a.mc, threads = parallel_threads();
+  int64_t tiles_n = (N + NC - 1) / NC;
+  if (tiles_m * tiles_n < 8 * threads && (tiles_m * tiles_n) % threads != 0) {
+    while ((tiles_m * tiles_n) % threads != 0) ++tiles_n;
+  }
+  const int64_t nc_tile = std::min(NC, round_up((N + tiles_n - 1) / tiles_n, nr));
+  tiles_n = (N + nc_tile - 1) / nc_tile;
   parallel_for(tiles_m * tiles_n, [&](int64_t t) {
     // Per-thread packing buffer, kept between calls (it only ever grows to one block).
     thread_local std::vector<float> bpack;
     bpack.resize(KC * NC);
-    const int64_t i0 = (t / tiles_n) * a.mc, j0 = (t % tiles_n) * NC;
-    const int64_t mc = std::min(a.mc, M - i0), nc = std::min(NC, N - j0);
+    const int64_t i0 = (t / tiles_n) * a.mc, j0 = (t % tiles_n) * nc_tile;
+    const int64_t mc = std::min(a.mc, M - i0), nc = std::min(nc_tile, N - j0);
     for (int64_t k0 = 0; k0 < K; k0 += KC) {
       const int64_t kc = std::min(KC, K - k0);
       for (int64_t j = 0; j < nc; j += nr) {

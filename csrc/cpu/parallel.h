@@ -10,6 +10,15 @@
 
 namespace pcn::cpu {
 
+// The threads a parallel_for started here would use (1 inside another parallel_for).
+inline int64_t parallel_threads() {
+#ifdef _OPENMP
+  return omp_in_parallel() ? 1 : omp_get_max_threads();
+#else
+  return 1;
+#endif
+}
+
 template <typename F>
 void parallel_for(int64_t n, const F& f) {
 #ifdef _OPENMP
