@@ -1,7 +1,7 @@
 // The linear layer on CUDA: each pass is one SGEMM (gemm.cu; its version is the layer's
 // version: 1 = one output per thread, 2 = 64x64x8 shared-memory tiles), plus the bias
 // gradient's fixed-order reduction.
-#include "csrc/ops/linear.h"
+#include "csrc/kernels/linear.h"
 #include "gemm.cuh"
 
 namespace pcn::cuda {

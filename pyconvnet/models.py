@@ -9,6 +9,7 @@ from __future__ import annotations
 import numpy as np
 
 from . import ops
+from .keys import dropout_key
 from .layers import Conv2d, Dropout, Flatten, Layer, Linear, LRN, MaxPool2d, ReLU
 from .tensor import tensor
 
@@ -53,11 +54,12 @@ class Sequential:
                 break
         return dy
 
-    def set_dropout_seed(self, seed: int) -> None:
-        """Give every dropout layer its own mask stream for this step."""
+    def set_dropout_seed(self, seed: int, step: int = 0) -> None:
+        """Give every dropout layer its own mask stream for step `step` of a run seeded `seed`
+        (keys.dropout_key)."""
         for i, layer in enumerate(self.layers):
             if isinstance(layer, Dropout):
-                layer.seed = (int(seed) * 1000003 + i) % 2**64
+                layer.seed = dropout_key(seed, step, i)
 
     def to(self, device: str) -> "Sequential":
         for layer in self.layers:
@@ -179,9 +181,10 @@ def from_config(config: dict) -> Sequential:
     return alexnet(**cfg)
 
 
-def loss_and_grad(model: Sequential, x, labels):
-    """Forward in training mode, softmax cross-entropy, backward. Returns (loss, logits)."""
+def loss_and_grad(model: Sequential, x, labels, hits=False):
+    """Forward in training mode, softmax cross-entropy, backward. Returns (loss, logits), or with
+    hits=True (loss, logits, (top-1 hits, top-5 hits)) as counted by the loss kernel."""
     logits = model.forward(x, train=True)
-    loss, dlogits = ops.cross_entropy(logits, labels)
+    loss, dlogits, counts = ops.cross_entropy(logits, labels, hits=True)
     model.backward(dlogits)
-    return loss, logits
+    return (loss, logits, counts) if hits else (loss, logits)

@@ -27,6 +27,7 @@ from __future__ import annotations
 import argparse
 import collections
 import concurrent.futures
+import ctypes
 import json
 import math
 import multiprocessing
@@ -45,6 +46,7 @@ import numpy as np
 from PIL import Image, ImageOps, UnidentifiedImageError
 
 from . import _C, __version__
+from .keys import STREAM_SPLIT
 from .console import Progress, format_duration, run_command
 from .dataset import (CLASSES, FORMAT, FORMAT_VERSION, MANIFEST, MEAN, PCA, SPLITS, images_file,
                       labels_file, output_files, read_json)
@@ -54,7 +56,6 @@ from .files import DirectoryLock, atomic_json, atomic_npy, atomic_write, fsync_d
 
 RESAMPLE = {"nearest": Image.NEAREST, "box": Image.BOX, "bilinear": Image.BILINEAR,
             "hamming": Image.HAMMING, "bicubic": Image.BICUBIC, "lanczos": Image.LANCZOS}
-STREAM_SPLIT = 4  # pcn::kStreamSplit (csrc/philox.h): the seeded train/val split
 WORK = ".work"
 HEADER_BYTES = 128  # fixed .npy header size, so the final shape can be written in place
 
@@ -290,16 +291,18 @@ class _Partial:
                 f.truncate(need)
 
     def append(self, count, images, labels):
-        with open(self.images, "r+b") as f:
-            f.seek(HEADER_BYTES + count * self.image_bytes)
-            f.write(np.ascontiguousarray(images, dtype=np.uint8).reshape(-1).data)
-            f.flush()
-            os.fsync(f.fileno())
-        with open(self.labels, "r+b") as f:
-            f.seek(count * 4)
-            f.write(np.ascontiguousarray(labels, dtype="<i4").tobytes())
-            f.flush()
-            os.fsync(f.fileno())
+        for path, offset, data in ((self.images, HEADER_BYTES + count * self.image_bytes,
+                                    np.ascontiguousarray(images, dtype=np.uint8).reshape(-1).data),
+                                   (self.labels, count * 4, np.ascontiguousarray(labels, dtype="<i4").tobytes())):
+            try:
+                with open(path, "r+b") as f:
+                    f.seek(offset)
+                    f.write(data)
+                    f.flush()
+                    os.fsync(f.fileno())
+            except OSError as e:  # a full disk: say which file could not be written
+                e.filename = e.filename or path
+                raise
 
     def read_labels(self, count):
         return np.fromfile(self.labels, dtype="<i4", count=count).astype(np.int32)
@@ -438,13 +441,13 @@ def _pool(workers):
 
 def _die_with_parent(owner):
     """Worker initialiser: the worker ends when `owner` (the process that made the pool) dies,
-    however it dies (kill -9 included), instead of decoding on for nobody. The worker's parent
-    (the fork server, or `owner` itself) exits with `owner`; on Linux the kernel then sends the
-    worker SIGKILL (PR_SET_PDEATHSIG), elsewhere a watcher thread notices the new parent."""
+    however it dies (kill -9 included), instead of decoding on for nobody. A watcher thread ends
+    it once `owner` is dead (a zombie counts as dead: the process that would reap it may be
+    waiting for the worker to close the pipes it inherited) or the worker's parent changes; on
+    Linux the kernel also sends it SIGKILL when its parent ends (PR_SET_PDEATHSIG)."""
     parent = os.getppid()
     try:
-        import ctypes
-        ctypes.CDLL(None, use_errno=True).prctl(1, signal.SIGKILL)  # PR_SET_PDEATHSIG
+        ctypes.CDLL(None, use_errno=True).prctl(1, int(signal.SIGKILL))  # PR_SET_PDEATHSIG
     except (OSError, AttributeError):
         pass
     if os.getppid() != parent or not _alive(owner):  # died before the prctl took effect
@@ -458,6 +461,14 @@ def _die_with_parent(owner):
 
 
 def _alive(pid):
+    """Whether process `pid` runs (a zombie, dead but not yet reaped by its parent, does not)."""
+    try:
+        with open(f"/proc/{pid}/stat", "rb") as f:
+            return f.read().rpartition(b")")[2].split()[0] != b"Z"
+    except FileNotFoundError:
+        return False
+    except OSError:  # no /proc
+        pass
     try:
         os.kill(pid, 0)
     except ProcessLookupError:

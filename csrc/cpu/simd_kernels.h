@@ -230,6 +230,50 @@ static void store_partial(const float* tile, float* c, int64_t ldc, int64_t rows
   }
 }
 
+// The FMA micro-kernel of the AVX2 and AVX-512 paths: MR x 2 vector accumulators, so the panel
+// is NR = 2 * V::kWidth columns wide. V wraps one register type's intrinsics (load, store, add,
+// fma, broadcast, zero). Every loop over acc is fully unrolled, so it lives in registers (an
+// indexed access anywhere would put it on the stack and store it on every k step).
+#ifdef __FMA__
+template <class V, int MR>
+static void gemm_micro_fma(int64_t kc, const float* ap, const float* bp, float* c, int64_t ldc,
+                           int64_t rows, int64_t cols, bool add) {
+  constexpr int W = V::kWidth, NR = 2 * W;
+  typename V::Reg acc[MR][2];
+#pragma GCC unroll 16
+  for (int i = 0; i < MR; ++i) acc[i][0] = acc[i][1] = V::zero();
+  for (int64_t p = 0; p < kc; ++p, ap += MR, bp += NR) {
+    const typename V::Reg b0 = V::load(bp), b1 = V::load(bp + W);
+#pragma GCC unroll 16
+    for (int i = 0; i < MR; ++i) {
+      const typename V::Reg a = V::broadcast(ap + i);
+      acc[i][0] = V::fma(a, b0, acc[i][0]);
+      acc[i][1] = V::fma(a, b1, acc[i][1]);
+    }
+  }
+  if (rows == MR && cols == NR) {
+#pragma GCC unroll 16
+    for (int i = 0; i < MR; ++i) {
+      float* ci = c + i * ldc;
+      if (add) {
+        acc[i][0] = V::add(V::load(ci), acc[i][0]);
+        acc[i][1] = V::add(V::load(ci + W), acc[i][1]);
+      }
+      V::store(ci, acc[i][0]);
+      V::store(ci + W, acc[i][1]);
+    }
+    return;
+  }
+  float tile[MR * NR];
+#pragma GCC unroll 16
+  for (int i = 0; i < MR; ++i) {
+    V::store(tile + i * NR, acc[i][0]);
+    V::store(tile + i * NR + W, acc[i][1]);
+  }
+  store_partial<MR, NR>(tile, c, ldc, rows, cols, add);
+}
+#endif
+
 #define PCN_SIMD_TABLE(isa_name, MR, NR, micro)                                           \
   const SimdKernels table = {isa_name,     MR,           NR,            micro,              \
                              pack_b_panel<NR>, transpose, relu_forward, relu_backward,      \
