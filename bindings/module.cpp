@@ -1,5 +1,10 @@
 #include "bindings.h"
+#include "csrc/cpu/isa.h"
 #include "csrc/error.h"
+
+#ifdef _OPENMP
+#include <omp.h>
+#endif
 
 namespace pcn::bindings {
 
@@ -41,6 +46,21 @@ PYBIND11_MODULE(_C, m) {
   bind_sgd_update(m);
   bind_augment(m);
   bind_simulator(m);
+
+  // The CPU kernels' instruction-set path (csrc/cpu/isa.h) and thread count.
+  m.def("cpu_isa", &cpu::active_isa);
+  m.def("cpu_isas", &cpu::supported_isas);
+  m.def("set_cpu_isa", &cpu::set_isa, py::arg("name"));
+  m.def("cpu_threads", [] {
+#ifdef _OPENMP
+    return omp_get_max_threads();
+#else
+    return 1;
+#endif
+  });
+  // PYCONVNET_CPU_ISA forces a path: a value this CPU cannot run fails the import, naming it.
+  const std::string forced = cpu::isa_from_environment();
+  if (!forced.empty()) cpu::set_isa(forced);
 }
 
 }  // namespace pcn::bindings

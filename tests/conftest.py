@@ -11,12 +11,24 @@ import pyconvnet
 CUDA_SKIP_REASON = "" if pyconvnet.cuda.is_available() else f"CUDA unavailable: {pyconvnet.cuda.unavailable_reason()}"
 requires_cuda = pytest.mark.skipif(not pyconvnet.cuda.is_available(), reason=CUDA_SKIP_REASON or "n/a")
 
-DEVICES = ["cpu", pytest.param("cuda", marks=[pytest.mark.cuda, requires_cuda])]
+# "cpu" runs the CPU kernels on the instruction-set path chosen at import (the best this CPU
+# supports, or PYCONVNET_CPU_ISA's); "cpu-<isa>" runs them on each other path it supports.
+CPU_ISA = pyconvnet.cpu_info()["isa"]
+OTHER_CPU_ISAS = [isa for isa in pyconvnet.cpu_info()["supported"] if isa != CPU_ISA]
+DEVICES = (["cpu"] + [f"cpu-{isa}" for isa in OTHER_CPU_ISAS]
+           + [pytest.param("cuda", marks=[pytest.mark.cuda, requires_cuda])])
 
 
 @pytest.fixture(params=DEVICES)
 def device(request):
-    return request.param
+    if not request.param.startswith("cpu-"):
+        yield request.param
+        return
+    previous = pyconvnet.set_cpu_isa(request.param[len("cpu-"):])
+    try:
+        yield "cpu"
+    finally:
+        pyconvnet.set_cpu_isa(previous)
 
 
 @pytest.fixture

@@ -110,6 +110,23 @@ def _spawn(args, cwd):
                             stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
 
 
+def test_weights_do_not_depend_on_the_thread_count(tiny_data, tmp_path):
+    """Every CPU kernel splits its work into the same pieces and sums in the same order whatever
+    the number of threads: one thread and two give bit-identical weights."""
+    runs = {}
+    for threads in ("1", "2"):
+        out = tmp_path / f"t{threads}"
+        env = dict(os.environ, OMP_NUM_THREADS=threads,
+                   PYTHONPATH=str(pathlib.Path(pyconvnet.__file__).resolve().parents[1]))
+        r = subprocess.run([sys.executable, "-m", "pyconvnet.train", "--data", tiny_data, "--epochs", "1",
+                            "--seed", "4", "--out", str(out), *TINY], cwd=tmp_path, env=env,
+                           capture_output=True, text=True, timeout=300)
+        assert r.returncode == 0, r.stdout + r.stderr
+        runs[threads], _ = weights(out)
+    for k in runs["1"]:
+        assert np.array_equal(runs["1"][k], runs["2"][k]), k
+
+
 def _wait_for(proc, needle, timeout=120):
     seen = []
     deadline = time.monotonic() + timeout

@@ -1,5 +1,6 @@
 #include "csrc/kernels/dropout.h"
 #include "csrc/philox.h"
+#include "isa.h"
 #include "parallel.h"
 
 #include <algorithm>
@@ -38,7 +39,7 @@ void dropout_backward(const Tensor& dy, const Tensor& mask, Tensor& dx, const Dr
   const int64_t n = dy.numel(), chunk = 1 << 16;
   parallel_for((n + chunk - 1) / chunk, [&](int64_t c) {
     const int64_t end = std::min(n, (c + 1) * chunk);
-    for (int64_t i = c * chunk; i < end; ++i) d[i] = g[i] * (keep[i] ? scale : 0.0f);
+    simd().dropout_backward(g + c * chunk, keep + c * chunk, scale, d + c * chunk, end - c * chunk);
   });
 }
 

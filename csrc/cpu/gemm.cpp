@@ -1,99 +1,68 @@
-// Cache-blocked SGEMM in the style of GotoBLAS/BLIS, written for the compiler to vectorise:
-//   - C is cut into MC x NC tiles, one parallel task each (static schedule, no shared sums);
-//   - for each KC-deep slice of the sum, the task packs op(A)'s MC x KC block into MR-row
-//     panels and op(B)'s KC x NC block into NR-column panels (zero-padded at the edges, so the
-//     inner kernel never branches), both contiguous and small enough to stay in L2/L1;
-//   - the micro-kernel keeps an MR x NR block of C in registers and does rank-1 updates from
-//     the two panels: its inner loop over NR columns is what the compiler turns into SIMD.
-// The k-slices are visited in order and each adds its partial sums to C, so every element's
-// summation order depends only on K, never on the thread count.
+// Cache-blocked SGEMM in the style of GotoBLAS/BLIS:
+//   - op(A) is packed once per product (or once per layer: PackedA), every KC-deep slice into
+//     mr-row panels, zero-padded at the edges, so the micro-kernel never branches;
+//   - C is cut into mc x nc tiles (nc <= NC), one parallel task each (static schedule, no
+//     shared sums);
+//     mc covers up to MC_MAX rows, so in most products each element of op(B) is packed once;
+//   - for each KC slice, a task packs its KC x NC block of op(B) into nr-column panels (an
+//     L2-sized block; one panel, KC*nr floats, stays in L1 while it meets every A panel);
+//   - the micro-kernel of the active instruction-set path (isa.h: AVX-512 6x32, AVX2 6x16, or
+//     the portable 4x8) keeps an mr x nr block of C in registers for a whole slice.
+// The slices are visited in order and each adds its partial sums to C, so every element's
+// summation order depends only on K and the path, never on the thread count.
 #include "gemm.h"
 
 #include <algorithm>
-#include <vector>
+#include <cstring>
 
+#include "csrc/error.h"
+#include "isa.h"
 #include "parallel.h"
 
 namespace pcn::cpu {
 namespace {
 
-// 4 x 8: 32 accumulators = 8 SSE registers (the baseline x86-64 build), leaving room for the B
-// row and the broadcast A values; the fastest of 4x8, 4x16, 6x8, 6x16, 8x8 measured on the dev
-// machine (about 45 GFLOP/s on 2 cores for conv2-5's shapes). MC/NC/KC keep a packed A block
-// (MC*KC*4 = 96 KiB) and B block (192 KiB) in L2.
-constexpr int64_t MR = 4, NR = 8;
-constexpr int64_t MC = 96, NC = 192, KC = 256;
+// NC is a multiple of every path's nr (8, 16, 32). The B block (KC*NC*4 = 192 KiB) and an A
+// block (at most MC_MAX*KC*4 = 192 KiB) fit in L2 together.
+constexpr int64_t NC = 192, KC = 256, MC_MAX = 192;
 
-// ap[p*MR + i] = op(A)[i0 + i][k0 + p] for one MR-row panel, zero beyond row `rows`.
-void pack_a(bool trans, const float* A, int64_t lda, int64_t i0, int64_t rows, int64_t k0,
-            int64_t kc, float* ap) {
-  for (int64_t p = 0; p < kc; ++p) {
-    for (int64_t i = 0; i < MR; ++i) {
-      const int64_t r = i0 + i;
-      ap[p * MR + i] = i >= rows ? 0.0f : trans ? A[(k0 + p) * lda + r] : A[r * lda + k0 + p];
-    }
-  }
-}
+int64_t round_up(int64_t v, int64_t m) { return (v + m - 1) / m * m; }
 
-// bp[p*NR + j] = op(B)[k0 + p][j0 + j] for one NR-column panel, zero beyond column `cols`.
-void pack_b(bool trans, const float* B, int64_t ldb, int64_t j0, int64_t cols, int64_t k0,
-            int64_t kc, float* bp) {
-  if (!trans && cols == NR) {
-    for (int64_t p = 0; p < kc; ++p) {
-      const float* src = B + (k0 + p) * ldb + j0;
-      for (int64_t j = 0; j < NR; ++j) bp[p * NR + j] = src[j];
-    }
+// ap[p*mr + i] = op(A)[i0 + i][k0 + p] for one mr-row panel, zero beyond row `rows`.
+void pack_a_panel(bool trans, const float* A, int64_t lda, int64_t i0, int64_t rows, int64_t k0,
+                  int64_t kc, int64_t mr, float* ap) {
+  if (rows < mr) std::fill(ap, ap + kc * mr, 0.0f);
+  if (trans) {  // op(A)[i][p] = A[p][i]: each k's mr values are contiguous
+    for (int64_t p = 0; p < kc; ++p) std::memcpy(ap + p * mr, A + (k0 + p) * lda + i0, rows * 4);
     return;
   }
-  for (int64_t p = 0; p < kc; ++p) {
-    for (int64_t j = 0; j < NR; ++j) {
-      const int64_t c = j0 + j;
-      bp[p * NR + j] = j >= cols ? 0.0f : trans ? B[c * ldb + k0 + p] : B[(k0 + p) * ldb + c];
-    }
-  }
-}
-
-// acc = sum_p ap[p, :]^T bp[p, :] over one pair of packed panels; then C (rows x cols of it)
-// is set to acc or has acc added.
-inline void micro_kernel(int64_t kc, const float* __restrict ap, const float* __restrict bp,
-                         float* __restrict C, int64_t ldc, int64_t rows, int64_t cols, bool add) {
-  float acc[MR][NR] = {};
-  for (int64_t p = 0; p < kc; ++p) {
-    const float* a = ap + p * MR;
-    const float* b = bp + p * NR;
-    // Fully unrolled, so acc lives in registers and each row update becomes SIMD multiply-adds
-    // (GCC keeps acc in memory, 10x slower, when it is left to decide).
-#pragma GCC unroll 4
-    for (int i = 0; i < MR; ++i) {
-#pragma GCC unroll 8
-      for (int j = 0; j < NR; ++j) acc[i][j] += a[i] * b[j];
-    }
-  }
-  for (int64_t i = 0; i < rows; ++i) {
-    float* c = C + i * ldc;
-    if (add) {
-      for (int64_t j = 0; j < cols; ++j) c[j] += acc[i][j];
-    } else {
-      for (int64_t j = 0; j < cols; ++j) c[j] = acc[i][j];
-    }
-  }
-}
-
-// One packed MC x KC block of A times one packed KC x NC block of B into the C tile at C.
-void block_product(int64_t kc, int64_t mc, int64_t nc, const float* apack, const float* bpack,
-                   float* C, int64_t ldc, bool add) {
-  for (int64_t j = 0; j < nc; j += NR) {
-    for (int64_t i = 0; i < mc; i += MR) {
-      micro_kernel(kc, apack + (i / MR) * kc * MR, bpack + (j / NR) * kc * NR, C + i * ldc + j,
-                   ldc, std::min(MR, mc - i), std::min(NR, nc - j), add);
-    }
-  }
+  simd().transpose(A + i0 * lda + k0, lda, rows, kc, ap, mr);
 }
 
 }  // namespace
 
-void sgemm(bool trans_a, bool trans_b, int64_t M, int64_t N, int64_t K, const float* A,
-           int64_t lda, const float* B, int64_t ldb, float* C, int64_t ldc, bool accumulate) {
+// Layout: slice s (k0 = s*KC, kc deep) starts at k0 * round_up(M, mr); in it, the panel of rows
+// i..i+mr starts at i * kc, so a task's mc rows of one slice are contiguous.
+PackedA pack_a(bool trans_a, int64_t M, int64_t K, const float* A, int64_t lda) {
+  PackedA a;
+  a.M = M;
+  a.K = K;
+  a.mr = simd().mr;
+  const int64_t tiles = (M + MC_MAX - 1) / MC_MAX;
+  a.mc = round_up((M + tiles - 1) / std::max<int64_t>(tiles, 1), a.mr);
+  const int64_t m_pad = round_up(M, a.mr), panels = m_pad / a.mr, slices = (K + KC - 1) / KC;
+  a.data.resize(static_cast<size_t>(m_pad * K));
+  parallel_for(panels * slices, [&](int64_t t) {
+    const int64_t k0 = (t / panels) * KC, i = (t % panels) * a.mr, kc = std::min(KC, K - k0);
+    pack_a_panel(trans_a, A, lda, i, std::min(a.mr, M - i), k0, kc, a.mr,
+                 a.data.data() + k0 * m_pad + i * kc);
+  });
+  return a;
+}
+
+void sgemm_packed(const PackedA& a, bool trans_b, int64_t N, const float* B, int64_t ldb,
+                  float* C, int64_t ldc, bool accumulate) {
+  const int64_t M = a.M, K = a.K;
   if (M == 0 || N == 0) return;
   if (K == 0) {
     if (!accumulate) {
@@ -101,24 +70,47 @@ void sgemm(bool trans_a, bool trans_b, int64_t M, int64_t N, int64_t K, const fl
     }
     return;
   }
-  const int64_t tiles_m = (M + MC - 1) / MC, tiles_n = (N + NC - 1) / NC;
+  const SimdKernels& kern = simd();
+  const int64_t mr = a.mr, nr = kern.nr, m_pad = round_up(M, mr);
+  PCN_REQUIRE(kern.mr == mr, ValueError, "sgemm: weights packed for the ", mr,
+              "-row micro-kernel, but the active CPU path '", kern.name, "' uses ", kern.mr);
+  // Tiles of at most NC columns; when there are few, as many as makes every thread's share
+  // equal (the tile sizes change no result: each element's sum depends only on K's slicing).
+  const int64_t tiles_m = (M + a.mc - 1) / a.mc, threads = parallel_threads();
+  int64_t tiles_n = (N + NC - 1) / NC;
+  if (tiles_m * tiles_n < 8 * threads && (tiles_m * tiles_n) % threads != 0) {
+    while ((tiles_m * tiles_n) % threads != 0) ++tiles_n;
+  }
+  const int64_t nc_tile = std::min(NC, round_up((N + tiles_n - 1) / tiles_n, nr));
+  tiles_n = (N + nc_tile - 1) / nc_tile;
   parallel_for(tiles_m * tiles_n, [&](int64_t t) {
-    // Per-thread packing buffers, kept between calls (they only ever grow to one block).
-    thread_local std::vector<float> apack, bpack;
-    apack.resize(MC * KC);
+    // Per-thread packing buffer, kept between calls (it only ever grows to one block).
+    thread_local std::vector<float> bpack;
     bpack.resize(KC * NC);
-    const int64_t i0 = (t / tiles_n) * MC, j0 = (t % tiles_n) * NC;
-    const int64_t mc = std::min(MC, M - i0), nc = std::min(NC, N - j0);
+    const int64_t i0 = (t / tiles_n) * a.mc, j0 = (t % tiles_n) * nc_tile;
+    const int64_t mc = std::min(a.mc, M - i0), nc = std::min(nc_tile, N - j0);
     for (int64_t k0 = 0; k0 < K; k0 += KC) {
       const int64_t kc = std::min(KC, K - k0);
-      for (int64_t i = 0; i < mc; i += MR)
-        pack_a(trans_a, A, lda, i0 + i, std::min(MR, mc - i), k0, kc, apack.data() + (i / MR) * kc * MR);
-      for (int64_t j = 0; j < nc; j += NR)
-        pack_b(trans_b, B, ldb, j0 + j, std::min(NR, nc - j), k0, kc, bpack.data() + (j / NR) * kc * NR);
-      block_product(kc, mc, nc, apack.data(), bpack.data(), C + i0 * ldc + j0, ldc,
-                    accumulate || k0 > 0);
+      for (int64_t j = 0; j < nc; j += nr) {
+        const float* panel = trans_b ? B + (j0 + j) * ldb + k0 : B + k0 * ldb + j0 + j;
+        kern.pack_b(trans_b, panel, ldb, std::min(nr, nc - j), kc, bpack.data() + j * kc);
+      }
+      const float* apack = a.data.data() + k0 * m_pad + i0 * kc;
+      const bool add = accumulate || k0 > 0;
+      for (int64_t j = 0; j < nc; j += nr) {
+        for (int64_t i = 0; i < mc; i += mr) {
+          kern.gemm_micro(kc, apack + i * kc, bpack.data() + j * kc, C + (i0 + i) * ldc + j0 + j,
+                          ldc, std::min(mr, mc - i), std::min(nr, nc - j), add);
+        }
+      }
     }
   });
+}
+
+void sgemm(bool trans_a, bool trans_b, int64_t M, int64_t N, int64_t K, const float* A,
+           int64_t lda, const float* B, int64_t ldb, float* C, int64_t ldc, bool accumulate) {
+  if (M == 0 || N == 0) return;
+  sgemm_packed(pack_a(trans_a, M, K, A, lda), trans_b, N, B, ldb, C, ldc, accumulate);
 }
 
 }  // namespace pcn::cpu

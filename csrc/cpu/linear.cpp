@@ -14,7 +14,7 @@ void linear_forward(const Tensor& x, const Tensor& w, const Tensor& b, Tensor& y
   sgemm(false, true, N, out, in, x.data<float>(), in, w.data<float>(), in, yd, out, false);
   if (b.defined()) {
     const float* bd = b.data<float>();
-    parallel_for(N, [&](int64_t n) {
+    parallel_for_work(N, N * out, [&](int64_t n) {
       for (int64_t o = 0; o < out; ++o) yd[n * out + o] += bd[o];
     });
   }

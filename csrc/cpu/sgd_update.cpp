@@ -1,4 +1,5 @@
 #include "csrc/kernels/sgd_update.h"
+#include "isa.h"
 #include "parallel.h"
 
 #include <algorithm>
@@ -14,11 +15,8 @@ void sgd_update(Tensor& w, const Tensor& dw, Tensor& v, const SgdParams& p, int 
   const int64_t n = w.numel(), chunk = 1 << 16;
   parallel_for((n + chunk - 1) / chunk, [&](int64_t c) {
     const int64_t end = std::min(n, (c + 1) * chunk);
-    for (int64_t i = c * chunk; i < end; ++i) {
-      const float vi = mom * vp[i] - decay * wp[i] - lr * gp[i];
-      vp[i] = vi;
-      wp[i] += vi;
-    }
+    const int64_t i = c * chunk;
+    simd().sgd_update(wp + i, gp + i, vp + i, mom, decay, lr, end - i);
   });
 }
 

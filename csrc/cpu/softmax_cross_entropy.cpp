@@ -37,7 +37,7 @@ void softmax_forward(const Tensor& x, Tensor& probs, int /*version*/) {
   if (c == 0) return;
   const float* in = x.data<float>();
   float* out = probs.data<float>();
-  parallel_for(x.size(0), [&](int64_t n) {
+  parallel_for_work(x.size(0), x.numel(), [&](int64_t n) {
     const float* xr = in + n * c;
     float* pr = out + n * c;
     const float m = row_max(xr, c);
@@ -71,7 +71,7 @@ void cross_entropy(const Tensor& logits, const Tensor& labels, Tensor& dlogits,
   const float inv_n = 1.0f / static_cast<float>(n);
   std::vector<float> row_loss(n);
   std::vector<int> rank(n);
-  parallel_for(n, [&](int64_t r) {
+  parallel_for_work(n, logits.numel(), [&](int64_t r) {
     const float* xr = in + r * c;
     float* dr = out + r * c;
     const int32_t label = lab[r];

@@ -1,0 +1,70 @@
+// Instruction-set paths of the CPU kernels. The hot inner loops (the SGEMM micro-kernel and the
+// pointwise kernels) are compiled three times, each translation unit with its own flags
+// (simd_baseline.cpp: x86-64 baseline / whatever the target is; simd_avx2.cpp: AVX2 + FMA;
+// simd_avx512.cpp: AVX-512F/VL/BW/DQ), into one table of function pointers per path. The best
+// path the CPU supports (__builtin_cpu_supports) is chosen once, at load; PYCONVNET_CPU_ISA
+// forces a lower one. The rest of the engine is built for the baseline, so the module imports
+// and runs on any x86-64 CPU.
+//
+// Every path computes the same float32 operations in the same order, except the SGEMM micro-
+// kernels, which use fused multiply-adds on AVX2 and AVX-512 (one rounding per product-add
+// instead of two) and tile C differently. Within a path nothing depends on the thread count.
+#pragma once
+#include <cstdint>
+#include <string>
+#include <vector>
+
+namespace pcn::cpu {
+
+// The kernels one path provides. Pointers take raw arrays and a count; threading stays with the
+// callers (csrc/cpu/<op>.cpp), which cut the work into fixed chunks.
+struct SimdKernels {
+  const char* name;  // "avx512", "avx2", "baseline"
+  // SGEMM micro-kernel: C (rows x cols, row stride ldc; rows <= mr, cols <= nr) = or += the
+  // product of an mr-row panel of A (ap[p*mr + i]) and an nr-column panel of B (bp[p*nr + j]),
+  // p = 0..kc-1 in order. The panels are zero beyond rows/cols.
+  int64_t mr, nr;
+  void (*gemm_micro)(int64_t kc, const float* ap, const float* bp, float* c, int64_t ldc,
+                     int64_t rows, int64_t cols, bool add);
+  // Packs the nr-column panel of op(B) whose first element is at B (op(B) = B, or B's
+  // transpose with trans) for kc values of k: bp[p*nr + j], zero beyond column `cols`.
+  void (*pack_b)(bool trans, const float* B, int64_t ldb, int64_t cols, int64_t kc, float* bp);
+  // dst[p*ldd + j] = src[j*ld + p] for j < rows, p < cols (packs transposed GEMM operands).
+  void (*transpose)(const float* src, int64_t ld, int64_t rows, int64_t cols, float* dst,
+                    int64_t ldd);
+  // y = max(x, 0), NaN kept.
+  void (*relu_forward)(const float* x, float* y, int64_t n);
+  // dx = y > 0 ? dy : 0.
+  void (*relu_backward)(const float* dy, const float* y, float* dx, int64_t n);
+  // Max-pooling of one plane x (h x w) -> y (ho x wo), k x k windows at stride st, and its
+  // backward (dx of the plane, zeroed first); the rules are in csrc/kernels/max_pool2d.h.
+  void (*max_pool_forward)(const float* x, int64_t h, int64_t w, float* y, int64_t ho,
+                           int64_t wo, int64_t k, int64_t st);
+  void (*max_pool_backward)(const float* x, const float* y, const float* dy, float* dx,
+                            int64_t h, int64_t w, int64_t ho, int64_t wo, int64_t k, int64_t st);
+  // dx = dy * (keep ? scale : 0).
+  void (*dropout_backward)(const float* dy, const uint8_t* keep, float scale, float* dx,
+                           int64_t n);
+  // v = momentum*v - decay*w - lr*dw; w += v.
+  void (*sgd_update)(float* w, const float* dw, float* v, float momentum, float decay, float lr,
+                     int64_t n);
+};
+
+// The active path's kernels (chosen at load; see set_isa).
+const SimdKernels& simd();
+
+// Paths this CPU can run, best first ("avx512", "avx2", "baseline", or a subset).
+std::vector<std::string> supported_isas();
+// The active path's name, and the PYCONVNET_CPU_ISA value that chose it ("" when unset).
+std::string active_isa();
+std::string isa_from_environment();
+// Makes `name` the active path; ValueError naming the supported ones when the CPU cannot run it
+// or it is unknown. Returns the previous path's name. Not for use while kernels run.
+std::string set_isa(const std::string& name);
+
+// The three tables; null where a path is not compiled in (a non-x86 build).
+const SimdKernels* simd_baseline();
+const SimdKernels* simd_avx2();
+const SimdKernels* simd_avx512();
+
+}  // namespace pcn::cpu

@@ -1,0 +1,74 @@
+"""The CPU kernels' instruction-set paths: reported by cpu_info, chosen by set_cpu_isa or
+PYCONVNET_CPU_ISA, unusable ones refused with the supported list. (Every op test also runs on
+every path this CPU supports: the `device` fixture's "cpu-<isa>" cases.)"""
+import os
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+
+import pyconvnet
+from pyconvnet import ops
+
+ALL_PATHS = ("avx512", "avx2", "baseline")
+
+
+def test_cpu_info_names_the_active_path():
+    info = pyconvnet.cpu_info()
+    assert info["isa"] in info["supported"] and info["supported"][-1] == "baseline"
+    assert list(info["supported"]) == [p for p in ALL_PATHS if p in info["supported"]]  # best first
+    assert info["threads"] >= 1
+
+
+def test_set_cpu_isa_switches_and_refuses_unknown_paths():
+    before = pyconvnet.cpu_info()["isa"]
+    assert pyconvnet.set_cpu_isa("baseline") == before
+    try:
+        assert pyconvnet.cpu_info()["isa"] == "baseline"
+        with pytest.raises(ValueError, match=r"CPU instruction set 'sse9': this CPU runs .*baseline"):
+            pyconvnet.set_cpu_isa("sse9")
+        assert pyconvnet.cpu_info()["isa"] == "baseline"
+    finally:
+        pyconvnet.set_cpu_isa(before)
+
+
+def _run(code, isa):
+    env = dict(os.environ, PYCONVNET_CPU_ISA=isa)
+    return subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True,
+                          cwd=os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+
+
+def test_environment_variable_forces_a_path():
+    r = _run("import pyconvnet; print(pyconvnet.cpu_info()['isa'])", "baseline")
+    assert r.returncode == 0, r.stderr
+    assert r.stdout.strip() == "baseline"
+
+
+def test_environment_variable_with_an_unusable_path_fails_the_import_with_the_reason():
+    unusable = next((p for p in ALL_PATHS if p not in pyconvnet.cpu_info()["supported"]), "sse9")
+    r = _run("import pyconvnet", unusable)
+    assert r.returncode != 0
+    assert f"CPU instruction set '{unusable}': this CPU runs" in r.stderr and "PYCONVNET_CPU_ISA" in r.stderr
+
+
+def test_pointwise_paths_agree_bit_for_bit(rng):
+    # Only the SGEMM micro-kernels differ between paths (fused multiply-adds); the pointwise
+    # kernels round the same operations in the same order on every path.
+    x = rng.standard_normal((3, 5, 7, 11)).astype(np.float32)
+    dy = rng.standard_normal(x.shape).astype(np.float32)
+    before = pyconvnet.cpu_info()["isa"]
+    results = {}
+    try:
+        for isa in pyconvnet.cpu_info()["supported"]:
+            pyconvnet.set_cpu_isa(isa)
+            y = ops.relu(x)
+            w, v = pyconvnet.tensor(x.copy()), pyconvnet.tensor(dy.copy())
+            ops.sgd_update(w, dy, v, lr=0.01, momentum=0.9, weight_decay=5e-4)
+            results[isa] = [y.numpy(), ops.relu_backward(dy, y).numpy(), w.numpy(), v.numpy()]
+    finally:
+        pyconvnet.set_cpu_isa(before)
+    first = next(iter(results.values()))
+    for isa, got in results.items():
+        for a, b in zip(first, got):
+            assert np.array_equal(a, b), isa
