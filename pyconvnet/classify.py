@@ -127,13 +127,13 @@ def parser() -> argparse.ArgumentParser:
 def run(argv=None, out=None, err=None) -> int:
     """Classifies the images, printing to `out` and `err` (default: stdout and stderr); returns
     the exit status (0, or 1 if some file was skipped)."""
-    from .show import open_checkpoint, open_data
+    from .inference import load_model, open_data
 
     out, err = out or sys.stdout, err or sys.stderr
     args = parser().parse_args(argv)
     files = image_files(args.images)
     device = resolve_device(args.device)
-    model, meta, _ = open_checkpoint(args.checkpoint, device)
+    model, meta, _ = load_model(args.checkpoint, device)
     dataset = open_data(args.data, meta, model)
     pre = Preprocessing.of(dataset, model.config["input_size"])
     names = dataset.class_names()

@@ -161,11 +161,11 @@ class _Formatter(HelpFormatter, argparse.RawDescriptionHelpFormatter):
 
 def run(argv=None, out=None) -> pathlib.Path:
     """Exports one checkpoint, reports it on `out` (default: stdout); returns the file's path."""
-    from .show import open_checkpoint, open_data
+    from .inference import load_model, open_data
 
     args = parser().parse_args(argv)
     _onnx()  # before loading anything: say at once what is missing
-    model, meta, _ = open_checkpoint(args.checkpoint)
+    model, meta, _ = load_model(args.checkpoint)
     dataset = open_data(args.data, meta, model)
     pre = Preprocessing.of(dataset, model.config["input_size"])
     path = write(onnx_model(model, pre, dataset.class_names()), args.onnx)

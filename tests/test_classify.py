@@ -15,7 +15,7 @@ from pyconvnet import classify, ops
 from pyconvnet.dataset import PreparedDataset
 from pyconvnet.loader import Loader
 from pyconvnet.preprocess import Preprocessing
-from pyconvnet.trainer import load_model
+from pyconvnet.inference import load_model
 
 from conftest import requires_cuda
 from helpers import assert_close
@@ -31,7 +31,7 @@ def val_files(run) -> list:
 
 @pytest.fixture(scope="module")
 def setup(tiny_run):
-    model, _ = load_model(tiny_run / "checkpoint.npz")
+    model, _, _ = load_model(tiny_run / "checkpoint.npz")
     dataset = PreparedDataset(tiny_run.parent / "data")
     return model, dataset, Preprocessing.of(dataset, 64)
 

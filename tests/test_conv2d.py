@@ -272,7 +272,7 @@ def test_conv2d_known_answers(device, name):
     y_shape = np.asarray(case["y"]).shape
     xt, wt = pyconvnet.tensor(x, device), pyconvnet.tensor(w, device)
     dy = pyconvnet.tensor(np.ones((1, 1) + y_shape, np.float32), device)
-    for version in ops.conv2d_versions(device):
+    for version in ops.versions("conv2d", device):
         what = f"{name}, version {version}"
         assert np.array_equal(ops.conv2d(xt, wt, **kw, version=version).numpy()[0, 0], case["y"]), what
         dx, dw, db = ops.conv2d_backward(dy, xt, wt, **kw, version=version)
@@ -288,7 +288,7 @@ def test_conv2d_known_answer_grouped(device):
     b = np.array([0.5, -1], np.float32)
     dy = np.array([1, 2], np.float32).reshape(1, 2, 1, 1)
     xt, wt, bt, dyt = (pyconvnet.tensor(a, device) for a in (x, w, b, dy))
-    for version in ops.conv2d_versions(device):
+    for version in ops.versions("conv2d", device):
         y = ops.conv2d(xt, wt, bt, groups=2, version=version).numpy().ravel()
         assert y.tolist() == [1 * 10 + 2 * 100 + 0.5, 3 * 1000 + 4 * 10000 - 1], version
         dx, dw, db = ops.conv2d_backward(dyt, xt, wt, groups=2, version=version)

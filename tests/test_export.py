@@ -22,7 +22,7 @@ from pyconvnet.layers import LRN, Conv2d, Flatten, Linear, MaxPool2d, ReLU
 from pyconvnet.loader import Loader
 from pyconvnet.models import Sequential
 from pyconvnet.preprocess import Preprocessing
-from pyconvnet.trainer import load_model
+from pyconvnet.inference import load_model
 
 from helpers import assert_close
 
@@ -44,7 +44,7 @@ def exported(tiny_run, tmp_path_factory):
         pytest.skip('onnx or onnxruntime not installed: pip install ".[onnx]"')
     path = tmp_path_factory.mktemp("export") / "alexnet.onnx"
     assert export.main([str(tiny_run), "--onnx", str(path)]) == 0
-    model, _ = load_model(tiny_run / "checkpoint.npz")
+    model, _, _ = load_model(tiny_run / "checkpoint.npz")
     return model, PreparedDataset(tiny_run.parent / "data"), path
 
 
