@@ -31,6 +31,7 @@ from PIL import Image
 
 from ._C import OutOfMemoryError
 from .console import HelpFormatter, UserError, positive_int, resolve_device, run_command
+from .inference import load_model, open_data, predict_images
 from .preprocess import Preprocessing
 from .prepare import skip_reason
 
@@ -58,23 +59,6 @@ def image_files(paths) -> list:
     return files
 
 
-def predict(model, pre: Preprocessing, images: np.ndarray, device: str, ten_crop: bool = True,
-            batch_size: int = 128) -> np.ndarray:
-    """float64 (n, classes): the class probabilities of uint8 images (n, S, S, 3) as prepared,
-    the softmax averaged over each image's ten crops (or of its centre crop), batch_size crops
-    per forward pass."""
-    from . import ops
-
-    repeats = 10 if ten_crop else 1
-    step = max(1, batch_size // repeats)
-    out = []
-    for i in range(0, len(images), step):
-        x = pre.crops(images[i:i + step], device, ten_crop)
-        probs = ops.softmax(model.forward(x, train=False)).numpy().astype(np.float64)
-        out.append(probs.reshape(-1, repeats, probs.shape[1]).mean(axis=1))
-    return np.concatenate(out) if out else np.empty((0, model.config["num_classes"]))
-
-
 def classify(model, pre: Preprocessing, files, device: str, ten_crop: bool = True, batch_size: int = 128):
     """For each file, in order: (file, probabilities float64 (classes,)) or (file, skip reason)
     for a file that cannot be read. Files are decoded a forward pass's worth at a time."""
@@ -87,7 +71,7 @@ def classify(model, pre: Preprocessing, files, device: str, ten_crop: bool = Tru
                 results.append((f, None))
             except Exception as e:  # every way a file can fail is one skip line (prepare's reasons)
                 results.append((f, skip_reason(str(f), e)))
-        probs = iter(predict(model, pre, np.stack(loaded), device, ten_crop, batch_size) if loaded else [])
+        probs = iter(predict_images(model, pre, np.stack(loaded), device, ten_crop, batch_size) if loaded else [])
         for f, reason in results:
             yield (f, reason) if reason is not None else (f, next(probs))
 
@@ -127,8 +111,6 @@ def parser() -> argparse.ArgumentParser:
 def run(argv=None, out=None, err=None) -> int:
     """Classifies the images, printing to `out` and `err` (default: stdout and stderr); returns
     the exit status (0, or 1 if some file was skipped)."""
-    from .inference import load_model, open_data
-
     out, err = out or sys.stdout, err or sys.stderr
     args = parser().parse_args(argv)
     files = image_files(args.images)

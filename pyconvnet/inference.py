@@ -14,15 +14,15 @@ import time
 
 import numpy as np
 
-from . import augment, checkpoint, ops
+from . import checkpoint, ops
 from .console import Progress, format_duration
 from .data import prepared_path
 from .dataset import PreparedDataset
 from .errors import UserError
 from .loader import Loader
 from .models import Sequential, from_config
+from .preprocess import Preprocessing
 from .rundir import checkpoint_path
-from .tensor import tensor
 
 FEATURE_LAYER = "relu7"  # fc7 after its ReLU; drop7 that follows is the identity at test time
 
@@ -92,10 +92,7 @@ def center_crops(dataset: PreparedDataset, split: str, indices, crop: int) -> np
 def network_input(dataset: PreparedDataset, split: str, indices, crop: int, device: str, ten_crop: bool = False):
     """The network input of images `indices`, made on `device` as the Loader makes it: the centre
     crop of each image, or its ten crops (augment.ten_crop_params, ten consecutive rows each)."""
-    images = tensor(np.ascontiguousarray(dataset.images(split)[np.asarray(indices)]), device)
-    crops = augment.ten_crop_params if ten_crop else augment.center_params
-    params = crops(len(indices), dataset.size, dataset.size, crop)
-    return augment.apply(images, tensor(dataset.mean, device), params, crop)
+    return Preprocessing.of(dataset, crop).crops(dataset.images(split)[np.asarray(indices)], device, ten_crop)
 
 
 def fc7_features(model, x):
@@ -117,12 +114,19 @@ def probabilities(model, x, repeats: int = 1) -> np.ndarray:
 def predict(model, dataset, split, indices, device, batch_size=64, ten_crop: bool = False) -> np.ndarray:
     """float64 (n, classes): class probabilities of images `indices` of `split`: the softmax of the
     centre crop, or averaged over the ten crops (ten_crop) as in the paper's test procedure."""
-    crop = model.config["input_size"]
-    per_batch = max(1, batch_size // 10) if ten_crop else batch_size
-    out = []
-    for i in range(0, len(indices), per_batch):
-        x = network_input(dataset, split, indices[i:i + per_batch], crop, device, ten_crop)
-        out.append(probabilities(model, x, 10 if ten_crop else 1))
+    pre = Preprocessing.of(dataset, model.config["input_size"])
+    return predict_images(model, pre, dataset.images(split)[np.asarray(indices)], device, ten_crop, batch_size)
+
+
+def predict_images(model, pre: Preprocessing, images, device: str, ten_crop: bool = False,
+                   batch_size: int = 64) -> np.ndarray:
+    """float64 (n, classes): class probabilities of uint8 images (n, S, S, 3) as prepared (an
+    image file: pre.load), cut by `pre` into the centre crop or the ten crops, batch_size crops
+    per forward pass on `device`."""
+    repeats = 10 if ten_crop else 1
+    per_batch = max(1, batch_size // repeats)
+    out = [probabilities(model, pre.crops(images[i:i + per_batch], device, ten_crop), repeats)
+           for i in range(0, len(images), per_batch)]
     return np.concatenate(out) if out else np.empty((0, model.config["num_classes"]))
 
 

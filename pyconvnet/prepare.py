@@ -26,18 +26,14 @@ from __future__ import annotations
 
 import argparse
 import collections
-import concurrent.futures
-import ctypes
 import json
 import math
-import multiprocessing
 import os
 import platform
 import shutil
 import signal
 import struct
 import sys
-import threading
 import time
 import warnings
 from concurrent.futures.process import BrokenProcessPool
@@ -47,6 +43,7 @@ from PIL import Image, ImageOps, UnidentifiedImageError
 
 from . import _C, __version__
 from .keys import STREAM_SPLIT
+from .workers import pool as worker_pool
 from .console import Progress, format_duration, run_command
 from .dataset import (CLASSES, FORMAT, FORMAT_VERSION, MANIFEST, MEAN, PCA, SPLITS, images_file,
                       labels_file, output_files, read_json)
@@ -431,53 +428,6 @@ class Reporter:
                            f"ETA {format_duration(eta)}, {skipped} skipped", done, self.total, final)
 
 
-def _pool(workers):
-    # forkserver: workers start from a clean process (no inherited threads, CUDA state or locks).
-    methods = multiprocessing.get_all_start_methods()
-    ctx = multiprocessing.get_context("forkserver" if "forkserver" in methods else "spawn")
-    return concurrent.futures.ProcessPoolExecutor(max_workers=workers, mp_context=ctx,
-                                                  initializer=_die_with_parent, initargs=(os.getpid(),))
-
-
-def _die_with_parent(owner):
-    """Worker initialiser: the worker ends when `owner` (the process that made the pool) dies,
-    however it dies (kill -9 included), instead of decoding on for nobody. A watcher thread ends
-    it once `owner` is dead (a zombie counts as dead: the process that would reap it may be
-    waiting for the worker to close the pipes it inherited) or the worker's parent changes; on
-    Linux the kernel also sends it SIGKILL when its parent ends (PR_SET_PDEATHSIG)."""
-    parent = os.getppid()
-    try:
-        ctypes.CDLL(None, use_errno=True).prctl(1, int(signal.SIGKILL))  # PR_SET_PDEATHSIG
-    except (OSError, AttributeError):
-        pass
-    if os.getppid() != parent or not _alive(owner):  # died before the prctl took effect
-        os.kill(os.getpid(), signal.SIGKILL)
-
-    def watch():
-        while os.getppid() == parent and _alive(owner):
-            time.sleep(0.5)
-        os.kill(os.getpid(), signal.SIGKILL)
-    threading.Thread(target=watch, name="pyconvnet-parent-watch", daemon=True).start()
-
-
-def _alive(pid):
-    """Whether process `pid` runs (a zombie, dead but not yet reaped by its parent, does not)."""
-    try:
-        with open(f"/proc/{pid}/stat", "rb") as f:
-            return f.read().rpartition(b")")[2].split()[0] != b"Z"
-    except FileNotFoundError:
-        return False
-    except OSError:  # no /proc
-        pass
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        pass
-    return True
-
-
 def _decode_all(plan, work, progress, workers, report):
     """Decodes every shard not yet appended and appends them in order, committing after each."""
     s = plan["settings"]
@@ -498,7 +448,7 @@ def _decode_all(plan, work, progress, workers, report):
         return (work, k, plan["source"], split, plan["splits"][split][a:b], size, s["resample"])
 
     todo = [k for k in range(progress.next_shard, len(shards)) if not os.path.exists(_shard_path(work, k))]
-    pool = _pool(workers) if workers > 0 and todo else None
+    pool = worker_pool(workers) if workers > 0 and todo else None
     futures, window = {}, 2 * workers + 2
     queue = collections.deque(todo)
     try:

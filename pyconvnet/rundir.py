@@ -92,12 +92,19 @@ class RunDir:
         self.close()
 
     def write_config(self, doc: dict) -> None:
-        atomic_write(self.config_path, lambda f: f.write((json.dumps(doc, indent=2) + "\n").encode()))
+        try:
+            atomic_write(self.config_path, lambda f: f.write((json.dumps(doc, indent=2) + "\n").encode()))
+        except OSError as e:
+            raise UserError(f"cannot write {self.config_path} ({e.strerror or e}); make room and start again") from None
 
     def log(self, record: dict) -> None:
         """Appends one record to log.jsonl."""
-        with open(self.log_path, "a") as f:
-            f.write(json.dumps(record) + "\n")
+        try:
+            with open(self.log_path, "a") as f:
+                f.write(json.dumps(record) + "\n")
+        except OSError as e:  # a full disk: the checkpoint, written before, is the state to resume
+            raise UserError(f"cannot write {self.log_path} ({e.strerror or e}); make room and continue with "
+                            f"--resume {self.path}") from None
 
     def truncate_log(self, epoch: int, step: int) -> None:
         """Keeps only the records of the run up to position (epoch finished epochs, step steps
@@ -118,7 +125,10 @@ class RunDir:
                 keep = e <= epoch
             if keep:
                 kept.append(line + "\n")
-        atomic_write(self.log_path, lambda f: f.write("".join(kept).encode()))
+        try:
+            atomic_write(self.log_path, lambda f: f.write("".join(kept).encode()))
+        except OSError as e:
+            raise UserError(f"cannot rewrite {self.log_path} ({e.strerror or e}); make room and resume again") from None
 
     def final_logged(self, epoch: int) -> bool:
         """Whether the final evaluation of the run after `epoch` epochs is in the log."""

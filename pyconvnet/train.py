@@ -17,7 +17,7 @@ from .console import HelpFormatter, UserError, resolve_device, run_command
 from .models import MIN_INPUT_SIZE
 from .rundir import CHECKPOINT_NAME, RunDir, check_usable
 
-# The paper's recipe (../shared/alexnet.md) for real data.
+# The paper's recipe (docs/alexnet.md) for real data.
 PAPER = dict(batch_size=128, lr=0.01, momentum=0.9, weight_decay=0.0005, epochs=90, width=1.0, init="paper",
              image_size=256, crop_size=224, lr_drop_epochs=[])
 # The built-in dataset on the CPU: a scaled-down AlexNet (same layers, a quarter of the
@@ -192,13 +192,13 @@ def _resume(args, out):
             _check_batch_size(config, dataset)
             trainer = Trainer(model, dataset, config, run, out=out)
             trainer.restore(arrays, meta)
+            run.truncate_log(trainer.epoch, trainer.step)
         except BaseException:
             dataset.close()
             raise
     except BaseException:
         run.close()
         raise
-    run.truncate_log(trainer.epoch, trainer.step)
     if args.lr is not None:
         print(f"note: learning rate set to {args.lr:g} (was {trainer.schedule.lr:g})", file=out)
         trainer.schedule.lr = args.lr

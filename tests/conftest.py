@@ -41,8 +41,9 @@ def pytest_runtest_makereport(item, call):
 
 @pytest.fixture(scope="session")
 def tiny_run(tmp_path_factory):
-    """A run directory of a scaled-down AlexNet (width 0.125, 64x64 input) trained for 2 epochs
-    on 60 images of the built-in dataset (prepared at 72x72 from the JPEG tree run/../src)."""
+    """A run directory (RUN) of a scaled-down AlexNet (12 conv1 kernels, 64x64 input) trained
+    for 2 epochs on 60 images of the built-in dataset, the learning rate divided after epoch 1, a
+    log record every step; its JPEG tree is RUN/../src, the dataset prepared at 72x72 RUN/../data."""
     import io
 
     from pyconvnet import prepare, synthetic, train
@@ -52,5 +53,5 @@ def tiny_run(tmp_path_factory):
     prepare.prepare(root / "src", root / "data", size=72, workers=1, progress=False)
     train.run(["--data", str(root / "data"), "--device", "cpu", "--epochs", "2", "--batch-size", "16",
                "--width", "0.125", "--init", "he", "--image-size", "72", "--crop-size", "64",
-               "--out", str(root / "run")], out=io.StringIO())
+               "--lr-drop-epochs", "1", "--log-every", "1", "--out", str(root / "run")], out=io.StringIO())
     return root / "run"

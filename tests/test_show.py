@@ -1,6 +1,5 @@
 """python -m pyconvnet.show: every picture rendered from a tiny trained checkpoint, the numbers
 behind them (predictions, fc7 nearest neighbours) checked, and one-line errors for bad input."""
-import io
 import json
 import os
 import pathlib
@@ -12,7 +11,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from pyconvnet import draw, figures, inference, prepare, rundir, show, synthetic, train
+from pyconvnet import draw, figures, inference, rundir, show
 from pyconvnet.inference import load_model
 
 from helpers import assert_close
@@ -21,16 +20,8 @@ REPO = pathlib.Path(__file__).resolve().parents[1]
 
 
 @pytest.fixture(scope="module")
-def run(tmp_path_factory):
-    """A scaled-down AlexNet (12 conv1 kernels, 64x64 input) trained for 2 epochs on 60 images of
-    the built-in dataset, the learning rate divided after epoch 1, a log record every step."""
-    root = tmp_path_factory.mktemp("show")
-    synthetic.generate(root / "src", seed=0, train_per_class=6, val_per_class=2, workers=1)
-    prepare.prepare(root / "src", root / "data", size=72, workers=1, progress=False)
-    train.run(["--data", str(root / "data"), "--device", "cpu", "--epochs", "2", "--batch-size", "16",
-               "--width", "0.125", "--init", "he", "--image-size", "72", "--crop-size", "64",
-               "--lr-drop-epochs", "1", "--log-every", "1", "--out", str(root / "run")], out=io.StringIO())
-    return root / "run"
+def run(tiny_run):
+    return tiny_run  # conftest.py: a tiny trained run, its lr divided after epoch 1, a log record every step
 
 
 def render(argv, capsys, stderr=None) -> Image.Image:

@@ -117,3 +117,11 @@ def test_devices_report_h200_limits_and_are_named_simulated():
 def test_unknown_selftest_names_the_known_ones():
     with pytest.raises(ValueError, match="_sim_selftest: unknown test 'nope'; known: .*barrier_exit"):
         _C._sim_selftest("nope")
+
+
+def test_benchmarks_refuse_simulated_devices():
+    sys.path.insert(0, os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "benchmarks"))
+    import bench_common
+    with pytest.raises(SystemExit, match="bench_x: this pyconvnet is the CUDA simulator build"):
+        bench_common.benchmark_device("cuda", "bench_x")
+    assert bench_common.benchmark_device(None, "bench_x") == "cpu"
