@@ -30,7 +30,8 @@ void linear_backward_weight(const Tensor& dy, const Tensor& x, Tensor& dw, Tenso
                             int version);
 }  // namespace cpu
 namespace cuda {
-inline constexpr KernelVersions kLinearVersions{2, 2};  // 1: one output per thread; 2: tiled
+// 1: one output per thread; 2: 64x64 tiles; 3: 128x128 tiles, 8x8 outputs per thread
+inline constexpr KernelVersions kLinearVersions{3, 2};
 void linear_forward(const Tensor& x, const Tensor& w, const Tensor& b, Tensor& y, int version);
 void linear_backward_data(const Tensor& dy, const Tensor& w, Tensor& dx, int version);
 void linear_backward_weight(const Tensor& dy, const Tensor& x, Tensor& dw, Tensor& db,
