@@ -516,8 +516,12 @@ def sample_dataset(count: int, size: int = 256) -> str:
 
 def benchmark_device(requested, prog: str) -> str:
     """The device a benchmark runs on: `requested` ("cpu", "cuda", "cuda:N"), or CUDA when usable
-    else the CPU; exits with a message when CUDA is asked for and unusable."""
-    device = requested or ("cuda" if pyconvnet.cuda.is_available() else "cpu")
+    else the CPU; exits with a message when CUDA is asked for and unusable or simulated."""
+    simulated = pyconvnet.cuda.is_simulated()
+    device = requested or ("cuda" if pyconvnet.cuda.is_available() and not simulated else "cpu")
     if device.startswith("cuda") and not pyconvnet.cuda.is_available():
         sys.exit(f"{prog}: CUDA requested but unavailable: {pyconvnet.cuda.unavailable_reason()}")
+    if device.startswith("cuda") and simulated:
+        sys.exit(f"{prog}: this pyconvnet is the CUDA simulator build: its CUDA devices run on the CPU "
+                 "and their timings mean nothing; benchmark a GPU build")
     return "cuda:0" if device == "cuda" else device

@@ -10,7 +10,7 @@ One fixed-format line per (case, kernel version):
     conv2.fwd       v2*  x(128,96,27,27) w(256,48,5,5) s1 p2 g2  | ours    1.234 ms  46571 GFLOP/s  69.6% F | torch    1.100 ms  52245 GFLOP/s | ours/torch  0.89x | tf32    0.400 ms | check 3.1e-07
 
   v2*       the kernel version (`version=2`); * marks the op's default (what version=0 runs).
-            "v0" alone: the op has one implementation on this device (or takes no version).
+            The versions of each op on the device come from pyconvnet.ops.versions.
   ms        median wall-clock time per call (bench_common.py: inputs rotated through copies larger
             than the last-level cache, many calls per repetition, device synchronised).
   rate      GFLOP/s for passes bound by arithmetic at this device's peaks, GB/s for those bound
@@ -51,38 +51,11 @@ CHECK_TOL = 1e-3  # scale-relative: float32 sums of up to 9216 products in diffe
 
 # ----------------------------------------------------------------------------- versions
 
-def discover_versions(probe, api=None):
-    """(versions, default, how) of one op on the benchmark's device.
-
-    probe(v) calls the op with version=v on valid inputs; an unknown version raises ValueError
-    listing the valid ones ("... must be 0 (the default, version 2) or one of 1, 2; got ..." or
-    "... must be one of 0 (default, = 2), 1, 2 on cuda:0; got ..."). `api` (the op's
-    *_versions(device) function where it has one) is asked first for the list."""
-    default = None
-    try:
-        probe(1_000_000)
-        return [0], None, "accepted any version"  # cannot happen with pyconvnet's ops; be safe
-    except TypeError:
-        return [0], None, "takes no version argument"
-    except ValueError as e:
-        msg = str(e)
-        m = re.search(r"default, (?:version|=)\s*(\d+)", msg)
-        default = int(m.group(1)) if m else None
-    if api is not None:
-        return sorted(set(api())), default, "the op's *_versions()"
-    m = re.search(r"one of (.*?)(?: on \S+)?; got", msg)
-    if m:
-        listed = sorted({int(v) for v in re.findall(r"\d+", m.group(1))} - {0})
-        if listed:
-            return listed, default, "its ValueError"
-    found = []
-    for v in range(1, 17):
-        try:
-            probe(v)
-            found.append(v)
-        except ValueError:
-            break
-    return found or [0], default, "probing version=1, 2, ..."
+def registered_versions(case_op: str, device: str):
+    """(versions, default) of the op behind a case on `device`, from the engine's registry
+    (pyconvnet.ops.versions): a backward pass shares its op's numbers."""
+    op = case_op[:-len("_backward")] if case_op.endswith("_backward") else case_op
+    return ops.versions(op, device), ops.default_version(op, device)
 
 
 # ----------------------------------------------------------------------------- one case
@@ -94,11 +67,9 @@ class Bench:
     Tensors (one rotation copy); ours(version) -> call(set); torch_set/torch_call likewise;
     ours_out/torch_out turn a call's result into a list of NumPy arrays for the check."""
 
-    has_versions = True   # the op takes `version=`
     tf32 = False          # PyTorch's figure with TF32 allowed is also taken
     checkable = True
     torch_note = ""       # how PyTorch computes it, when not one obvious call
-    versions_api = None
     needs = None          # what must exist in pyconvnet for the case (else it is skipped)
 
     def __init__(self, case: Case, ctx):
@@ -123,7 +94,6 @@ class Conv(Bench):
         super().__init__(case, ctx)
         p = case.params
         self.s, self.p, self.g = p["stride"], p["padding"], p["groups"]
-        self.versions_api = getattr(ops, "conv2d_versions", None)
         self.needs = {"fwd": "conv2d", "bwd_data": "_C.conv2d_backward_data",
                       "bwd_filter": "_C.conv2d_backward_filter"}[case.pass_]
 
@@ -177,7 +147,6 @@ class Linear(Bench):
 
     def __init__(self, case, ctx):
         super().__init__(case, ctx)
-        self.versions_api = getattr(ops, "linear_versions", None)
         self.needs = {"fwd": "linear", "bwd_data": "_C.linear_backward_data",
                       "bwd_filter": "_C.linear_backward_weight"}[case.pass_]
         if case.pass_ == "bwd_filter":
@@ -212,7 +181,6 @@ class Linear(Bench):
 
 class Relu(Bench):
     needs = "relu"
-    has_versions = False  # one kernel per device
 
     def make_host(self, rng):
         sh = next(iter(self.c.shapes.values()))
@@ -226,8 +194,8 @@ class Relu(Bench):
 
     def ours(self, v):
         if self.c.pass_ == "fwd":
-            return lambda a: ops.relu(a[0])
-        return lambda a: ops.relu_backward(a[0], a[1])
+            return lambda a: ops.relu(a[0], version=v)
+        return lambda a: ops.relu_backward(a[0], a[1], version=v)
 
     def torch_set(self, h, shared):
         t = self.ctx.torch_tensor
@@ -609,19 +577,10 @@ def run_case(case: Case, ctx: Context, rng) -> dict:
     k = rotation_k(first, ctx)
     rec["rotation_copies"] = k
     sets = [first] + [bench.ours_set(host) for _ in range(k - 1)]
-    if bench.has_versions:
-        versions, default, how = discover_versions(lambda v: bench.ours(v)(sets[0]), bench.versions_api and
-                                                   (lambda: bench.versions_api(ctx.device)))
-    else:
-        versions, default, how = [0], None, "takes no version argument"
-    if how in ("its ValueError", "probing version=1, 2, ...") and not ctx.on_cuda:
-        # The CPU has one implementation per op (csrc/ops/kernel_version.h): every number runs it.
-        versions, how = [0], "one CPU implementation"
-    if len(versions) > 1 and default is None:
-        versions = [0] + versions  # time the default itself: we cannot tell which one it is
+    versions, default = registered_versions(case.op, ctx.device)
     if a.versions == "default":
-        versions = [default] if default in versions else [versions[0] if len(versions) == 1 else 0]
-    rec["versions_how"], rec["default_version"] = how, default
+        versions = [default]
+    rec["default_version"] = default
     for v in versions:
         call = bench.ours(v)
         err = None
@@ -635,7 +594,7 @@ def run_case(case: Case, ctx: Context, rng) -> dict:
         except Exception as e:  # a failing kernel version is reported, and the run goes on
             rec["results"].append(dict(version=v, error=f"{type(e).__name__}: {e}"))
             continue
-        rec["results"].append(dict(version=v, default=v in (default, 0) or len(versions) == 1, ms=tm.median_s * 1e3,
+        rec["results"].append(dict(version=v, default=v == default, ms=tm.median_s * 1e3,
                                    min_ms=tm.min_s * 1e3, calls_per_rep=tm.calls_per_rep, reps=tm.reps, check=err))
     sets = first = None  # drop the copies before freeing the device's cache
     ctx.free()

@@ -28,10 +28,19 @@ PYBIND11_MODULE(_C, m) {
   });
 
   bind_tensor(m);
-  bind_pointwise(m);
-  bind_conv(m);
-  bind_data(m);
+  bind_staging(m);
   bind_random(m);
+  bind_versions(m);
+  bind_conv2d(m);
+  bind_linear(m);
+  bind_relu(m);
+  bind_lrn(m);
+  bind_max_pool2d(m);
+  bind_dropout(m);
+  bind_softmax_cross_entropy(m);
+  bind_sgd_update(m);
+  bind_augment(m);
+  bind_simulator(m);
 }
 
 }  // namespace pcn::bindings

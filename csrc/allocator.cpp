@@ -9,6 +9,7 @@
 #include "cuda_check.h"
 #endif
 #include "device.h"
+#include "error.h"
 
 namespace pcn {
 

@@ -9,7 +9,7 @@
 #include <cstdint>
 #include <memory>
 
-#include "tensor.h"
+#include "types.h"
 
 namespace pcn {
 

@@ -4,6 +4,7 @@
 #include <mutex>
 #include <vector>
 
+#include "error.h"
 #ifdef PYCONVNET_WITH_CUDA
 #include "cuda_check.h"
 #endif

@@ -5,7 +5,7 @@
 //              per image).
 #include <algorithm>
 
-#include "csrc/ops/augment.h"
+#include "csrc/kernels/augment.h"
 #include "launch.cuh"
 
 namespace pcn::cuda {

@@ -4,7 +4,7 @@
 //   version 1: one element per thread; one philox4x32 call per element (3 of its 4 words unused).
 //   version 2: four elements per thread: one philox4x32 call gives the words of elements
 //              4b .. 4b+3, so a quarter of the generator's arithmetic.
-#include "csrc/ops/dropout.h"
+#include "csrc/kernels/dropout.h"
 #include "csrc/philox.h"
 #include "grid_stride.cuh"
 

@@ -1,5 +1,5 @@
 // The tiled GEMM skeleton shared by the linear layer (gemm.cu, linear.cu) and the implicit-GEMM
-// convolutions (conv.cu), and the two fixed-order reductions they need. Device code and
+// convolutions (conv2d.cu), and the two fixed-order reductions they need. Device code and
 // launchers only; included by .cu files.
 //
 // One kernel template computes C = op(A) * op(B) for M x N x K problems whose operands are not

@@ -16,7 +16,7 @@
 //   - loaders whose lines are clamped into the matrix by the kernel (a clamped line only feeds
 //     rows or columns of C that are never stored), so they check nothing per element but the
 //     bound they gather from; the convolutions' loaders read their per-k offsets from a table
-//     built once per call (conv_v3.cu), so no division is left in the loop.
+//     built once per call (conv2d_v3.cu), so no division is left in the loop.
 // Determinism: every C element is summed by one thread over k in increasing order, whatever
 // the tile shape, so the tile choice changes no bit of the result.
 #pragma once

@@ -1,10 +1,14 @@
 // PCN_LAUNCH is the only way kernels are launched in pyconvnet (tests/test_source_rules.py
 // rejects a bare triple-chevron launch anywhere else). It checks the launch configuration's
 // error, skips empty grids (empty batches are legal), and under PYCONVNET_SYNC_LAUNCHES=1 also
-// waits for the kernel so a fault is reported by the launch that caused it.
+// waits for the kernel so a fault is reported by the launch that caused it. In the simulator
+// build (PYCONVNET_SIM, sim/) the launch hands the kernel and its arguments to the simulator.
 #pragma once
 #include <cuda_runtime.h>
 
+#include <tuple>
+#include <typeinfo>
+#include <type_traits>
 #include <utility>
 
 #include "../csrc/cuda_check.h"
@@ -15,7 +19,15 @@ template <typename... KernelArgs, typename... Args>
 void launch_checked(const char* name, const char* file, int line, void (*kernel)(KernelArgs...),
                     dim3 grid, dim3 block, size_t smem, cudaStream_t stream, Args&&... args) {
   if (grid.x == 0 || grid.y == 0 || grid.z == 0) return;
+#ifdef PYCONVNET_SIM
+  // Arguments are converted to the kernel's parameter types and copied, as a launch does.
+  ::pcn_sim::launch(name, typeid(kernel), reinterpret_cast<const void*>(kernel), grid, block,
+                    smem, stream,
+                    [kernel, params = std::tuple<std::decay_t<KernelArgs>...>(
+                                 std::forward<Args>(args)...)] { std::apply(kernel, params); });
+#else
   kernel<<<grid, block, smem, stream>>>(std::forward<Args>(args)...);
+#endif
   cudaError_t err = cudaGetLastError();
   if (err == cudaSuccess && sync_launches()) err = cudaStreamSynchronize(stream);
   if (err != cudaSuccess) {

@@ -1,7 +1,7 @@
 // The linear layer on CUDA: each pass is one SGEMM (its version is the layer's version:
 // 1 = one output per thread, 2 = 64x64x8 shared-memory tiles (gemm.cu), 3 = 128x128 tiles with
 // 8x8 outputs per thread (gemm_v3.cu)), plus the bias gradient's fixed-order reduction.
-#include "csrc/ops/linear.h"
+#include "csrc/kernels/linear.h"
 #include "gemm.cuh"
 #include "gemm_v3.cuh"
 

@@ -8,7 +8,7 @@
 //              held in registers: each element of x and dy is loaded once, each s^-beta computed
 //              once. Templated on the window (sizes 3, 5, 7); other sizes run version 1.
 // All versions add a window's terms in ascending channel order, as the CPU kernels do.
-#include "csrc/ops/lrn.h"
+#include "csrc/kernels/lrn.h"
 #include "grid_stride.cuh"
 
 namespace pcn::cuda {

@@ -1,6 +1,6 @@
 // ReLU, forward and backward: elementwise over flat float32 arrays.
 //   version 1: one element per thread, grid-stride loop.
-#include "csrc/ops/relu.h"
+#include "csrc/kernels/relu.h"
 #include "grid_stride.cuh"
 #include "launch.cuh"
 

@@ -7,6 +7,11 @@ def is_built() -> bool:
     return _C.built_with_cuda()
 
 
+def is_simulated() -> bool:
+    """True in the CUDA simulator build (PYCONVNET_CUDA=sim): "CUDA" runs on the CPU, checked."""
+    return _C.cuda_is_simulated()
+
+
 def is_available() -> bool:
     """True when at least one CUDA device can run pyconvnet's kernels."""
     return _C.cuda_device_count() > 0

@@ -64,7 +64,7 @@ class TrainingData:
     def train_batches(self, batch_size: int, epoch: int, start_step: int, drop_last: bool):
         """(inputs, labels, host labels) of steps start_step.. of `epoch`, augmented on the device."""
         for b in self._batches(self._loader("train", batch_size, "train", drop_last), epoch, start_step):
-            yield b.inputs, b.labels, b.labels.numpy()
+            yield b.inputs, b.labels, b.labels_host
 
     def eval_batches(self, split: str, batch_size: int, ten_crop: bool = False):
         """(inputs, host labels, crops per image): the centre crop, or the ten crops of each image
@@ -74,7 +74,7 @@ class TrainingData:
         repeats = 10 if ten_crop else 1
         bs = max(1, batch_size // repeats)
         for b in self._batches(self._loader(split, bs, "ten" if ten_crop else "center"), 0):
-            yield b.inputs, b.labels.numpy(), repeats
+            yield b.inputs, b.labels_host, repeats
 
     def close(self):
         for it in self._open:

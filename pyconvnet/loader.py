@@ -18,7 +18,7 @@ What happens per batch, on a background thread, `prefetch` batches ahead of the 
 4. the augmentation kernel (pyconvnet.ops.augment) turns the uint8 batch into the float32 input on
    the device: random crop, reflection and PCA lighting for "train" (draws: pyconvnet.augment),
    the centre crop for "center", the ten crops for "ten" (10 outputs per image), or a uint8 copy
-   for "none"; the labels are copied out of the slot the same way.
+   for "none"; the labels are copied out of the slot the same way, and kept on the host too.
 The training loop receives tensors of its own (never the slot's buffers), so a batch stays valid
 for as long as it is kept. Everything the batch contains is a function of (seed, epoch, step):
 loader.epoch(e, start_step=s) yields exactly the batches s, s+1, ... of an uninterrupted epoch e.
@@ -47,10 +47,11 @@ TRANSFORMS = ("train", "center", "ten", "none")
 
 class Batch(NamedTuple):
     inputs: object       # Tensor: float32 (B * repeats, 3, crop, crop), or uint8 (B, S, S, 3) for "none"
-    labels: object       # Tensor: int32 (B,)
+    labels: object       # Tensor: int32 (B,), on the device
     indices: np.ndarray  # int64 (B,): the images' indices in the split
     epoch: int
     step: int
+    labels_host: np.ndarray  # int32 (B,): the same labels, as read (no copy back from the device)
 
 
 class _Failure:
@@ -215,7 +216,8 @@ class Loader:
     def _make(self, slot, epoch, step, idx):
         slot.wait_uploaded()  # the slot's previous copy no longer reads the host buffers
         self._read(idx, slot.host(0))
-        slot.host(1)[:] = self._labels[idx]
+        labels_host = self._labels[idx]
+        slot.host(1)[:] = labels_host
         slot.upload()
         try:
             if self.transform == "none":
@@ -225,7 +227,7 @@ class Loader:
             labels = slot.clone(1)
         finally:
             slot.release()
-        return Batch(inputs, labels, idx, epoch, step)
+        return Batch(inputs, labels, idx, epoch, step, labels_host)
 
     def _read(self, idx, dest):
         """pread() each image of `idx` into the rows of `dest` (uint8 (n, S, S, 3))."""

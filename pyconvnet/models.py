@@ -179,9 +179,10 @@ def from_config(config: dict) -> Sequential:
     return alexnet(**cfg)
 
 
-def loss_and_grad(model: Sequential, x, labels):
-    """Forward in training mode, softmax cross-entropy, backward. Returns (loss, logits)."""
+def loss_and_grad(model: Sequential, x, labels, hits=False):
+    """Forward in training mode, softmax cross-entropy, backward. Returns (loss, logits), or with
+    hits=True (loss, logits, (top-1 hits, top-5 hits)) as counted by the loss kernel."""
     logits = model.forward(x, train=True)
-    loss, dlogits = ops.cross_entropy(logits, labels)
+    loss, dlogits, counts = ops.cross_entropy(logits, labels, hits=True)
     model.backward(dlogits)
-    return loss, logits
+    return (loss, logits, counts) if hits else (loss, logits)

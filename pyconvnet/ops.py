@@ -1,34 +1,42 @@
 """The engine's ops. Tensors in, Tensors out on the inputs' device; NumPy arrays are accepted as
 CPU tensors. Each function validates its arguments once (in C++, the same for both devices) and
 runs the CPU or CUDA kernel according to where its inputs are.
+
+Every op takes `version=`: 0 (the default) runs the device's default kernel, 1..count a
+numbered one (`versions(op, device)` lists them). A device accepts only its own version numbers:
+asking the CPU for a CUDA-only version is a ValueError that lists the CPU's.
 """
 from __future__ import annotations
 
+import numbers
+
 from . import _C
+from ._C import Tensor
 from .tensor import as_tensor
 
-
-def relu(x):
-    """y = max(x, 0). NaN stays NaN."""
-    return _C.relu_forward(as_tensor(x, "relu", "x"))
-
-
-def relu_backward(dy, y):
-    """dx = dy where y > 0, else 0 (y is relu's output)."""
-    return _C.relu_backward(as_tensor(dy, "relu_backward", "dy"), as_tensor(y, "relu_backward", "y"))
-
+OPS = ("conv2d", "linear", "relu", "lrn", "max_pool2d", "dropout", "softmax", "cross_entropy",
+       "sgd_update", "augment")
 
 # ---------------------------------------------------------------------------------------------
-# Convolution and fully-connected layers (csrc/ops/conv.*, csrc/ops/linear.*)
+# Argument converters: Python values -> the C++ types the engine receives. They check only the
+# type and that the value fits; the rules on values are checked (once, for both devices) in C++.
 # ---------------------------------------------------------------------------------------------
-import operator  # noqa: E402  (kept in this section: the file is shared by op families)
 
 
-def _int(v, op: str, name: str) -> int:
-    try:
-        return operator.index(v)
-    except TypeError:
-        raise TypeError(f"{op}: argument '{name}' must be an int; got {v!r}") from None
+def _int(v, op: str, name: str, bits=64) -> int:
+    """An int argument (bool is not one); ValueError, naming it, if it does not fit the signed C++
+    integer of `bits` bits that receives it (None: any size)."""
+    if isinstance(v, bool) or not isinstance(v, numbers.Integral):
+        raise TypeError(f"{op}: argument '{name}' must be an int; got {type(v).__name__} {v!r}")
+    if bits is not None and not -2**(bits - 1) <= int(v) < 2**(bits - 1):
+        raise ValueError(f"{op}: argument '{name}' is out of range; got {int(v)}")
+    return int(v)
+
+
+def _float(v, op: str, name: str) -> float:
+    if isinstance(v, bool) or not isinstance(v, numbers.Real):
+        raise TypeError(f"{op}: argument '{name}' must be a number; got {type(v).__name__} {v!r}")
+    return float(v)
 
 
 def _pair(v, op: str, name: str) -> tuple:
@@ -41,20 +49,47 @@ def _pair(v, op: str, name: str) -> tuple:
     return (i, i)
 
 
-def conv2d_versions(device="cpu"):
-    """The conv2d kernel versions on `device` (pass one as `version=`; 0 means the best)."""
-    return _C.conv2d_versions(device)
+def _version(v, op: str) -> int:
+    return _int(v, op, "version", bits=32)
+
+
+def _device(device, who: str) -> str:
+    if not isinstance(device, str):
+        raise TypeError(f"{who}: argument 'device' must be a string such as 'cpu' or 'cuda:0'; got {device!r}")
+    return device
+
+
+# ---------------------------------------------------------------------------------------------
+# Kernel versions (csrc/ops/versions.h)
+# ---------------------------------------------------------------------------------------------
+
+
+def versions(op: str, device: str = "cpu") -> list:
+    """The numbered kernel versions of `op` (one of OPS) on `device`, [1, ..., count]: each can be
+    passed as `version=`. ValueError for an unknown op or device."""
+    count, _ = _C.kernel_versions(op, _device(device, "versions"))
+    return list(range(1, count + 1))
+
+
+def default_version(op: str, device: str = "cpu") -> int:
+    """The version that `version=0` runs for `op` on `device` (the fastest measured)."""
+    return _C.kernel_versions(op, _device(device, "default_version"))[1]
+
+
+# ---------------------------------------------------------------------------------------------
+# Convolution and fully-connected layers
+# ---------------------------------------------------------------------------------------------
 
 
 def conv2d(x, w, b=None, stride=1, padding=0, groups=1, version=0):
     """2-D convolution (cross-correlation) of x (N, C, H, W) with w (K, C/groups, R, S), plus b (K,).
 
     stride and padding are ints or (h, w) pairs; the output is (N, K, P, Q) with
-    P = (H + 2*padding_h - R) // stride_h + 1. `version` picks a kernel (conv2d_versions)."""
+    P = (H + 2*padding_h - R) // stride_h + 1."""
     op = "conv2d"
     return _C.conv2d_forward(as_tensor(x, op, "x"), as_tensor(w, op, "w"), as_tensor(b, op, "b", optional=True),
                              _pair(stride, op, "stride"), _pair(padding, op, "padding"),
-                             _int(groups, op, "groups"), _int(version, op, "version"))
+                             _int(groups, op, "groups"), _version(version, op))
 
 
 def conv2d_backward(dy, x, w, stride=1, padding=0, groups=1, input_grad=True, version=0):
@@ -62,68 +97,50 @@ def conv2d_backward(dy, x, w, stride=1, padding=0, groups=1, input_grad=True, ve
     op = "conv2d_backward"
     return _C.conv2d_backward(as_tensor(dy, op, "dy"), as_tensor(x, op, "x"), as_tensor(w, op, "w"),
                               _pair(stride, op, "stride"), _pair(padding, op, "padding"),
-                              _int(groups, op, "groups"), bool(input_grad), _int(version, op, "version"))
-
-
-def linear_versions(device="cpu"):
-    """The linear kernel versions on `device` (pass one as `version=`; 0 means the best)."""
-    return _C.linear_versions(device)
+                              _int(groups, op, "groups"), bool(input_grad), _version(version, op))
 
 
 def linear(x, w, b=None, version=0):
     """y = x @ w.T + b for x (N, in), w (out, in), b (out,)."""
     op = "linear"
     return _C.linear_forward(as_tensor(x, op, "x"), as_tensor(w, op, "w"), as_tensor(b, op, "b", optional=True),
-                             _int(version, op, "version"))
+                             _version(version, op))
 
 
 def linear_backward(dy, x, w, input_grad=True, version=0):
     """(dx, dw, db) of linear for the output gradient dy (N, out); dx is None when input_grad is False."""
     op = "linear_backward"
     return _C.linear_backward(as_tensor(dy, op, "dy"), as_tensor(x, op, "x"), as_tensor(w, op, "w"),
-                              bool(input_grad), _int(version, op, "version"))
-
+                              bool(input_grad), _version(version, op))
 
 
 # ---------------------------------------------------------------------------------------------
-# LRN, max-pool, dropout, softmax and loss, SGD (csrc/ops/*)
+# Activation, normalization, pooling, dropout
 # ---------------------------------------------------------------------------------------------
 
 
-import numbers  # noqa: E402  (kept inside this section of the shared file)
-
-from ._C import Tensor  # noqa: E402
-
-
-def _int_arg(v, op: str, name: str, bits=64) -> int:
-    """An int argument (bool is not one); ValueError, naming it, if it does not fit the signed C++
-    integer of `bits` bits that receives it (its value is then checked in C++)."""
-    if isinstance(v, bool) or not isinstance(v, numbers.Integral):
-        raise TypeError(f"{op}: argument '{name}' must be an int; got {type(v).__name__} {v!r}")
-    if bits is not None and not -2**(bits - 1) <= int(v) < 2**(bits - 1):
-        raise ValueError(f"{op}: argument '{name}' is out of range; got {int(v)}")
-    return int(v)
+def relu(x, version=0):
+    """y = max(x, 0). NaN stays NaN."""
+    return _C.relu_forward(as_tensor(x, "relu", "x"), _version(version, "relu"))
 
 
-def _float_arg(v, op: str, name: str) -> float:
-    if isinstance(v, bool) or not isinstance(v, numbers.Real):
-        raise TypeError(f"{op}: argument '{name}' must be a number; got {type(v).__name__} {v!r}")
-    return float(v)
+def relu_backward(dy, y, version=0):
+    """dx = dy where y > 0, else 0 (y is relu's output)."""
+    op = "relu_backward"
+    return _C.relu_backward(as_tensor(dy, op, "dy"), as_tensor(y, op, "y"), _version(version, op))
 
 
-def _version(v, op: str) -> int:
-    return _int_arg(v, op, "version", bits=32)
+def _lrn_params(op, size, alpha, beta, k, groups):
+    return _C.LrnParams(_int(size, op, "size"), _float(alpha, op, "alpha"), _float(beta, op, "beta"),
+                        _float(k, op, "k"), _int(groups, op, "groups"))
 
 
 def lrn(x, size=5, alpha=1e-4, beta=0.75, k=2.0, groups=1, version=0):
     """Cross-channel local response normalization of x (N, C, H, W):
     y_i = x_i / (k + alpha/size * sum_j x_j^2)^beta over the `size` channels j centred on i within
-    i's group of C/groups channels (AlexNet: groups=2, the two columns). size must be odd.
-    version: 0 = default, 1 = one CUDA thread per element, 2 = one thread per pixel walking its
-    channels (CUDA only; the CPU has one implementation)."""
+    i's group of C/groups channels (AlexNet: groups=2, the two columns). size must be odd."""
     op = "lrn"
-    return _C.lrn_forward(as_tensor(x, op, "x"), _int_arg(size, op, "size"), _float_arg(alpha, op, "alpha"),
-                          _float_arg(beta, op, "beta"), _float_arg(k, op, "k"), _int_arg(groups, op, "groups"),
+    return _C.lrn_forward(as_tensor(x, op, "x"), _lrn_params(op, size, alpha, beta, k, groups),
                           _version(version, op))
 
 
@@ -132,16 +149,15 @@ def lrn_backward(dy, x, y, size=5, alpha=1e-4, beta=0.75, k=2.0, groups=1, versi
     recompute the normalizer from x, which costs less memory traffic)."""
     op = "lrn_backward"
     return _C.lrn_backward(as_tensor(dy, op, "dy"), as_tensor(x, op, "x"), as_tensor(y, op, "y"),
-                           _int_arg(size, op, "size"), _float_arg(alpha, op, "alpha"), _float_arg(beta, op, "beta"),
-                           _float_arg(k, op, "k"), _int_arg(groups, op, "groups"), _version(version, op))
+                           _lrn_params(op, size, alpha, beta, k, groups), _version(version, op))
 
 
 def max_pool2d(x, kernel=3, stride=2, version=0):
     """Max over kernel x kernel windows of x (N, C, H, W) moved by `stride` (windows may overlap),
     output floor((H - kernel) / stride) + 1 per side. NaN in a window gives NaN."""
     op = "max_pool2d"
-    return _C.max_pool2d_forward(as_tensor(x, op, "x"), _int_arg(kernel, op, "kernel"),
-                                 _int_arg(stride, op, "stride"), _version(version, op))
+    return _C.max_pool2d_forward(as_tensor(x, op, "x"), _int(kernel, op, "kernel"), _int(stride, op, "stride"),
+                                 _version(version, op))
 
 
 def max_pool2d_backward(dy, x, y, kernel=3, stride=2, version=0):
@@ -149,8 +165,7 @@ def max_pool2d_backward(dy, x, y, kernel=3, stride=2, version=0):
     output y (y = max_pool2d(x)), the first NaN for a NaN window; overlapping windows accumulate."""
     op = "max_pool2d_backward"
     return _C.max_pool2d_backward(as_tensor(dy, op, "dy"), as_tensor(x, op, "x"), as_tensor(y, op, "y"),
-                                  _int_arg(kernel, op, "kernel"), _int_arg(stride, op, "stride"),
-                                  _version(version, op))
+                                  _int(kernel, op, "kernel"), _int(stride, op, "stride"), _version(version, op))
 
 
 def dropout(x, p, seed, version=0):
@@ -159,33 +174,41 @@ def dropout(x, p, seed, version=0):
     every device; kept elements are scaled by 1 / (1 - p). mask is a uint8 Tensor of 0/1 with x's
     shape. p in [0, 1); seed an int in [0, 2**64)."""
     op = "dropout"
-    seed = _int_arg(seed, op, "seed", bits=None)
+    seed = _int(seed, op, "seed", bits=None)
     if not 0 <= seed < 2**64:
         raise ValueError(f"{op}: argument 'seed' must be an int in [0, 2**64); got {seed}")
-    return _C.dropout_forward(as_tensor(x, op, "x"), _float_arg(p, op, "p"), seed, _version(version, op))
+    return _C.dropout_forward(as_tensor(x, op, "x"), _float(p, op, "p"), seed, _version(version, op))
 
 
 def dropout_backward(dy, mask, p, version=0):
     """dx = dy * mask / (1 - p), with the uint8 mask returned by dropout (nonzero = kept)."""
     op = "dropout_backward"
-    return _C.dropout_backward(as_tensor(dy, op, "dy"), as_tensor(mask, op, "mask"), _float_arg(p, op, "p"),
+    return _C.dropout_backward(as_tensor(dy, op, "dy"), as_tensor(mask, op, "mask"), _float(p, op, "p"),
                                _version(version, op))
 
 
+# ---------------------------------------------------------------------------------------------
+# Softmax, loss, SGD
+# ---------------------------------------------------------------------------------------------
+
+
 def softmax(x, version=0):
-    """Softmax over the last axis of x (N, classes), shifted by each row's maximum.
-    version: 0 = default, 1 = one CUDA block per row, 2 = one warp per row (rows of up to 1024
-    classes; wider rows run version 1)."""
+    """Softmax over the last axis of x (N, classes), shifted by each row's maximum."""
     return _C.softmax_forward(as_tensor(x, "softmax", "x"), _version(version, "softmax"))
 
 
-def cross_entropy(logits, labels, version=0):
+def cross_entropy(logits, labels, version=0, hits=False):
     """(loss, dlogits): the mean over the batch of -log softmax(logits)[n, labels[n]] as a Python
     float, and its gradient with respect to logits (N, classes) as a Tensor, in one pass. labels:
-    int32 (N,) in [0, classes), on the logits' device (ValueError naming the first bad row)."""
+    int32 (N,) in [0, classes), on the logits' device (ValueError naming the first bad row).
+
+    hits=True: (loss, dlogits, (top1, top5)), the number of rows whose label is among the 1 and 5
+    highest logits (ties: the lower class index ranks first; NaN ranks last), counted by the same
+    kernel, so no copy of the logits is needed for a running accuracy."""
     op = "cross_entropy"
-    return _C.cross_entropy(as_tensor(logits, op, "logits"), as_tensor(labels, op, "labels"),
-                            _version(version, op))
+    loss, dlogits, top1, top5 = _C.cross_entropy(as_tensor(logits, op, "logits"), as_tensor(labels, op, "labels"),
+                                                 _version(version, op))
+    return (loss, dlogits, (top1, top5)) if hits else (loss, dlogits)
 
 
 def sgd_update(w, dw, v, lr, momentum=0.9, weight_decay=0.0005, version=0):
@@ -197,11 +220,15 @@ def sgd_update(w, dw, v, lr, momentum=0.9, weight_decay=0.0005, version=0):
         if not isinstance(t, Tensor):
             raise TypeError(f"{op}: argument '{name}' must be a pyconvnet.Tensor (it is updated in place); "
                             f"got {type(t).__name__}")
-    _C.sgd_update(w, as_tensor(dw, op, "dw"), v, _float_arg(lr, op, "lr"), _float_arg(momentum, op, "momentum"),
-                  _float_arg(weight_decay, op, "weight_decay"), _version(version, op))
+    params = _C.SgdParams(_float(lr, op, "lr"), _float(momentum, op, "momentum"),
+                          _float(weight_decay, op, "weight_decay"))
+    _C.sgd_update(w, as_tensor(dw, op, "dw"), v, params, _version(version, op))
+
+
 # ---------------------------------------------------------------------------------------------
-# Data: augmentation (csrc/ops/augment.*); the random draws are in pyconvnet/augment.py
+# Data: augmentation; the random draws are in pyconvnet/augment.py
 # ---------------------------------------------------------------------------------------------
+
 
 def augment(images, mean, offsets, flips, lighting=None, crop=224, repeats=1, version=0):
     """uint8 (N, H, W, 3) images -> float32 (M, 3, crop, crop) network input, M = N * repeats:
@@ -210,6 +237,7 @@ def augment(images, mean, offsets, flips, lighting=None, crop=224, repeats=1, ve
     lighting float32 (M, 3) (None: zeros). images and mean (float32 (H, W, 3)) are on the device
     that computes; offsets, flips and lighting are NumPy arrays or CPU tensors."""
     op = "augment"
+    crop, repeats, version = _int(crop, op, "crop"), _int(repeats, op, "repeats"), _version(version, op)
     if lighting is None:
         lighting = _C.zeros((0 if offsets is None else len(offsets), 3), "float32", "cpu")
     return _C.augment(as_tensor(images, op, "images"), as_tensor(mean, op, "mean"),

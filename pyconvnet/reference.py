@@ -223,6 +223,14 @@ def cross_entropy(logits, labels):
     return loss, d / max(n, 1)
 
 
+def topk_hits(logits, labels, ks=(1, 5)):
+    """For each k, the number of rows whose label is among the k highest logits, in the order of a
+    stable sort of -logits: ties go to the lower class index, NaN ranks behind every number."""
+    order = np.argsort(-np.asarray(logits, np.float64), axis=1, kind="stable")
+    labels = np.asarray(labels).astype(np.int64)
+    return tuple(int((order[:, :k] == labels[:, None]).any(axis=1).sum()) for k in ks)
+
+
 # ---------------------------------------------------------------------------- SGD
 
 def sgd_update(w, dw, v, lr, momentum=0.9, weight_decay=0.0005):

@@ -1,13 +1,34 @@
-"""One comparison helper and one finite-difference helper for every op test."""
+"""One comparison helper and one finite-difference helper for every op test, and the kernel
+versions each test runs."""
 from __future__ import annotations
+
+import re
 
 import numpy as np
 
 import pyconvnet
+from pyconvnet import ops
+
+
+def simulated(device) -> bool:
+    """True when `device` is a CUDA device of the simulator build (kernels run on the CPU, about
+    a thousand times slower than on a GPU): tests then use smaller shapes of the same layers."""
+    return str(device).startswith("cuda") and pyconvnet.cuda.is_simulated()
 
 
 def to_numpy(x):
     return x.numpy() if isinstance(x, pyconvnet.Tensor) else np.asarray(x)
+
+
+def all_versions(op, device):
+    """0 (the default) and every numbered kernel version of `op` on `device`, from the registry."""
+    return [0] + ops.versions(op, device)
+
+
+def version_rule(op, device):
+    """A regex for the rule in the ValueError an unknown version of `op` raises on `device`."""
+    valid = ", ".join(str(v) for v in ops.versions(op, device))
+    return re.escape(f"must be one of 0 (default, = {ops.default_version(op, device)}), {valid} on {device}") + r"\S*"
 
 
 def assert_close(actual, expected, rtol=1e-4, atol=1e-5, what="result"):

@@ -6,7 +6,7 @@ import pytest
 import pyconvnet
 from pyconvnet import _C, augment as aug, ops, reference as ref
 from conftest import requires_cuda
-from helpers import assert_close
+from helpers import assert_close, version_rule
 
 # The kernel rounds twice in float32: x - mean, then + lighting. With |x - mean| < 256 and
 # |out| < 512 each rounding is off by at most half an ulp at 256..512, 2^-15: 2^-14 in all.
@@ -43,9 +43,11 @@ def test_versions_agree(device, rng):
     images, mean, offsets, flips, lighting = _inputs(rng, 3, 40, 40, 32)
     args = (pyconvnet.tensor(images, device), pyconvnet.tensor(mean, device), offsets, flips, lighting, 32)
     v0 = ops.augment(*args, version=0).numpy()
-    assert np.array_equal(ops.augment(*args, version=1).numpy(), v0)
-    with pytest.raises(ValueError, match=r"augment: argument 'version' must be 0 \(the default\) or 1; got 2"):
-        ops.augment(*args, version=2)
+    for version in ops.versions("augment", device):
+        assert np.array_equal(ops.augment(*args, version=version).numpy(), v0)
+    bad = ops.versions("augment", device)[-1] + 1
+    with pytest.raises(ValueError, match=f"augment: argument 'version' {version_rule('augment', device)}; got {bad}"):
+        ops.augment(*args, version=bad)
 
 
 @requires_cuda

@@ -1,10 +1,12 @@
 """The benchmarks are not run here (they time things; see benchmarks/README.md): this checks that
-they import, that their cost model reproduces the paper's counts, and that they read the kernel
-versions out of the ops' error messages."""
+they import, that their cost model reproduces the paper's counts, and that they take the kernel
+versions from the engine's registry."""
 import os
 import sys
 
 import pytest
+
+import pyconvnet
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "benchmarks"))
 
@@ -39,11 +41,10 @@ def test_cases_cover_every_op_and_pass():
     assert "training step" in roofline.table(128, roofline.GPUS)[-1]
 
 
-@pytest.mark.parametrize("message, versions, default", [
-    ("lrn: argument 'version' must be 0 (the default, version 2) or one of 1, 2; got 1000000", [1, 2], 2),
-    ("conv2d: argument 'version' must be one of 0 (default, = 3), 1, 2, 3 on cuda:0; got 1000000", [1, 2, 3], 3),
-])
-def test_versions_are_read_from_the_error_message(message, versions, default):
-    def probe(v):
-        raise ValueError(message)
-    assert bench_kernels.discover_versions(probe)[:2] == (versions, default)
+@pytest.mark.parametrize("device", ["cpu", "cuda"])
+def test_versions_come_from_the_registry(device):
+    for case in shapes.alexnet_cases(2) + [shapes.augment_case(2)]:
+        versions, default = bench_kernels.registered_versions(case.op, device)
+        op = case.op.removesuffix("_backward")
+        assert versions == pyconvnet.ops.versions(op, device) and default == pyconvnet.ops.default_version(op, device)
+        assert default in versions, case.key

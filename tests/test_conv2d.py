@@ -7,6 +7,7 @@ import pyconvnet
 from pyconvnet import _C, ops, reference as ref
 from conftest import requires_cuda
 from float32_sums import assert_sum_close
+from helpers import simulated
 
 
 def _pair(v):
@@ -36,6 +37,19 @@ AWKWARD = {
     "empty_batch": (0, 4, 6, 6, 5, 3, 3, 1, 1, 1),
 }
 CASES = {**ALEXNET, **AWKWARD}
+# The AlexNet layers with smaller images (same channels, kernels, strides, padding and groups)
+# for the CUDA simulator, where the real sizes take minutes; CPU and GPU runs keep the real ones.
+SIMULATED = {
+    "conv1": (2, 3, 63, 63, 96, 11, 11, 4, 2, 1),
+    "conv2": (2, 96, 13, 13, 256, 5, 5, 1, 2, 2),
+    "conv3": (2, 256, 7, 7, 384, 3, 3, 1, 1, 1),
+    "conv4": (2, 384, 7, 7, 384, 3, 3, 1, 1, 2),
+    "conv5": (2, 384, 7, 7, 256, 3, 3, 1, 1, 2),
+}
+
+
+def _case(name, device):
+    return SIMULATED.get(name, CASES[name]) if simulated(device) else CASES[name]
 
 
 def _make(rng, case):
@@ -61,13 +75,13 @@ def _check_all(got, expected, bounds, case, what):
 
 @pytest.mark.parametrize("name", list(CASES))
 def test_conv2d_matches_reference(device, rng, name):
-    case = CASES[name]
+    case = _case(name, device)
     x, w, b, dy, kw = _make(rng, case)
     expected = (ref.conv2d(x, w, b, **kw),) + ref.conv2d_backward(dy, x, w, **kw)
     bounds = (ref.conv2d(np.abs(x), np.abs(w), np.abs(b), **kw),) + \
         ref.conv2d_backward(np.abs(dy), np.abs(x), np.abs(w), **kw)
     xt, wt, bt, dyt = (pyconvnet.tensor(a, device) for a in (x, w, b, dy))
-    for version in ops.conv2d_versions(device):
+    for version in ops.versions("conv2d", device):
         y = ops.conv2d(xt, wt, bt, **kw, version=version)
         assert y.device.startswith(device)
         got = (y,) + ops.conv2d_backward(dyt, xt, wt, **kw, version=version)
@@ -78,8 +92,8 @@ def test_conv2d_default_version_is_one_of_the_versions(device, rng):
     x, w, b, dy, kw = _make(rng, CASES["off_tile_sizes"])
     xt, wt, bt, dyt = (pyconvnet.tensor(a, device) for a in (x, w, b, dy))
     runs = {v: [t.numpy() for t in (ops.conv2d(xt, wt, bt, **kw, version=v),) + ops.conv2d_backward(dyt, xt, wt, **kw, version=v)]
-            for v in [0] + ops.conv2d_versions(device)}
-    assert any(all(np.array_equal(a, b) for a, b in zip(runs[0], runs[v])) for v in ops.conv2d_versions(device))
+            for v in [0] + ops.versions("conv2d", device)}
+    assert any(all(np.array_equal(a, b) for a, b in zip(runs[0], runs[v])) for v in ops.versions("conv2d", device))
 
 
 def test_conv2d_without_bias_or_input_grad(device, rng):
@@ -88,7 +102,7 @@ def test_conv2d_without_bias_or_input_grad(device, rng):
     expected = (ref.conv2d(x, w, **kw),) + ref.conv2d_backward(dy, x, w, **kw)
     bounds = (ref.conv2d(np.abs(x), np.abs(w), **kw),) + ref.conv2d_backward(np.abs(dy), np.abs(x), np.abs(w), **kw)
     xt, wt, dyt = (pyconvnet.tensor(a, device) for a in (x, w, dy))
-    for version in ops.conv2d_versions(device):
+    for version in ops.versions("conv2d", device):
         got = (ops.conv2d(xt, wt, **kw, version=version),) + \
             ops.conv2d_backward(dyt, xt, wt, **kw, input_grad=False, version=version)
         assert got[1] is None
@@ -97,10 +111,10 @@ def test_conv2d_without_bias_or_input_grad(device, rng):
 
 def test_conv2d_pass_entry_points_match_backward(device, rng):
     # The per-pass host entry points compute what conv2d_backward does, bit for bit.
-    x, w, _, dy, kw = _make(rng, ALEXNET["conv2"])
+    x, w, _, dy, kw = _make(rng, _case("conv2", device))
     xt, wt, dyt = (pyconvnet.tensor(a, device) for a in (x, w, dy))
     s, p, g = _pair(kw["stride"]), _pair(kw["padding"]), kw["groups"]
-    for version in ops.conv2d_versions(device):
+    for version in ops.versions("conv2d", device):
         dx, dw, db = ops.conv2d_backward(dyt, xt, wt, **kw, version=version)
         dx2 = _C.conv2d_backward_data(dyt, wt, x.shape, s, p, g, version)
         dw2, db2 = _C.conv2d_backward_filter(dyt, xt, w.shape, s, p, g, version)
@@ -111,9 +125,9 @@ def test_conv2d_pass_entry_points_match_backward(device, rng):
 def test_conv2d_is_deterministic(device, rng):
     # No float atomics: the same inputs give bit-identical outputs and gradients, every version.
     for name in ("conv2", "off_tile_sizes"):
-        x, w, b, dy, kw = _make(rng, CASES[name])
+        x, w, b, dy, kw = _make(rng, _case(name, device))
         xt, wt, bt, dyt = (pyconvnet.tensor(a, device) for a in (x, w, b, dy))
-        for version in ops.conv2d_versions(device):
+        for version in ops.versions("conv2d", device):
             runs = [[t.numpy() for t in (ops.conv2d(xt, wt, bt, **kw, version=version),)
                      + ops.conv2d_backward(dyt, xt, wt, **kw, version=version)] for _ in range(2)]
             for what, a, b in zip(("y", "dx", "dw", "db"), *runs):
@@ -126,7 +140,7 @@ def test_conv2d_is_deterministic(device, rng):
 def test_conv2d_cpu_and_cuda_agree(rng, name):
     # Both are float32 sums of the same terms in different orders: each is within the tolerance
     # of the exact value, so they are within twice of it of each other.
-    case = CASES[name]
+    case = _case(name, "cuda")
     x, w, b, dy, kw = _make(rng, case)
     bounds = (ref.conv2d(np.abs(x), np.abs(w), np.abs(b), **kw),) + \
         ref.conv2d_backward(np.abs(dy), np.abs(x), np.abs(w), **kw)
@@ -134,7 +148,7 @@ def test_conv2d_cpu_and_cuda_agree(rng, name):
     cpu = (ops.conv2d(x, w, b, **kw),) + ops.conv2d_backward(dy, x, w, **kw)
     cpu = tuple(t.numpy() for t in cpu)
     xt, wt, bt, dyt = (pyconvnet.tensor(a, "cuda") for a in (x, w, b, dy))
-    for version in ops.conv2d_versions("cuda"):
+    for version in ops.versions("conv2d", "cuda"):
         got = (ops.conv2d(xt, wt, bt, **kw, version=version),) + ops.conv2d_backward(dyt, xt, wt, **kw, version=version)
         _check_all(got, cpu, bounds, case, f"{name}: cuda version {version} vs cpu")
 
@@ -170,7 +184,7 @@ BAD_FORWARD = [
     ((1, 3, 8, 8), (2, 3, 3, 3), (2, 1), {}, ValueError, r"conv2d: argument 'b' must have rank 1 \(K,\); got shape \(2, 1\)"),
     ((1, 3, 8, 8), (2, 3, 3, 3), None, {"stride": (1, 2, 3)}, ValueError,
      r"conv2d: argument 'stride' must be an int or an \(h, w\) pair; got \(1, 2, 3\)"),
-    ((1, 3, 8, 8), (2, 3, 3, 3), None, {"padding": 1.5}, TypeError, r"conv2d: argument 'padding' must be an int; got 1.5"),
+    ((1, 3, 8, 8), (2, 3, 3, 3), None, {"padding": 1.5}, TypeError, r"conv2d: argument 'padding' must be an int; got float 1.5"),
 ]
 
 
@@ -207,7 +221,7 @@ def test_conv2d_backward_rejects_bad_input(device):
 
 def test_conv2d_rejects_unknown_versions(device):
     x, w = _zeros((1, 3, 8, 8), device), _zeros((2, 3, 3, 3), device)
-    versions = ops.conv2d_versions(device)
+    versions = ops.versions("conv2d", device)
     valid = ", ".join(str(v) for v in versions)
     for bad in (-1, versions[-1] + 1):
         with pytest.raises(ValueError, match=rf"conv2d: argument 'version' must be one of 0 \(default, = \d\), {valid} on {device}\S*; got {bad}"):

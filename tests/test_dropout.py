@@ -7,9 +7,8 @@ import pytest
 import pyconvnet
 from pyconvnet import _C, ops, reference as ref
 from conftest import requires_cuda
-from helpers import assert_close
+from helpers import all_versions, assert_close, version_rule
 
-VERSIONS = [0, 1, 2]  # 0 = default; CUDA 1 = one Philox call per element, 2 = one per 4 elements
 STREAM_DROPOUT = 1    # csrc/philox.h kStreamDropout
 # y = x * float32(1 / (1 - p)): two float32 roundings, <= 2^-23 relative.
 SCALED = dict(rtol=2.5e-7, atol=1e-30)
@@ -31,7 +30,7 @@ def test_dropout_matches_spec_and_reference(device, rng, shape, p, seed):
     x = rng.standard_normal(shape).astype(np.float32)
     dy = rng.standard_normal(shape).astype(np.float32)
     keep = expected_mask(shape, p, seed)
-    for version in VERSIONS:
+    for version in all_versions("dropout", device):
         y, mask = ops.dropout(pyconvnet.tensor(x, device), p, seed, version=version)
         assert y.device.startswith(device) and mask.dtype == np.uint8 and mask.shape == shape
         assert np.array_equal(mask.numpy(), keep.astype(np.uint8)), f"mask, version {version}"
@@ -45,7 +44,7 @@ def test_dropout_keep_rate_and_scale(device, rng, p):
     n = 1 << 20
     x = rng.uniform(1, 2, n).astype(np.float32)
     seed = int(rng.integers(0, 2**63))
-    for version in VERSIONS:
+    for version in all_versions("dropout", device):
         y, mask = ops.dropout(pyconvnet.tensor(x, device), p, seed, version=version)
         y, kept = y.numpy(), mask.numpy().astype(bool)
         # Keep count ~ Binomial(n, 1 - p): within 5 standard deviations (fails ~1 in 1.7 million).
@@ -74,7 +73,7 @@ def test_dropout_mask_identical_on_cpu_and_cuda(rng):
     x = rng.standard_normal((2, 4096)).astype(np.float32)
     seed = int(rng.integers(0, 2**64, dtype=np.uint64))
     y_cpu, m_cpu = ops.dropout(pyconvnet.tensor(x, "cpu"), 0.5, seed)
-    for version in VERSIONS:
+    for version in all_versions("dropout", "cuda"):
         y_gpu, m_gpu = ops.dropout(pyconvnet.tensor(x, "cuda"), 0.5, seed, version=version)
         assert np.array_equal(m_cpu.numpy(), m_gpu.numpy())
         assert np.array_equal(y_cpu.numpy(), y_gpu.numpy())
@@ -107,5 +106,5 @@ def test_dropout_rejects_bad_seed_and_mask(device):
         ops.dropout_backward(x, x, 0.5)
     with pytest.raises(ValueError, match=r"dropout_backward: argument 'mask' must have shape \(8,\); got \(4,\)"):
         ops.dropout_backward(x, pyconvnet.zeros(4, np.uint8, device), 0.5)
-    with pytest.raises(ValueError, match=r"dropout: argument 'version' must be 0 \(the default, version 2\) or one of 1, 2; got -1"):
+    with pytest.raises(ValueError, match="dropout: argument 'version' " + version_rule("dropout", device) + "; got -1"):
         ops.dropout(x, 0.5, 0, version=-1)

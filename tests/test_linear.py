@@ -7,6 +7,7 @@ import pyconvnet
 from pyconvnet import _C, ops, reference as ref
 from conftest import requires_cuda
 from float32_sums import assert_sum_close
+from helpers import simulated
 
 # (N, in, out)
 CASES = {
@@ -21,6 +22,12 @@ CASES = {
     "no_inputs": (3, 0, 4),
     "no_outputs": (3, 5, 0),
 }
+# fc6-fc8 with fewer features for the CUDA simulator (CPU and GPU runs keep the real sizes).
+SIMULATED = {"fc6": (2, 2304, 1024), "fc7": (2, 1024, 1024), "fc8": (2, 1024, 250)}
+
+
+def _case(name, device):
+    return SIMULATED.get(name, CASES[name]) if simulated(device) else CASES[name]
 
 
 def _make(rng, case):
@@ -49,12 +56,12 @@ def _check_all(got, expected, bounds, case, what):
 
 @pytest.mark.parametrize("name", list(CASES))
 def test_linear_matches_reference(device, rng, name):
-    case = CASES[name]
+    case = _case(name, device)
     x, w, b, dy = _make(rng, case)
     expected = (ref.linear(x, w, b),) + ref.linear_backward(dy, x, w)
     bounds = _abs_sums(x, w, b, dy)
     xt, wt, bt, dyt = (pyconvnet.tensor(a, device) for a in (x, w, b, dy))
-    for version in ops.linear_versions(device):
+    for version in ops.versions("linear", device):
         y = ops.linear(xt, wt, bt, version=version)
         assert y.device.startswith(device)
         got = (y,) + ops.linear_backward(dyt, xt, wt, version=version)
@@ -65,8 +72,8 @@ def test_linear_default_version_is_one_of_the_versions(device, rng):
     x, w, b, dy = _make(rng, CASES["off_tile_sizes"])
     xt, wt, bt, dyt = (pyconvnet.tensor(a, device) for a in (x, w, b, dy))
     runs = {v: [t.numpy() for t in (ops.linear(xt, wt, bt, version=v),) + ops.linear_backward(dyt, xt, wt, version=v)]
-            for v in [0] + ops.linear_versions(device)}
-    assert any(all(np.array_equal(a, b) for a, b in zip(runs[0], runs[v])) for v in ops.linear_versions(device))
+            for v in [0] + ops.versions("linear", device)}
+    assert any(all(np.array_equal(a, b) for a, b in zip(runs[0], runs[v])) for v in ops.versions("linear", device))
 
 
 def test_linear_without_bias_or_input_grad(device, rng):
@@ -75,7 +82,7 @@ def test_linear_without_bias_or_input_grad(device, rng):
     expected = (ref.linear(x, w),) + ref.linear_backward(dy, x, w)
     bounds = _abs_sums(x, w, None, dy)
     xt, wt, dyt = (pyconvnet.tensor(a, device) for a in (x, w, dy))
-    for version in ops.linear_versions(device):
+    for version in ops.versions("linear", device):
         got = (ops.linear(xt, wt, version=version),) + ops.linear_backward(dyt, xt, wt, input_grad=False, version=version)
         assert got[1] is None
         _check_all(got, expected, bounds, case, f"no bias, no dx, version {version}")
@@ -84,7 +91,7 @@ def test_linear_without_bias_or_input_grad(device, rng):
 def test_linear_pass_entry_points_match_backward(device, rng):
     x, w, _, dy = _make(rng, CASES["batch_130"])
     xt, wt, dyt = (pyconvnet.tensor(a, device) for a in (x, w, dy))
-    for version in ops.linear_versions(device):
+    for version in ops.versions("linear", device):
         dx, dw, db = ops.linear_backward(dyt, xt, wt, version=version)
         dw2, db2 = _C.linear_backward_weight(dyt, xt, version)
         for a, b in ((dx, _C.linear_backward_data(dyt, wt, version)), (dw, dw2), (db, db2)):
@@ -94,7 +101,7 @@ def test_linear_pass_entry_points_match_backward(device, rng):
 def test_linear_is_deterministic(device, rng):
     x, w, b, dy = _make(rng, CASES["batch_130"])
     xt, wt, bt, dyt = (pyconvnet.tensor(a, device) for a in (x, w, b, dy))
-    for version in ops.linear_versions(device):
+    for version in ops.versions("linear", device):
         runs = [[t.numpy() for t in (ops.linear(xt, wt, bt, version=version),)
                  + ops.linear_backward(dyt, xt, wt, version=version)] for _ in range(2)]
         for what, a, b in zip(("y", "dx", "dw", "db"), *runs):
@@ -106,12 +113,12 @@ def test_linear_is_deterministic(device, rng):
 @pytest.mark.parametrize("name", ["fc8", "off_tile_sizes", "batch_130"])
 def test_linear_cpu_and_cuda_agree(rng, name):
     # Each is within the tolerance of the exact value, so within twice of it of each other.
-    case = CASES[name]
+    case = _case(name, "cuda")
     x, w, b, dy = _make(rng, case)
     bounds = tuple(2 * a for a in _abs_sums(x, w, b, dy))
     cpu = tuple(t.numpy() for t in (ops.linear(x, w, b),) + ops.linear_backward(dy, x, w))
     xt, wt, bt, dyt = (pyconvnet.tensor(a, "cuda") for a in (x, w, b, dy))
-    for version in ops.linear_versions("cuda"):
+    for version in ops.versions("linear", "cuda"):
         got = (ops.linear(xt, wt, bt, version=version),) + ops.linear_backward(dyt, xt, wt, version=version)
         _check_all(got, cpu, bounds, case, f"{name}: cuda version {version} vs cpu")
 
@@ -148,7 +155,7 @@ def test_linear_rejects_bad_input(device):
 
 def test_linear_rejects_unknown_versions(device):
     x, w = _zeros((2, 5), device), _zeros((3, 5), device)
-    valid = ", ".join(str(v) for v in ops.linear_versions(device))
+    valid = ", ".join(str(v) for v in ops.versions("linear", device))
     with pytest.raises(ValueError, match=rf"linear: argument 'version' must be one of 0 \(default, = \d\), {valid} on {device}\S*; got 7"):
         ops.linear(x, w, version=7)
     with pytest.raises(ValueError, match=r"linear_backward: argument 'version' must be one of"):

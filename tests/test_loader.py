@@ -26,7 +26,11 @@ def data(tmp_path_factory):
 
 
 def _batches(loader, epoch, start=0):
-    return [(b.inputs.numpy(), b.labels.numpy(), b.indices, b.step) for b in loader.epoch(epoch, start)]
+    out = []
+    for b in loader.epoch(epoch, start):
+        assert b.labels_host.dtype == np.int32 and np.array_equal(b.labels_host, b.labels.numpy())
+        out.append((b.inputs.numpy(), b.labels.numpy(), b.indices, b.step))
+    return out
 
 
 def test_steps_hold_what_the_documentation_says(data, device):

@@ -3,9 +3,7 @@ import pytest
 
 import pyconvnet
 from pyconvnet import ops, reference as ref
-from helpers import assert_close
-
-VERSIONS = [0, 1, 2]  # 0 = default; CUDA 1 = block per row, 2 = warp per row (<= 1024 classes)
+from helpers import all_versions, assert_close, version_rule
 
 # float32 tolerances. p_i = exp(x_i - m) / S: the rounding of x_i - m is relative to |x_i - m|, so
 # exp's result is off by up to |x_i - m| * 2^-24 relatively (< 4e-6 for the spreads < 60 used
@@ -24,7 +22,7 @@ def logits_for(rng, shape, spread=8.0):
 def test_softmax_matches_reference(device, rng, shape):
     x = logits_for(rng, shape)
     expected = ref.softmax(x)
-    for version in VERSIONS:
+    for version in all_versions("softmax", device):
         p = ops.softmax(pyconvnet.tensor(x, device), version=version)
         assert p.device.startswith(device)
         assert_close(p, expected, **PROB, what=f"softmax, version {version}")
@@ -35,7 +33,7 @@ def test_cross_entropy_matches_reference(device, rng, shape):
     x = logits_for(rng, shape)
     labels = rng.integers(0, shape[1], shape[0]).astype(np.int32)
     loss_ref, d_ref = ref.cross_entropy(x, labels)
-    for version in VERSIONS:
+    for version in all_versions("cross_entropy", device):
         loss, d = ops.cross_entropy(pyconvnet.tensor(x, device), pyconvnet.tensor(labels, device), version=version)
         assert isinstance(loss, float) and d.device.startswith(device)
         assert loss == pytest.approx(loss_ref, rel=LOSS_RTOL), f"loss, version {version}"
@@ -49,7 +47,7 @@ def test_cross_entropy_confident_rows_keep_their_digits(device, rng):
     labels = np.array([3, 999, 0, 500], np.int32)
     x[np.arange(4), labels] = 30.0
     loss_ref, d_ref = ref.cross_entropy(x, labels)
-    for version in VERSIONS:
+    for version in all_versions("cross_entropy", device):
         loss, d = ops.cross_entropy(pyconvnet.tensor(x, device), pyconvnet.tensor(labels, device), version=version)
         assert loss == pytest.approx(loss_ref, rel=LOSS_RTOL)
         assert_close(d, d_ref, **PROB, what=f"dlogits, version {version}")
@@ -59,9 +57,10 @@ def test_huge_logits_are_stable(device):
     x = np.array([[1e4, -1e4, 0.0], [-1e4, -1e4, 1e4]], np.float32)
     labels = np.array([0, 0], np.int32)
     loss_ref, d_ref = ref.cross_entropy(x, labels)
-    for version in VERSIONS:
+    for version in all_versions("softmax", device):
         p = ops.softmax(pyconvnet.tensor(x, device), version=version)
         assert_close(p, ref.softmax(x), **PROB, what="softmax")
+    for version in all_versions("cross_entropy", device):
         loss, d = ops.cross_entropy(pyconvnet.tensor(x, device), pyconvnet.tensor(labels, device), version=version)
         assert loss == pytest.approx(1e4, rel=LOSS_RTOL) and loss == pytest.approx(loss_ref, rel=LOSS_RTOL)
         assert_close(d, d_ref, **PROB, what="dlogits")
@@ -71,12 +70,46 @@ def test_nan_propagates_to_its_row(device, rng):
     x = logits_for(rng, (3, 50))
     x[1, 7] = np.nan
     labels = np.array([1, 2, 3], np.int32)
-    for version in VERSIONS:
+    for version in all_versions("softmax", device):
         p = ops.softmax(pyconvnet.tensor(x, device), version=version).numpy()
         assert np.isnan(p[1]).all() and not np.isnan(p[[0, 2]]).any()
+    for version in all_versions("cross_entropy", device):
         loss, d = ops.cross_entropy(pyconvnet.tensor(x, device), pyconvnet.tensor(labels, device), version=version)
         d = d.numpy()
         assert np.isnan(loss) and np.isnan(d[1]).all() and not np.isnan(d[[0, 2]]).any()
+
+
+@pytest.mark.parametrize("shape", [(128, 1000), (1, 1), (3, 4), (5, 33), (4, 1024), (2, 1025), (3, 3000)])
+@pytest.mark.parametrize("spread", [8.0, 0.0])  # 0: logits rounded to a few values, many ties
+def test_cross_entropy_counts_topk_hits(device, rng, shape, spread):
+    x = logits_for(rng, shape) if spread else np.round(rng.standard_normal(shape)).astype(np.float32)
+    labels = rng.integers(0, shape[1], shape[0]).astype(np.int32)
+    # Rows where the label holds a maximum, and (so that both counts vary) rows where it is 5th.
+    x[0, labels[0]] = x[0].max()
+    if shape[1] >= 6:
+        x[-1, labels[-1]] = np.sort(x[-1])[-5]
+    expected = ref.topk_hits(x, labels)
+    loss_ref, d_ref = ref.cross_entropy(x, labels)
+    for version in all_versions("cross_entropy", device):
+        loss, d, hits = ops.cross_entropy(pyconvnet.tensor(x, device), pyconvnet.tensor(labels, device),
+                                          version=version, hits=True)
+        assert hits == expected, f"version {version}"
+        assert loss == pytest.approx(loss_ref, rel=LOSS_RTOL), f"loss, version {version}"
+        assert_close(d, d_ref, **PROB, what=f"dlogits, version {version}")
+
+
+def test_topk_hits_rank_nan_last(device):
+    nan = np.nan
+    x = np.array([[1.0, nan, 0.0, 2.0, 3.0, 4.0, 5.0],    # label 1 is NaN: behind every number
+                  [nan, nan, 0.0, 1.0, 1.0, 1.0, 1.0],    # label 2: only the numbers are ahead
+                  [nan, 0.0, 0.0, 0.0, 0.0, 0.0, 0.0],    # label 6 ties with 5 lower indices: 6th
+                  [nan, 9.0, 0.0, nan, 0.0, 0.0, 0.0]], np.float32)
+    labels = np.array([1, 6, 6, 1], np.int32)
+    assert ref.topk_hits(x, labels) == (1, 2)
+    for version in all_versions("cross_entropy", device):
+        _, _, hits = ops.cross_entropy(pyconvnet.tensor(x, device), pyconvnet.tensor(labels, device),
+                                       version=version, hits=True)
+        assert hits == (1, 2), f"version {version}"
 
 
 def test_empty_batch(device):
@@ -92,7 +125,7 @@ def test_empty_batch(device):
 def test_cross_entropy_rejects_labels_out_of_range(device, labels, message):
     x = pyconvnet.zeros((4, 7), device=device)
     lab = pyconvnet.tensor(np.array(labels, np.int32), device)
-    for version in VERSIONS:
+    for version in all_versions("cross_entropy", device):
         with pytest.raises(ValueError, match=r"cross_entropy: argument 'labels' must hold class indices in \[0, 7\); got " + message):
             ops.cross_entropy(x, lab, version=version)
 
@@ -105,5 +138,5 @@ def test_cross_entropy_rejects_bad_tensors(device):
         ops.cross_entropy(x, pyconvnet.zeros(3, np.int32, device))
     with pytest.raises(ValueError, match=r"softmax: argument 'x' must have rank 2 \(N, classes\); got shape \(28,\)"):
         ops.softmax(pyconvnet.zeros(28, device=device))
-    with pytest.raises(ValueError, match=r"softmax: argument 'version' must be 0 \(the default, version 2\) or one of 1, 2; got 5"):
+    with pytest.raises(ValueError, match="softmax: argument 'version' " + version_rule("softmax", device) + "; got 5"):
         ops.softmax(x, version=5)

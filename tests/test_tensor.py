@@ -5,6 +5,7 @@ import numpy as np
 import pytest
 
 import pyconvnet
+import pyconvnet.ops
 from conftest import requires_cuda
 
 
@@ -127,3 +128,20 @@ def test_caching_allocator_reuses_and_releases_memory():
 @pytest.mark.cuda
 def test_cuda_name():
     assert pyconvnet.cuda.device_name(0)
+
+
+@pytest.mark.cuda
+@pytest.mark.skipif(pyconvnet.cuda.device_count() < 2, reason="needs two CUDA devices (the simulator build has two)")
+def test_second_device_runs_ops_and_copies_between_devices(rng):
+    x = rng.standard_normal((3, 70)).astype(np.float32)
+    on1 = pyconvnet.tensor(x, "cuda:1")
+    assert on1.device == "cuda:1"
+    y = pyconvnet.ops.relu(on1)
+    assert y.device == "cuda:1"
+    assert np.array_equal(y.numpy(), np.maximum(x, 0))
+    on0 = y.to("cuda:0")
+    assert on0.device == "cuda:0" and np.array_equal(on0.numpy(), np.maximum(x, 0))
+    back = pyconvnet.ops.relu(on0).to("cuda:1").to("cpu")
+    assert np.array_equal(back.numpy(), np.maximum(x, 0))
+    pyconvnet.cuda.synchronize(1)
+    assert pyconvnet.cuda.memory_stats(1)["allocated"] > 0

@@ -126,6 +126,28 @@ def test_resume_after_ctrl_c_or_kill_mid_epoch_matches_uninterrupted_run(tiny_da
         assert np.array_equal(full[k], cut[k]), k
 
 
+@pytest.mark.cuda
+@pytest.mark.skipif(not pyconvnet.cuda.is_available(), reason="needs CUDA: trains on the GPU")
+def test_cuda_training_resumes_after_a_kill_and_matches_an_uninterrupted_run(tiny_data, tmp_path):
+    """`python -m pyconvnet.train --device cuda`, killed mid-epoch and resumed from the last
+    epoch's checkpoint, ends with the weights of an uninterrupted run (bit-identical: the same
+    kernels in the same order)."""
+    args = ["--data", tiny_data, "--epochs", "2", *TINY, "--device", "cuda"]
+    run_train([*args, "--out", str(tmp_path / "full")])
+    proc = _spawn([*args, "--out", str(tmp_path / "cut")], cwd=tmp_path)
+    _wait_for(proc, "epoch 2/2 step 2/", timeout=600)
+    proc.kill()
+    proc.communicate(timeout=120)
+    _, meta = weights(tmp_path / "cut")
+    assert meta["epoch"] == 1
+    run_train(["--resume", str(tmp_path / "cut")])
+    full, _ = weights(tmp_path / "full")
+    cut, meta = weights(tmp_path / "cut")
+    assert meta["epoch"] == 2
+    for k in full:
+        assert np.array_equal(full[k], cut[k]), k
+
+
 def test_evaluate_reports_centre_and_ten_crop_errors(tiny_data, tmp_path):
     run_train(["--data", tiny_data, "--epochs", "1", "--out", str(tmp_path / "r"), *TINY])
     out = io.StringIO()

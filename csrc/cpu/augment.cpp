@@ -1,4 +1,4 @@
-#include "csrc/ops/augment.h"
+#include "csrc/kernels/augment.h"
 #include "parallel.h"
 
 #include <vector>

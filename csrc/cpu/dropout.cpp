@@ -1,4 +1,4 @@
-#include "csrc/ops/dropout.h"
+#include "csrc/kernels/dropout.h"
 #include "csrc/philox.h"
 #include "parallel.h"
 

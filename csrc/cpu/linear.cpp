@@ -1,5 +1,5 @@
 // The linear layer on the CPU, version 1: each pass is one call of the blocked SGEMM.
-#include "csrc/ops/linear.h"
+#include "csrc/kernels/linear.h"
 
 #include <algorithm>
 

@@ -1,4 +1,4 @@
-#include "csrc/ops/lrn.h"
+#include "csrc/kernels/lrn.h"
 #include "parallel.h"
 
 #include <algorithm>

@@ -1,4 +1,4 @@
-#include "csrc/ops/relu.h"
+#include "csrc/kernels/relu.h"
 #include "parallel.h"
 
 #include <algorithm>

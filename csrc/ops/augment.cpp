@@ -3,6 +3,7 @@
 #include <algorithm>
 
 #include "csrc/check.h"
+#include "versions.h"
 
 namespace pcn {
 
@@ -27,13 +28,13 @@ Tensor augment(const Tensor& images, const Tensor& mean, const Tensor& offsets, 
   const int64_t n = images.size(0), h = images.size(1), w = images.size(2);
   c.dtype(mean, "mean", DType::Float32).shape(mean, "mean", {h, w, 3});
   const Device dev = c.same_device({{"images", &images}, {"mean", &mean}});
+  const int v = resolve_version(c, dev, version, kAugmentVersions);
   // 32768: the CUDA kernel indexes the pixels of a crop with 32-bit integers.
   const std::string crop_rule = std::min(h, w) <= 32768
                                     ? str("be in [1, min(H, W)] = [1, ", std::min(h, w), "]")
                                     : std::string("be in [1, 32768]");
   c.require(crop >= 1 && crop <= h && crop <= w && crop <= 32768, "crop", crop_rule.c_str(), crop);
   c.require(repeats >= 1 && repeats <= 1024, "repeats", "be in [1, 1024]", repeats);
-  c.require(version == 0 || version == 1, "version", "be 0 (the default) or 1", version);
   const int64_t m = n * repeats;
   c.dtype(offsets, "offsets", DType::Int32).shape(offsets, "offsets", {m, 2});
   c.dtype(flips, "flips", DType::Int32).shape(flips, "flips", {m});
@@ -57,7 +58,7 @@ Tensor augment(const Tensor& images, const Tensor& mean, const Tensor& offsets, 
   }
 
   Tensor out = Tensor::empty({m, 3, crop, crop}, DType::Float32, dev);
-  PCN_DISPATCH(dev, augment, images, mean, offsets, flips, lighting, repeats, version, out);
+  PCN_DISPATCH(dev, augment, images, mean, offsets, flips, lighting, repeats, v, out);
   return out;
 }
 

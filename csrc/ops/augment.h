@@ -18,23 +18,12 @@
 // every offset before any kernel reads an image, and the CUDA launcher passes them to the kernel
 // by value, so an augmentation needs no extra device memory, copy or synchronisation.
 #pragma once
-#include "csrc/tensor.h"
+#include "csrc/kernels/augment.h"
 
 namespace pcn {
 
-// crop <= 32768. version: 0 = the default (the best), 1 = one thread per output pixel; ValueError
-// for any other.
+// crop <= 32768; version resolved as every op's (csrc/ops/versions.h).
 Tensor augment(const Tensor& images, const Tensor& mean, const Tensor& offsets, const Tensor& flips,
                const Tensor& lighting, int64_t crop, int64_t repeats, int version);
-
-// Kernels behind the dispatch: valid arguments (offsets in range, flips 0/1), `out` allocated.
-namespace cpu {
-void augment(const Tensor& images, const Tensor& mean, const Tensor& offsets, const Tensor& flips,
-             const Tensor& lighting, int64_t repeats, int version, Tensor& out);
-}  // namespace cpu
-namespace cuda {
-void augment(const Tensor& images, const Tensor& mean, const Tensor& offsets, const Tensor& flips,
-             const Tensor& lighting, int64_t repeats, int version, Tensor& out);
-}  // namespace cuda
 
 }  // namespace pcn

@@ -7,10 +7,6 @@
 
 namespace pcn {
 
-// CUDA forward kernels: 1 = one Philox call per element, 2 = one per 4 elements (dropout.cu).
-static constexpr int kForwardVersions = 2, kForwardBest = 2;
-static constexpr int kBackwardVersions = 1, kBackwardBest = 1;
-
 static DropoutParams make_params(const ArgCheck& c, double p, uint64_t seed) {
   c.require(p >= 0.0 && p < 1.0, "p", "be a drop probability in [0, 1)", p);  // false for NaN
   DropoutParams d;
@@ -25,8 +21,8 @@ std::pair<Tensor, Tensor> dropout_forward(const Tensor& x, double p, uint64_t se
   ArgCheck c("dropout");
   c.dtype(x, "x", DType::Float32);
   const DropoutParams d = make_params(c, p, seed);
-  const int v = resolve_version(c, version, kForwardVersions, kForwardBest);
   const Device dev = c.same_device({{"x", &x}});
+  const int v = resolve_version(c, dev, version, kDropoutVersions);
   Tensor y = Tensor::empty(x.shape(), DType::Float32, dev);
   Tensor mask = Tensor::empty(x.shape(), DType::UInt8, dev);
   PCN_DISPATCH(dev, dropout_forward, x, y, mask, d, v);
@@ -38,8 +34,8 @@ Tensor dropout_backward(const Tensor& dy, const Tensor& mask, double p, int vers
   c.dtype(dy, "dy", DType::Float32).dtype(mask, "mask", DType::UInt8);
   c.shape(mask, "mask", dy.shape());
   const DropoutParams d = make_params(c, p, 0);
-  const int v = resolve_version(c, version, kBackwardVersions, kBackwardBest);
   const Device dev = c.same_device({{"dy", &dy}, {"mask", &mask}});
+  const int v = resolve_version(c, dev, version, kDropoutVersions);
   Tensor dx = Tensor::empty(dy.shape(), DType::Float32, dev);
   PCN_DISPATCH(dev, dropout_backward, dy, mask, dx, d, v);
   return dx;

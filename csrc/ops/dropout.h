@@ -10,7 +10,7 @@
 #include <cstdint>
 #include <utility>
 
-#include "csrc/tensor.h"
+#include "csrc/kernels/dropout.h"
 
 namespace pcn {
 
@@ -18,21 +18,4 @@ namespace pcn {
 std::pair<Tensor, Tensor> dropout_forward(const Tensor& x, double p, uint64_t seed, int version);
 Tensor dropout_backward(const Tensor& dy, const Tensor& mask, double p, int version);
 
-// What the kernels need: computed once from p on the host, identical for both devices.
-struct DropoutParams {
-  uint64_t seed = 0;
-  uint64_t threshold = 0;  // keep iff the 32-bit word >= threshold (0 .. 2^32)
-  float scale = 1.0f;      // 1 / (1 - p), rounded to float
-};
-
-namespace cpu {
-void dropout_forward(const Tensor& x, Tensor& y, Tensor& mask, const DropoutParams& p, int version);
-void dropout_backward(const Tensor& dy, const Tensor& mask, Tensor& dx, const DropoutParams& p,
-                      int version);
-}  // namespace cpu
-namespace cuda {
-void dropout_forward(const Tensor& x, Tensor& y, Tensor& mask, const DropoutParams& p, int version);
-void dropout_backward(const Tensor& dy, const Tensor& mask, Tensor& dx, const DropoutParams& p,
-                      int version);
-}  // namespace cuda
 }  // namespace pcn

@@ -3,6 +3,7 @@
 #include <limits>
 
 #include "csrc/check.h"
+#include "versions.h"
 
 namespace pcn {
 
@@ -22,7 +23,7 @@ Device check_tensors(const ArgCheck& c, const Tensor* dy, const Tensor* x, const
 }
 
 int resolve(const ArgCheck& c, const Device& dev, int version) {
-  return resolve_version(c, dev, version, cpu::kLinearVersions, cuda::kLinearVersions);
+  return resolve_version(c, dev, version, kLinearVersions);
 }
 
 // x's features match w's inputs.
@@ -34,10 +35,6 @@ void require_in_features(const ArgCheck& c, const Tensor& x, const Tensor& w) {
 }
 
 }  // namespace
-
-KernelVersions linear_versions(const Device& device) {
-  return device.is_cuda() ? cuda::kLinearVersions : cpu::kLinearVersions;
-}
 
 Tensor linear_forward(const Tensor& x, const Tensor& w, const Tensor& b, int version) {
   ArgCheck c("linear");

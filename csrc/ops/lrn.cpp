@@ -7,9 +7,6 @@
 
 namespace pcn {
 
-// CUDA kernels: 1 = one thread per element, 2 = one thread walks a pixel's channels (lrn.cu).
-static constexpr int kLrnVersions = 2, kLrnBest = 2;
-
 static void check_params(const ArgCheck& c, const Tensor& x, const LrnParams& p) {
   c.require(p.size > 0 && p.size % 2 == 1, "size", "be a positive odd number (the window is "
             "centred on its channel)", p.size);
@@ -24,8 +21,8 @@ Tensor lrn_forward(const Tensor& x, const LrnParams& p, int version) {
   ArgCheck c("lrn");
   c.dtype(x, "x", DType::Float32).rank(x, "x", 4, "(N, C, H, W)");
   check_params(c, x, p);
-  const int v = resolve_version(c, version, kLrnVersions, kLrnBest);
   const Device dev = c.same_device({{"x", &x}});
+  const int v = resolve_version(c, dev, version, kLrnVersions);
   Tensor y = Tensor::empty(x.shape(), DType::Float32, dev);
   PCN_DISPATCH(dev, lrn_forward, x, y, p, v);
   return y;
@@ -37,8 +34,8 @@ Tensor lrn_backward(const Tensor& dy, const Tensor& x, const Tensor& y, const Lr
   c.dtype(dy, "dy", DType::Float32).dtype(x, "x", DType::Float32).dtype(y, "y", DType::Float32);
   c.rank(x, "x", 4, "(N, C, H, W)").shape(dy, "dy", x.shape()).shape(y, "y", x.shape());
   check_params(c, x, p);
-  const int v = resolve_version(c, version, kLrnVersions, kLrnBest);
   const Device dev = c.same_device({{"dy", &dy}, {"x", &x}, {"y", &y}});
+  const int v = resolve_version(c, dev, version, kLrnVersions);
   Tensor dx = Tensor::empty(x.shape(), DType::Float32, dev);
   PCN_DISPATCH(dev, lrn_backward, dy, x, dx, p, v);
   return dx;

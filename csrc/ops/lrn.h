@@ -8,28 +8,12 @@
 // add 4 bytes per element to a memory-bound op (and y / x cannot give s where x == 0, which is
 // half of a ReLU output).
 #pragma once
-#include "csrc/tensor.h"
+#include "csrc/kernels/lrn.h"
 
 namespace pcn {
-
-struct LrnParams {
-  int64_t size = 5;
-  double alpha = 1e-4, beta = 0.75, k = 2.0;
-  int64_t groups = 1;
-};
 
 Tensor lrn_forward(const Tensor& x, const LrnParams& p, int version);
 Tensor lrn_backward(const Tensor& dy, const Tensor& x, const Tensor& y, const LrnParams& p,
                     int version);
 
-// Kernels behind the dispatch: valid arguments (size odd, C % groups == 0), outputs
-// preallocated, version resolved to 1 or 2 (CUDA; the CPU has one implementation).
-namespace cpu {
-void lrn_forward(const Tensor& x, Tensor& y, const LrnParams& p, int version);
-void lrn_backward(const Tensor& dy, const Tensor& x, Tensor& dx, const LrnParams& p, int version);
-}  // namespace cpu
-namespace cuda {
-void lrn_forward(const Tensor& x, Tensor& y, const LrnParams& p, int version);
-void lrn_backward(const Tensor& dy, const Tensor& x, Tensor& dx, const LrnParams& p, int version);
-}  // namespace cuda
 }  // namespace pcn

@@ -1,39 +1,22 @@
-// Numbered kernel versions. Each op that has several kernels keeps all of them callable: the
-// user passes version 0 for the device's default (its best) or 1..count for a specific one, so
-// tests validate every version and benchmarks compare them.
+// The kernel-version registry. Each op declares its versions per device next to its kernels
+// (kXxxVersions in csrc/kernels/<op>.h); the dispatch resolves the version a caller asked for
+// with the one rule below, and op_versions() lists every op's for tests, benchmarks and Python
+// (pyconvnet.ops.versions).
 #pragma once
 #include <string>
 
 #include "csrc/check.h"
+#include "csrc/kernels/kernels.h"
 
 namespace pcn {
 
-struct KernelVersions {
-  int count;  // versions 1..count exist
-  int best;   // what version 0 stands for
-};
+// The kernel to run on `device`: `version` itself when the device has it, its default for 0.
+// Any other number, a CUDA-only version on the CPU included, is a ValueError listing the
+// device's versions.
+int resolve_version(const ArgCheck& c, const Device& device, int version, const OpVersions& v);
 
-// The version to run on `device`: `version` itself, or the default for 0. ValueError listing the
-// valid ones for anything else.
-inline int resolve_version(const ArgCheck& c, const Device& device, int version,
-                           KernelVersions cpu, KernelVersions cuda) {
-  const KernelVersions v = device.is_cuda() ? cuda : cpu;
-  if (version == 0) return v.best;
-  if (version < 1 || version > v.count) {
-    std::string valid = "0 (default, = " + std::to_string(v.best) + ")";
-    for (int i = 1; i <= v.count; ++i) valid += ", " + std::to_string(i);
-    c.require(false, "version", str("be one of ", valid, " on ", device.str()).c_str(), version);
-  }
-  return version;
-}
-
-// For ops whose CPU side has one implementation and accepts every CUDA version number (so code
-// written for one device runs unchanged on the other): the kernel number to run, or ValueError.
-inline int resolve_version(const ArgCheck& c, int version, int count, int best) {
-  std::string rule = str("be 0 (the default, version ", best, ") or one of 1");
-  for (int v = 2; v <= count; ++v) rule += str(", ", v);
-  c.require(version >= 0 && version <= count, "version", rule.c_str(), version);
-  return version == 0 ? best : version;
-}
+// The versions of `op` (conv2d, linear, relu, lrn, max_pool2d, dropout, softmax, cross_entropy,
+// sgd_update, augment) on `device`; ValueError listing the ops for any other name.
+KernelVersions op_versions(const std::string& op, const Device& device);
 
 }  // namespace pcn

@@ -1,0 +1,20 @@
+// Fully-connected layer kernels (the maths: csrc/ops/linear.h).
+#pragma once
+#include "csrc/tensor.h"
+#include "kernels.h"
+
+namespace pcn {
+
+// CPU 1: the blocked SGEMM. CUDA 1: one output per thread; 2 (default): tiled (cuda/gemm.cuh);
+// 3: 128x128 tiles, 8x8 outputs per thread (cuda/gemm_v3.cuh).
+inline constexpr OpVersions kLinearVersions{{1, 1}, {3, 2}};
+
+// b may be undefined; outputs are not zeroed; every tensor has fewer than 2^31 elements.
+PCN_KERNELS(
+void linear_forward(const Tensor& x, const Tensor& w, const Tensor& b, Tensor& y, int version);
+void linear_backward_data(const Tensor& dy, const Tensor& w, Tensor& dx, int version);
+void linear_backward_weight(const Tensor& dy, const Tensor& x, Tensor& dw, Tensor& db,
+                            int version);
+)
+
+}  // namespace pcn

@@ -1,0 +1,16 @@
+// Python bindings of the simulator build: pyconvnet.cuda.is_simulated() is True, and the
+// self-tests (selftest.h) and the schedule in use are reachable for tests/test_simulator.py.
+#include "bindings/bindings.h"
+#include "selftest.h"
+#include "sim.h"
+
+namespace pcn::bindings {
+
+void bind_simulator(py::module_& m) {
+  m.def("cuda_is_simulated", [] { return true; });
+  m.def("_sim_schedule", &pcn_sim::schedule_name);
+  m.def("_sim_selftest", &pcn_sim::selftest, py::arg("name"),
+        py::call_guard<py::gil_scoped_release>());
+}
+
+}  // namespace pcn::bindings

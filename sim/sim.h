@@ -1,0 +1,32 @@
+// Internal interface between the simulator's runtime (runtime.cpp: devices, memory, streams,
+// events, errors) and its execution engine (engine.cpp: blocks on worker threads, CUDA threads
+// as fibers, the checks).
+#pragma once
+#include <cuda_runtime.h>
+
+#include <cstdint>
+#include <functional>
+#include <string>
+
+namespace pcn_sim {
+
+struct Kernel {
+  std::string name;
+  dim3 grid, block;
+  size_t smem = 0;
+  std::function<void()> body;
+};
+
+// Runs every block of `k` on the worker pool and returns when all have finished. On a failed
+// check returns its error code and sets *message (kernel, block, thread and what went wrong).
+cudaError_t run_kernel(const Kernel& k, std::string* message);
+
+// What the runtime knows about an address, for memcheck's messages: "inside a 512-byte
+// allocation at 0x... on cuda:0", "32 bytes past the end of ...", "in freed memory ...".
+std::string describe_address(uintptr_t address);
+
+// The block-thread order between scheduling points, from PYCONVNET_SIM_SCHEDULE
+// (forward | reverse | random[:seed]); "forward" when unset.
+std::string schedule_name();
+
+}  // namespace pcn_sim

@@ -1,0 +1,111 @@
+"""The CUDA simulator build (PYCONVNET_CUDA=sim): its checks catch planted bugs, naming the
+kernel, block and thread; warp operations match their definitions; launches that break an H200
+limit fail through PCN_LAUNCH. A kernel error is sticky for the process, as on a GPU, so each
+planted bug runs in a fresh interpreter."""
+import os
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+
+import pyconvnet
+from pyconvnet import _C
+
+pytestmark = pytest.mark.skipif(not pyconvnet.cuda.is_simulated(),
+                                reason="needs the CUDA simulator build (PYCONVNET_CUDA=sim pip install .)")
+
+
+def _run(name, schedule="forward"):
+    """Runs self-test `name` in a fresh interpreter; returns (exit code, stdout + stderr)."""
+    code = f"from pyconvnet import _C; print(_C._sim_selftest({name!r}))"
+    env = dict(os.environ, PYCONVNET_SIM_SCHEDULE=schedule)
+    p = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env, timeout=120)
+    return p.returncode, p.stdout + p.stderr
+
+
+@pytest.mark.parametrize("name, kernel, block, thread, what", [
+    ("barrier_exit", "bug_barrier_exit", "(0,0,0)", "(0,0,0)", r"synccheck: __syncthreads at .*selftest.cu:\d+ is not reached by thread \(5,0,0\), which exited"),
+    ("barrier_divergent", "bug_barrier_divergent", "(0,0,0)", "(0,0,0)", r"synccheck: divergent barriers: __syncthreads at .*selftest.cu:\d+ while thread \(1,0,0\) waits at __syncthreads at .*selftest.cu:\d+"),
+    ("warp_exited", "bug_warp_exited", "(0,0,0)", "(0,0,0)", r"synccheck: __shfl_xor_sync at .*selftest.cu:\d+ with mask 0xffffffff names lane 3 \(thread \(3,0,0\)\), which has exited"),
+    ("warp_divergent", "bug_warp_divergent", "(0,0,0)", "(0,0,0)", r"synccheck: __shfl_down_sync at .*selftest.cu:\d+ with mask 0xffffffff never completes: lane 16 \(thread \(16,0,0\)\) waits at __shfl_up_sync"),
+    ("out_of_bounds", "bug_out_of_bounds", "(0,0,0)", "(256,0,0)", r"memcheck: invalid write at 0x[0-9a-f]+: 0 bytes past the end of the 1024-byte allocation at 0x[0-9a-f]+ on cuda:0"),
+    ("use_after_free", "copy_kernel", "(0,0,0)", "(0,0,0)", r"memcheck: invalid read at 0x[0-9a-f]+: inside the freed 256-byte allocation"),
+])
+def test_check_catches_planted_bug(name, kernel, block, thread, what):
+    import re
+    rc, out = _run(name)
+    assert rc != 0, f"{name}: the planted bug was not caught:\n{out}"
+    assert "CudaError" in out, out
+    assert re.search(what, out), f"{name}: expected /{what}/ in:\n{out}"
+    assert f"kernel {kernel} block {block} thread {thread}" in out, out
+
+
+def test_initcheck_fresh_memory_reads_as_nan():
+    out = np.array(_C._sim_selftest("uninitialized"))
+    assert np.isnan(out).all()
+
+
+def test_fresh_tensors_are_nan_until_written():
+    pyconvnet.cuda.empty_cache()  # the next block comes from cudaMalloc, not from the cache
+    fresh = pyconvnet.empty((1000,), device="cuda").numpy()
+    assert np.isnan(fresh).all()
+
+
+def test_racecheck_a_missing_barrier_changes_results_with_the_schedule():
+    # Without the barrier each thread may read its neighbour's slot before it is written: the
+    # forward and reverse orders give different results; with it both give the written values.
+    results = {}
+    for schedule in ("forward", "reverse", "random:7"):
+        for name in ("race", "race_fixed"):
+            rc, out = _run(name, schedule)
+            assert rc == 0, out
+            results[name, schedule] = out.strip().splitlines()[-1]
+    assert results["race", "forward"] != results["race", "reverse"]
+    expected = str([float((t + 1) % 64) for t in range(64)])
+    for schedule in ("forward", "reverse", "random:7"):
+        assert results["race_fixed", schedule] == expected
+
+
+def test_random_schedule_is_reproducible():
+    a = _run("race", "random:3")
+    assert a == _run("race", "random:3")
+    assert a[0] == 0
+
+
+def test_warp_operations_match_their_definitions():
+    out = np.array(_C._sim_selftest("warp_ops")).reshape(8, 32)
+    lane = np.arange(32)
+    assert np.array_equal(out[0], np.full(32, 7))                                # __shfl_sync from lane 7
+    assert np.array_equal(out[1], np.where(lane >= 2, lane - 2, lane))           # __shfl_up_sync by 2
+    assert np.array_equal(out[2], np.where(lane % 16 + 3 < 16, lane + 3, lane))  # __shfl_down_sync by 3, width 16
+    assert np.array_equal(out[3], lane ^ 5)                                      # __shfl_xor_sync 5
+    assert np.all(out[4] == sum(1 << i for i in range(16) if i % 3 == 0))        # __ballot_sync (low 16 bits)
+    assert np.all(out[5] == 1) and np.all(out[6] == 0)                           # __any_sync, __all_sync
+    assert np.all(out[7] == 8)                                                   # __syncthreads_count
+
+
+@pytest.mark.parametrize("name, code, what", [
+    ("block_too_large", "cudaErrorInvalidConfiguration", r"block \(1025,1,1\) \(1025 threads\): the limits are 1024 threads"),
+    ("grid_too_large", "cudaErrorInvalidConfiguration", r"grid \(1,65536,1\): the limits are x <= 2\^31-1, y and z <= 65535"),
+    ("shared_too_large", "cudaErrorInvalidValue", r"49156 bytes of dynamic shared memory; the limit is 49152"),
+])
+def test_launches_beyond_h200_limits_fail_through_pcn_launch(name, code, what):
+    with pytest.raises(pyconvnet.CudaError, match=f"launch of .* failed at .*selftest.cu:\\d+: {code} .*{what}"):
+        _C._sim_selftest(name)
+
+
+def test_opt_in_shared_memory_allows_227_kib():
+    assert _C._sim_selftest("shared_opt_in") == [2.0] * 64
+
+
+def test_devices_report_h200_limits_and_are_named_simulated():
+    assert pyconvnet.cuda.is_available()
+    assert pyconvnet.cuda.device_count() == int(os.environ.get("PYCONVNET_SIM_DEVICES", "2"))
+    for i in range(pyconvnet.cuda.device_count()):
+        assert pyconvnet.cuda.device_name(i) == f"pyconvnet simulated GPU {i} (H200 limits)"
+
+
+def test_unknown_selftest_names_the_known_ones():
+    with pytest.raises(ValueError, match="_sim_selftest: unknown test 'nope'; known: .*barrier_exit"):
+        _C._sim_selftest("nope")
