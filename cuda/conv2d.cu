@@ -324,8 +324,9 @@ void conv2d_backward_filter(const Conv2dParams& p, const Tensor& dy, const Tenso
                dy.data<float>(), x.data<float>(), dw.data<float>());
   } else {
     const int groups = static_cast<int>(p.groups);
-    const long long tiles = version == 3 ? conv2d_backward_filter3_tiles(s, groups)
-                                         : p.groups * ceil_div(s.Kg, kTileM) * ceil_div(s.CRS, kTileN);
+    const long long tiles = version == 3
+                                ? conv2d_backward_filter3_tiles(s, groups)
+                                : p.groups * ceil_div(s.Kg, kTileM) * ceil_div(s.CRS, kTileN);
     const int kdim = s.N * s.PQ;
     const SplitPlan plan = filter_split_plan(tiles, kdim, dw.numel());
     auto gemm = [&](const FilterOut& out, int splits) {

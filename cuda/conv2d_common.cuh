@@ -2,11 +2,10 @@
 // store each pass's GEMM result into its NCHW / KCRS tensor, and the filter gradient's split-K
 // plan. Included by conv2d.cu and conv2d_v3.cu.
 #pragma once
-#include <cuda_runtime.h>
-
 #include <algorithm>
 
-#include "csrc/kernels/conv2d.h"
+#include "csrc/kernels/conv2d.h"  // before cuda_runtime.h: the simulator's macros follow it
+#include <cuda_runtime.h>
 
 namespace pcn::cuda {
 

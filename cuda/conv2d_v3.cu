@@ -194,7 +194,7 @@ void conv2d_forward3(const ConvShape& s, int groups, const float* x, const float
   launch_gemm3<Pass3::kFprop>(Rows3<false>{w, nullptr, static_cast<long long>(s.Kg) * s.CRS,
                                            s.CRS},
                               FpropPixels3{x, t, s}, FwdOut{y, b, s}, groups, M, N, s.CRS, 1,
-                              s.CRS, gemm3_small_tile(groups, M, N), st);
+                              s.CRS, st);
 }
 
 void conv2d_backward_data3(const ConvShape& s, int groups, const float* dy, const float* w,
@@ -204,20 +204,19 @@ void conv2d_backward_data3(const ConvShape& s, int groups, const float* dy, cons
   const Tensor taps = make_taps(s, unit ? Taps::kDgrad : Taps::kDgradStrided, K, device, st);
   const int4* t = reinterpret_cast<const int4*>(taps.data<int32_t>());
   const Rows3<true> a{w, t, static_cast<long long>(s.Kg) * s.CRS, s.RS};
-  const bool small = gemm3_small_tile(groups, M, N);
   if (unit) {
     launch_gemm3<Pass3::kDgrad>(a, DgradPixels3{dy, t, s}, DataOut{dx, s}, groups, M, N, K, 1, K,
-                                small, st);
+                                st);
   } else {
     launch_gemm3<Pass3::kDgrad>(a, DgradPixelsStrided3{dy, t, s}, DataOut{dx, s}, groups, M, N,
-                                K, 1, K, small, st);
+                                K, 1, K, st);
   }
 }
 
 long long conv2d_backward_filter3_tiles(const ConvShape& s, int groups) {
-  const bool small = s.Kg <= 96;
-  return static_cast<long long>(groups) * ceil_div(s.Kg, small ? Tile3Small::kM : Tile3Large::kM) *
-         ceil_div(s.CRS, Tile3Large::kN);
+  const bool small = gemm3_small_tile(s.Kg);
+  return static_cast<long long>(groups) *
+         ceil_div(s.Kg, small ? Tile3Small::kM : Tile3Large::kM) * ceil_div(s.CRS, Tile3Large::kN);
 }
 
 void conv2d_backward_filter3(const ConvShape& s, int groups, const float* dy, const float* x,
@@ -228,7 +227,7 @@ void conv2d_backward_filter3(const ConvShape& s, int groups, const float* dy, co
   const int4* t = reinterpret_cast<const int4*>(taps.data<int32_t>());
   launch_gemm3<Pass3::kWgrad>(Rows3<true>{dy, t, static_cast<long long>(s.Kg) * s.PQ, s.PQ},
                               WgradPixels3{x, t, s}, out, groups, s.Kg, s.CRS, K, splits, chunk,
-                              s.Kg <= 96, st);
+                              st);
 }
 
 }  // namespace pcn::cuda

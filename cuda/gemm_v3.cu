@@ -9,7 +9,7 @@ template <Pass3 P, bool TransA, bool TransB>
 void sgemm3_dense(int M, int N, int K, const float* A, int lda, const float* B, int ldb, float* C,
                   int ldc, const float* bias, cudaStream_t stream) {
   launch_gemm3<P>(DenseA3<TransA>{A, lda}, DenseB3<TransB>{B, ldb}, DenseOut{C, ldc, bias}, 1, M,
-                  N, K, 1, K, gemm3_small_tile(1, M, N), stream);
+                  N, K, 1, K, stream);
 }
 }  // namespace
 

@@ -4,8 +4,8 @@
 // Like version 2 (gemm.cuh) it computes C = op(A) op(B) through loaders, which return element
 // (line, k) of an operand wherever it lives, and an epilogue, which stores C; what changes is
 // the inside of the block:
-//   - 128 x 128 block tiles (256 threads), or 64 x 128 (128 threads) for small M (48, 96) and
-//     small grids, in steps of 8 along K; each warp owns a 64 x 32 tile of C and each thread an
+//   - 128 x 128 block tiles (256 threads), or 64 x 128 (128 threads) for M <= 96, in steps
+//     of 8 along K; each warp owns a 64 x 32 tile of C and each thread an
 //     8 x 8 register tile, as four 4 x 4 blocks of it;
 //   - shared tiles stored k-major (As[k][m], Bs[k][n]) and read as float4: per k, a thread
 //     reads 2 float4 of A and 2 of B for 64 FFMA;
@@ -20,9 +20,9 @@
 // Determinism: every C element is summed by one thread over k in increasing order, whatever
 // the tile shape, so the tile choice changes no bit of the result.
 #pragma once
-#include <cuda_runtime.h>
-
 #include <type_traits>
+
+#include <cuda_runtime.h>
 
 #include "launch.cuh"
 
@@ -85,10 +85,14 @@ template <class Tile, class ALoader, class BLoader, class Epilogue>
 __device__ __forceinline__ void gemm3_body(const ALoader& a, const BLoader& b,
                                            const Epilogue& out, int M, int N, int K, int k_chunk,
                                            int tiles_m, int tiles_n) {
-  constexpr int kK = Tile::kK, kLdA = Tile::kLdA, kLdB = Tile::kLdB;
-  constexpr int kPerA = Tile::kPerA, kPerB = Tile::kPerB;
-  __shared__ __align__(16) float As[2][kK][kLdA];
-  __shared__ __align__(16) float Bs[2][kK][kLdB];
+  constexpr int kK = Tile::kK, kPerA = Tile::kPerA, kPerB = Tile::kPerB;
+  struct alignas(16) Stages {  // [stage][k][line]; float4-aligned rows
+    float a[2][kK][Tile::kLdA];
+    float b[2][kK][Tile::kLdB];
+  };
+  __shared__ Stages smem;
+  auto& As = smem.a;
+  auto& Bs = smem.b;
 
   const int t = threadIdx.x, lane = t % 32, warp = t / 32;
   int tile = blockIdx.x;
@@ -207,14 +211,11 @@ PCN_GEMM3_KERNEL(gemm3_wgrad_kernel)
 
 enum class Pass3 { kFprop, kDgrad, kWgrad };
 
-// The tile for an M x N problem: the 64-row tile where M is at most 96 (48 wastes 62% of a
-// 128-row tile; 96 gets twice the blocks for the same waste) or the 128 x 128 tiles would not
-// fill two waves of a 132-SM GPU. A function of the shape alone.
-inline bool gemm3_small_tile(int groups, int M, int N) {
-  const long long large = static_cast<long long>(groups) * ceil_div(M, Tile3Large::kM) *
-                          ceil_div(N, Tile3Large::kN);
-  return M <= 96 || large < 2 * 132;
-}
+// The tile for M rows of C: 64 x 128 for M <= 96 (M = 48 would waste 62% of a 128-row tile;
+// M = 96 gets twice the blocks for the same waste), else 128 x 128. A function of the shape
+// alone; grids too small for the GPU (the linear layers at small batch) need split-K, not a
+// smaller tile.
+inline bool gemm3_small_tile(int M) { return M <= 96; }
 
 // Launches the Pass's kernel on `Tile` over groups x M x N, K in `splits` chunks of k_chunk
 // (a multiple of 8; splits * k_chunk >= K).
@@ -236,11 +237,11 @@ void launch_gemm3_tile(const ALoader& a, const BLoader& b, const Epilogue& out, 
   }
 }
 
-// The same, with the tile gemm3_small_tile chooses (`small` when the caller has chosen).
+// The same, on the tile gemm3_small_tile chooses for M.
 template <Pass3 P, class ALoader, class BLoader, class Epilogue>
 void launch_gemm3(const ALoader& a, const BLoader& b, const Epilogue& out, int groups, int M,
-                  int N, int K, int splits, int k_chunk, bool small, cudaStream_t stream) {
-  if (small) {
+                  int N, int K, int splits, int k_chunk, cudaStream_t stream) {
+  if (gemm3_small_tile(M)) {
     launch_gemm3_tile<P, Tile3Small>(a, b, out, groups, M, N, K, splits, k_chunk, stream);
   } else {
     launch_gemm3_tile<P, Tile3Large>(a, b, out, groups, M, N, K, splits, k_chunk, stream);
