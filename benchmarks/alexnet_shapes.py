@@ -2,7 +2,7 @@
 kernel must move at least (each input read once, each output written once, float32 = 4 bytes).
 
 One source for bench_kernels.py (which times the passes) and roofline.py (which prints the floor
-time of each at a device's peak). The shapes follow ../shared/alexnet.md: 224x224 input, conv1
+time of each at a device's peak). The shapes follow docs/alexnet.md: 224x224 input, conv1
 11x11/4 padding 2, the two columns as groups=2 in conv2, conv4, conv5 and in both LRNs.
 
 FLOPs: 2 per multiply-add of the convolutions and matrix products, the figure the paper's cost

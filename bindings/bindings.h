@@ -17,7 +17,9 @@ using ReleaseGil = py::call_guard<py::gil_scoped_release>;
 
 // An optional tensor argument or result: None in Python, an undefined Tensor in C++.
 using OptTensor = std::optional<Tensor>;
-inline OptTensor none_if_undefined(const Tensor& t) { return t.defined() ? OptTensor(t) : std::nullopt; }
+inline OptTensor none_if_undefined(const Tensor& t) {
+  return t.defined() ? OptTensor(t) : std::nullopt;
+}
 
 void bind_tensor(py::module_& m);    // tensor.cpp: Tensor, creation, cuda info, memory
 void bind_staging(py::module_& m);   // staging.cpp: the loader's staging slots

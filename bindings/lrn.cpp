@@ -4,7 +4,7 @@
 namespace pcn::bindings {
 
 void bind_lrn(py::module_& m) {
-  py::class_<LrnParams>(m, "LrnParams", "The hyper-parameters of lrn (csrc/kernels/lrn.h).")
+  py::class_<LrnParams>(m, "LrnParams", "The hyper-parameters of lrn.")
       .def(py::init([](int64_t size, double alpha, double beta, double k, int64_t groups) {
              return LrnParams{size, alpha, beta, k, groups};
            }),

@@ -4,7 +4,7 @@
 namespace pcn::bindings {
 
 void bind_sgd_update(py::module_& m) {
-  py::class_<SgdParams>(m, "SgdParams", "The hyper-parameters of sgd_update (csrc/kernels/sgd_update.h).")
+  py::class_<SgdParams>(m, "SgdParams", "The hyper-parameters of sgd_update.")
       .def(py::init([](double lr, double momentum, double weight_decay) {
              return SgdParams{lr, momentum, weight_decay};
            }),

@@ -11,6 +11,7 @@ void bind_versions(py::module_& m) {
         },
         py::arg("op"), py::arg("device"),
         "(count, default) of op's kernel versions on device: versions 1..count, 0 = default.");
+  m.def("versioned_ops", &versioned_ops, "The ops whose kernel versions kernel_versions knows.");
 }
 
 }  // namespace pcn::bindings

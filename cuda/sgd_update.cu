@@ -1,4 +1,4 @@
-// SGD with momentum and weight decay, in place; csrc/ops/sgd_update.h has the rule. w, dw, v: n float32,
+// SGD with momentum and weight decay, in place (the rule: csrc/ops/sgd_update.h). w, dw, v: n float32,
 // three distinct buffers (checked by the host entry point).
 //   version 1: one element per thread, grid-stride: reads w, dw, v once, writes w, v once.
 #include "csrc/kernels/sgd_update.h"

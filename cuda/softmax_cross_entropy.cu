@@ -1,4 +1,5 @@
-// Softmax over rows, and cross-entropy fused with its gradient; csrc/ops/softmax_cross_entropy.h has the maths.
+// Softmax over rows, and cross-entropy fused with its gradient (the maths:
+// csrc/ops/softmax_cross_entropy.h).
 // x, logits, probs, dlogits: (N, C) float32 row-major; labels: N int32.
 //   version 1: one block of 256 threads per row (grid-stride over rows), any C: block reductions
 //              for the row's max and sums, three passes over the row (the later two hit cache).

@@ -28,10 +28,8 @@ from typing import NamedTuple
 
 import numpy as np
 
-from . import _C, ops
-
-STREAM_AUGMENT = 2  # pcn::kStreamAugment (csrc/philox.h)
-STREAM_SHUFFLE = 3  # pcn::kStreamShuffle
+from . import keys, ops
+from .keys import STREAM_AUGMENT, STREAM_SHUFFLE
 WORDS_PER_IMAGE = 8
 LIGHTING_STD = 0.1  # the paper's standard deviation of the alphas
 PIXEL_SCALE = 255.0  # see the module docstring
@@ -48,13 +46,13 @@ class Params(NamedTuple):
 def augment_words(seed: int, epoch: int, indices) -> np.ndarray:
     """uint32 (n, 8): the Philox words of each image index presented in `epoch`."""
     indices = np.asarray(indices, dtype=np.int64)
-    if not 0 <= epoch < 2 ** 29:
+    if not 0 <= epoch < keys.MAX_EPOCH:
         raise ValueError(f"augment_words: epoch must be in [0, 2^29); got {epoch}")
-    if indices.size and (indices.min() < 0 or indices.max() >= 2 ** 32):
+    if indices.size and (indices.min() < 0 or indices.max() >= keys.MAX_ITEM):
         raise ValueError("augment_words: image indices must be in [0, 2^32)")
     out = np.empty((len(indices), WORDS_PER_IMAGE), np.uint32)
     for row, k in enumerate(indices.tolist()):
-        out[row] = _C.philox_words(seed, STREAM_AUGMENT, WORDS_PER_IMAGE * ((epoch << 32) + k), WORDS_PER_IMAGE)
+        out[row] = keys.draws(seed, STREAM_AUGMENT, epoch, k, WORDS_PER_IMAGE, WORDS_PER_IMAGE)
     return out
 
 
@@ -124,7 +122,7 @@ def shuffle(seed: int, epoch: int, n: int) -> np.ndarray:
     """The order of `n` images in `epoch`: a permutation sorted by 64-bit Philox keys
     philox_word(seed, kStreamShuffle, 2 * (e * 2^32 + k) + {0, 1}) (ties, practically
     impossible, keep index order)."""
-    if not 0 <= epoch < 2 ** 29 or not 0 <= n < 2 ** 32:
+    if not 0 <= epoch < keys.MAX_EPOCH or not 0 <= n < keys.MAX_ITEM:
         raise ValueError(f"shuffle: epoch must be in [0, 2^29) and n in [0, 2^32); got {epoch}, {n}")
-    w = _C.philox_words(seed, STREAM_SHUFFLE, 2 * (epoch << 32), 2 * n).astype(np.uint64)
+    w = keys.draws(seed, STREAM_SHUFFLE, epoch, 0, 2, 2 * n).astype(np.uint64)
     return np.argsort((w[0::2] << np.uint64(32)) | w[1::2], kind="stable")

@@ -7,6 +7,7 @@ import argparse
 import sys
 import time
 
+from . import checkpoint
 from ._C import OutOfMemoryError
 from .console import HelpFormatter, UserError, resolve_device, run_command
 
@@ -14,7 +15,7 @@ from .console import HelpFormatter, UserError, resolve_device, run_command
 def parser():
     p = argparse.ArgumentParser(prog="python -m pyconvnet.evaluate", description=__doc__.split("\n\n")[0],
                                 formatter_class=HelpFormatter)
-    p.add_argument("checkpoint", metavar="CKPT", help="a checkpoint.npz written by pyconvnet.train")
+    p.add_argument("checkpoint", metavar="CKPT", help="a checkpoint.npz written by pyconvnet.train, or its run directory")
     p.add_argument("--data", metavar="DIR", help="prepared dataset or image tree (default: the one the run trained on)")
     p.add_argument("--split", default="val", choices=["val", "train"], help="which split to evaluate")
     p.add_argument("--device", default="auto", help="auto, cpu, cuda or cuda:N")
@@ -24,13 +25,15 @@ def parser():
 
 def run(argv=None, out=sys.stdout) -> dict:
     from .data import TrainingData, prepared_path
-    from .trainer import evaluate, load_model
+    from .inference import load_model
+    from .metrics import evaluate
 
     args = parser().parse_args(argv)
     if args.batch_size < 1:
         raise UserError(f"--batch-size must be >= 1; got {args.batch_size}")
     device = resolve_device(args.device)
-    model, meta = load_model(args.checkpoint, device)
+    model, meta, path = load_model(args.checkpoint, device)
+    checkpoint.check_training_meta(path, meta)
     cfg = meta["train_config"]
     root = prepared_path(args.data, cfg["image_size"], out) if args.data else cfg["data_root"]
     data = TrainingData(root, cfg["crop_size"], cfg["seed"], device)

@@ -59,8 +59,10 @@ def atomic_write(path, write) -> pathlib.Path:
             f.flush()
             os.fsync(f.fileno())
         os.replace(tmp, path)
-    except BaseException:
+    except BaseException as e:
         tmp.unlink(missing_ok=True)
+        if isinstance(e, OSError) and e.filename is None:
+            e.filename = str(path)  # a full disk: say which file could not be written
         raise
     fsync_directory(path.parent)
     return path

@@ -2,13 +2,14 @@
 
 On one device the two columns are grouped convolutions (groups=2 in conv2, conv4, conv5) and
 grouped LRNs (each column normalises over its own channels); conv3 and fc6-8 see both columns.
-See ../shared/alexnet.md for the specification this follows.
+docs/alexnet.md states the network, the recipe and the decisions this follows.
 """
 from __future__ import annotations
 
 import numpy as np
 
 from . import ops
+from .keys import dropout_key
 from .layers import Conv2d, Dropout, Flatten, Layer, Linear, LRN, MaxPool2d, ReLU
 from .tensor import tensor
 
@@ -53,11 +54,12 @@ class Sequential:
                 break
         return dy
 
-    def set_dropout_seed(self, seed: int) -> None:
-        """Give every dropout layer its own mask stream for this step."""
+    def set_dropout_seed(self, seed: int, step: int = 0) -> None:
+        """Give every dropout layer its own mask stream for step `step` of a run seeded `seed`
+        (keys.dropout_key)."""
         for i, layer in enumerate(self.layers):
             if isinstance(layer, Dropout):
-                layer.seed = (int(seed) * 1000003 + i) % 2**64
+                layer.seed = dropout_key(seed, step, i)
 
     def to(self, device: str) -> "Sequential":
         for layer in self.layers:
@@ -110,7 +112,7 @@ def alexnet(num_classes: int = 1000, input_size: int = 224, width: float = 1.0, 
     arithmetic allows (at least 63 with the paper's strides). width: multiplies every layer's
     channel count (1.0 = the paper's 96-256-384-384-256 / 4096-4096); smaller widths give a
     scaled-down network of the same structure. init: "paper" — weights N(0, 0.01), biases 1 in
-    conv2, conv4, conv5, fc6, fc7 and 0 elsewhere (../shared/alexnet.md); "caffe" — the same
+    conv2, conv4, conv5, fc6, fc7 and 0 elsewhere (docs/alexnet.md); "caffe" — the same
     but biases 0.1 (Caffe found bias 1 gave a flat loss early on); "he" — weights
     N(0, sqrt(2 / fan_in)) (divided by PIXEL_STD in conv1, whose input is raw 0..255 pixels
     minus the mean) and zero biases, which makes small, quickly trained networks start

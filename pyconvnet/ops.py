@@ -14,8 +14,7 @@ from . import _C
 from ._C import Tensor
 from .tensor import as_tensor
 
-OPS = ("conv2d", "linear", "relu", "lrn", "max_pool2d", "dropout", "softmax", "cross_entropy",
-       "sgd_update", "augment")
+OPS = tuple(_C.versioned_ops())  # the ops of the kernel-version registry (versions())
 
 # ---------------------------------------------------------------------------------------------
 # Argument converters: Python values -> the C++ types the engine receives. They check only the

@@ -26,17 +26,14 @@ from __future__ import annotations
 
 import argparse
 import collections
-import concurrent.futures
 import json
 import math
-import multiprocessing
 import os
 import platform
 import shutil
 import signal
 import struct
 import sys
-import threading
 import time
 import warnings
 from concurrent.futures.process import BrokenProcessPool
@@ -45,6 +42,8 @@ import numpy as np
 from PIL import Image, ImageOps, UnidentifiedImageError
 
 from . import _C, __version__
+from .keys import STREAM_SPLIT
+from .workers import pool as worker_pool
 from .console import Progress, format_duration, run_command
 from .dataset import (CLASSES, FORMAT, FORMAT_VERSION, MANIFEST, MEAN, PCA, SPLITS, images_file,
                       labels_file, output_files, read_json)
@@ -54,7 +53,6 @@ from .files import DirectoryLock, atomic_json, atomic_npy, atomic_write, fsync_d
 
 RESAMPLE = {"nearest": Image.NEAREST, "box": Image.BOX, "bilinear": Image.BILINEAR,
             "hamming": Image.HAMMING, "bicubic": Image.BICUBIC, "lanczos": Image.LANCZOS}
-STREAM_SPLIT = 4  # pcn::kStreamSplit (csrc/philox.h): the seeded train/val split
 WORK = ".work"
 HEADER_BYTES = 128  # fixed .npy header size, so the final shape can be written in place
 
@@ -290,16 +288,18 @@ class _Partial:
                 f.truncate(need)
 
     def append(self, count, images, labels):
-        with open(self.images, "r+b") as f:
-            f.seek(HEADER_BYTES + count * self.image_bytes)
-            f.write(np.ascontiguousarray(images, dtype=np.uint8).reshape(-1).data)
-            f.flush()
-            os.fsync(f.fileno())
-        with open(self.labels, "r+b") as f:
-            f.seek(count * 4)
-            f.write(np.ascontiguousarray(labels, dtype="<i4").tobytes())
-            f.flush()
-            os.fsync(f.fileno())
+        for path, offset, data in ((self.images, HEADER_BYTES + count * self.image_bytes,
+                                    np.ascontiguousarray(images, dtype=np.uint8).reshape(-1).data),
+                                   (self.labels, count * 4, np.ascontiguousarray(labels, dtype="<i4").tobytes())):
+            try:
+                with open(path, "r+b") as f:
+                    f.seek(offset)
+                    f.write(data)
+                    f.flush()
+                    os.fsync(f.fileno())
+            except OSError as e:  # a full disk: say which file could not be written
+                e.filename = e.filename or path
+                raise
 
     def read_labels(self, count):
         return np.fromfile(self.labels, dtype="<i4", count=count).astype(np.int32)
@@ -428,45 +428,6 @@ class Reporter:
                            f"ETA {format_duration(eta)}, {skipped} skipped", done, self.total, final)
 
 
-def _pool(workers):
-    # forkserver: workers start from a clean process (no inherited threads, CUDA state or locks).
-    methods = multiprocessing.get_all_start_methods()
-    ctx = multiprocessing.get_context("forkserver" if "forkserver" in methods else "spawn")
-    return concurrent.futures.ProcessPoolExecutor(max_workers=workers, mp_context=ctx,
-                                                  initializer=_die_with_parent, initargs=(os.getpid(),))
-
-
-def _die_with_parent(owner):
-    """Worker initialiser: the worker ends when `owner` (the process that made the pool) dies,
-    however it dies (kill -9 included), instead of decoding on for nobody. The worker's parent
-    (the fork server, or `owner` itself) exits with `owner`; on Linux the kernel then sends the
-    worker SIGKILL (PR_SET_PDEATHSIG), elsewhere a watcher thread notices the new parent."""
-    parent = os.getppid()
-    try:
-        import ctypes
-        ctypes.CDLL(None, use_errno=True).prctl(1, signal.SIGKILL)  # PR_SET_PDEATHSIG
-    except (OSError, AttributeError):
-        pass
-    if os.getppid() != parent or not _alive(owner):  # died before the prctl took effect
-        os.kill(os.getpid(), signal.SIGKILL)
-
-    def watch():
-        while os.getppid() == parent and _alive(owner):
-            time.sleep(0.5)
-        os.kill(os.getpid(), signal.SIGKILL)
-    threading.Thread(target=watch, name="pyconvnet-parent-watch", daemon=True).start()
-
-
-def _alive(pid):
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        pass
-    return True
-
-
 def _decode_all(plan, work, progress, workers, report):
     """Decodes every shard not yet appended and appends them in order, committing after each."""
     s = plan["settings"]
@@ -487,7 +448,7 @@ def _decode_all(plan, work, progress, workers, report):
         return (work, k, plan["source"], split, plan["splits"][split][a:b], size, s["resample"])
 
     todo = [k for k in range(progress.next_shard, len(shards)) if not os.path.exists(_shard_path(work, k))]
-    pool = _pool(workers) if workers > 0 and todo else None
+    pool = worker_pool(workers) if workers > 0 and todo else None
     futures, window = {}, 2 * workers + 2
     queue = collections.deque(todo)
     try:

@@ -8,7 +8,7 @@ backward functions against finite differences of these forward functions.
 Conventions (the same as the engine's):
 - images are NCHW; convolution weights (K, C/groups, R, S); linear weights (out, in);
 - convolution is cross-correlation, output size floor((H + 2p - R) / s) + 1;
-- LRN uses the alpha/size convention and normalises within channel groups (../shared/alexnet.md);
+- LRN uses the alpha/size convention and normalises within channel groups (docs/alexnet.md);
 - max-pool sends the gradient to the first maximum of each window in row-major scan order;
 - dropout is inverted: kept units are scaled by 1 / (1 - p);
 - SGD: v <- momentum*v - weight_decay*lr*w - lr*dw; w <- w + v.

@@ -36,7 +36,10 @@ from PIL import Image
 
 from . import prepare as _prepare
 from .dataset import PreparedDataset
+from .console import run_command
+from .errors import UserError
 from .files import DirectoryLock, remove_temporaries, temporary_path
+from .workers import pool
 
 CLASSES = ("checker", "cross", "disc", "frame", "hstripes", "ring", "square", "star",
            "triangle", "vstripes")
@@ -171,8 +174,8 @@ def generate(root, seed=0, train_per_class=500, val_per_class=100, workers=None)
         for job in jobs:
             _write_class(*job)
         return
-    with _prepare._pool(workers) as pool:
-        for f in [pool.submit(_write_class, *job) for job in jobs]:
+    with pool(workers) as executor:
+        for f in [executor.submit(_write_class, *job) for job in jobs]:
             f.result()
 
 
@@ -242,7 +245,8 @@ def linear_probe(data, ridge=(1e-2, 1e-1, 1.0, 10.0, 100.0), holdout=0.2) -> dic
             "holdout_accuracy": scores, "chance": 1.0 / c}
 
 
-def main(argv=None):
+def run(argv=None) -> str:
+    """Runs the command line; returns the prepared directory."""
     p = argparse.ArgumentParser(prog="python -m pyconvnet.synthetic", description=__doc__.split("\n\n")[0])
     p.add_argument("--cache", help="cache directory (default: $PYCONVNET_CACHE or ~/.cache/pyconvnet)")
     p.add_argument("--seed", type=int, default=0)
@@ -252,7 +256,14 @@ def main(argv=None):
     p.add_argument("--size", type=int, default=PREPARED_SIZE, help="prepared image size")
     p.add_argument("--probe", action="store_true", help="also report the linear classifier's accuracy")
     a = p.parse_args(argv)
-    out = ensure_dataset(a.cache, a.seed, a.train_per_class, a.val_per_class, a.workers, size=a.size)
+    for flag, value, low in (("--seed", a.seed, 0), ("--train-per-class", a.train_per_class, 1),
+                             ("--val-per-class", a.val_per_class, 1), ("--workers", a.workers or 0, 0)):
+        if value < low:
+            raise UserError(f"{flag} must be >= {low}; got {value}")
+    try:
+        out = ensure_dataset(a.cache, a.seed, a.train_per_class, a.val_per_class, a.workers, size=a.size)
+    except OSError as e:
+        raise UserError(f"the built-in dataset could not be made: {e}") from None
     print(out)
     if a.probe:
         t0 = time.monotonic()
@@ -260,7 +271,11 @@ def main(argv=None):
         print(f"linear classifier on raw pixels: val accuracy {r['val_accuracy']:.3f} "
               f"(train {r['train_accuracy']:.3f}, ridge {r['ridge']}, chance {r['chance']:.3f}; "
               f"{time.monotonic() - t0:.1f} s)")
-    return 0
+    return out
+
+
+def main(argv=None):
+    return run_command(run, argv)[0]
 
 
 if __name__ == "__main__":

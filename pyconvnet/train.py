@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import argparse
 import datetime
-import json
+import math
 import pathlib
 import sys
 
@@ -15,8 +15,9 @@ from . import checkpoint, cuda
 from ._C import OutOfMemoryError
 from .console import HelpFormatter, UserError, resolve_device, run_command
 from .models import MIN_INPUT_SIZE
+from .rundir import CHECKPOINT_NAME, RunDir, check_usable
 
-# The paper's recipe (../shared/alexnet.md) for real data.
+# The paper's recipe (docs/alexnet.md) for real data.
 PAPER = dict(batch_size=128, lr=0.01, momentum=0.9, weight_decay=0.0005, epochs=90, width=1.0, init="paper",
              image_size=256, crop_size=224, lr_drop_epochs=[])
 # The built-in dataset on the CPU: a scaled-down AlexNet (same layers, a quarter of the
@@ -70,7 +71,30 @@ def parser() -> argparse.ArgumentParser:
     return p
 
 
+MAX_EPOCHS = (1 << 29) - 1  # the random streams count epochs below 2^29 (pyconvnet.augment)
+MAX_WIDTH = checkpoint.MAX_WIDTH
+MAX_IMAGE_SIZE = checkpoint.MAX_INPUT
+
+
+def _check_epochs(epochs: int) -> int:
+    if epochs < 1:
+        raise UserError(f"--epochs must be >= 1; got {epochs}")
+    if epochs > MAX_EPOCHS:
+        raise UserError(f"--epochs must be at most {MAX_EPOCHS}; got {epochs}")
+    return epochs
+
+
+def _check_lr(lr: float) -> float:
+    if not lr > 0:
+        raise UserError(f"--lr must be > 0; got {lr}")
+    if not math.isfinite(lr):
+        raise UserError(f"--lr must be a finite number; got {lr}")
+    return lr
+
+
 def _config(args, device: str) -> dict:
+    """The run's settings: the defaults for its data and device, overridden by the flags, each
+    checked (finite, in range) before any work starts."""
     base = dict(PAPER) if args.data else dict(BUILTIN_GPU if device != "cpu" else BUILTIN_CPU)
     for key in ("epochs", "batch_size", "lr", "momentum", "weight_decay", "width", "init", "crop_size", "image_size"):
         v = getattr(args, key)
@@ -81,39 +105,70 @@ def _config(args, device: str) -> dict:
             base["lr_drop_epochs"] = [int(e) for e in args.lr_drop_epochs.split(",") if e.strip()]
         except ValueError:
             raise UserError(f"--lr-drop-epochs must be comma-separated integers; got {args.lr_drop_epochs!r}") from None
-    for key in ("epochs", "batch_size"):
-        if base[key] < 1:
-            raise UserError(f"--{key.replace('_', '-')} must be >= 1; got {base[key]}")
-    if not base["lr"] > 0:
-        raise UserError(f"--lr must be > 0; got {base['lr']}")
+        if any(e < 1 for e in base["lr_drop_epochs"]):
+            raise UserError(f"--lr-drop-epochs must be epochs >= 1; got {args.lr_drop_epochs!r}")
+    _check_epochs(base["epochs"])
+    if base["batch_size"] < 1:
+        raise UserError(f"--batch-size must be >= 1; got {base['batch_size']}")
+    _check_lr(base["lr"])
     if not 0 <= base["momentum"] < 1:
         raise UserError(f"--momentum must be in [0, 1); got {base['momentum']}")
-    if base["weight_decay"] < 0:
+    if not base["weight_decay"] >= 0:
         raise UserError(f"--weight-decay must be >= 0; got {base['weight_decay']}")
-    if base["width"] <= 0:
+    if not math.isfinite(base["weight_decay"]):
+        raise UserError(f"--weight-decay must be a finite number; got {base['weight_decay']}")
+    if not base["width"] > 0:
         raise UserError(f"--width must be > 0; got {base['width']}")
+    if not base["width"] <= MAX_WIDTH:
+        raise UserError(f"--width must be at most {MAX_WIDTH:g} ({MAX_WIDTH:g} times the paper's channels); "
+                        f"got {base['width']}")
     if base["crop_size"] < MIN_INPUT_SIZE:
         raise UserError(f"--crop-size must be at least {MIN_INPUT_SIZE} for AlexNet's strides; got {base['crop_size']}")
+    if base["image_size"] > MAX_IMAGE_SIZE:
+        raise UserError(f"--image-size must be at most {MAX_IMAGE_SIZE}; got {base['image_size']}")
     for flag, value, low in (("--patience", args.patience, 1), ("--max-drops", args.max_drops, 0),
                              ("--log-every", args.log_every, 0)):
         if value < low:
             raise UserError(f"{flag} must be >= {low}; got {value}")
     if base["crop_size"] > base["image_size"]:
         raise UserError(f"--crop-size {base['crop_size']} is larger than --image-size {base['image_size']}")
-    base.update(seed=0 if args.seed is None else args.seed, device=device, patience=args.patience, max_drops=args.max_drops,
+    seed = 0 if args.seed is None else args.seed
+    if not 0 <= seed < 2 ** 64:
+        raise UserError(f"--seed must be in [0, 2^64); got {seed}")
+    base.update(seed=seed, device=device, patience=args.patience, max_drops=args.max_drops,
                 drop_last=args.drop_last, log_every=args.log_every)
     return base
 
 
-def run(argv=None, out=sys.stdout) -> dict:
-    from . import data as datamod
-    from .models import alexnet, from_config
-    from .trainer import CHECKPOINT_NAME, Trainer
+def _check_batch_size(config: dict, dataset) -> None:
+    count = dataset.dataset.count("train")
+    if config["batch_size"] > count:
+        raise UserError(f"--batch-size {config['batch_size']} is larger than the {count:,} training images of "
+                        f"{dataset.root}; use at most --batch-size {count}")
 
-    args = parser().parse_args(argv)
-    if args.resume:
-        run_dir = pathlib.Path(args.resume)
-        arrays, meta = checkpoint.load(run_dir / CHECKPOINT_NAME)
+
+def _resume(args, out):
+    """(run directory (locked), trainer, its dataset) of a run continued from its checkpoint."""
+    from . import data as datamod
+    from .models import from_config
+    from .trainer import Trainer
+
+    ignored = [f for f in ("data", "out", "seed", "batch_size", "momentum", "weight_decay", "lr_drop_epochs",
+                           "width", "init", "crop_size", "image_size") if getattr(args, f) is not None]
+    if ignored:
+        raise UserError(f"--resume continues a run with its own settings; only --epochs, --lr and --device "
+                        f"may change (got {', '.join('--' + f.replace('_', '-') for f in ignored)})")
+    if args.epochs is not None:
+        _check_epochs(args.epochs)
+    if args.lr is not None:
+        _check_lr(args.lr)
+    run_dir = pathlib.Path(args.resume)
+    if not (run_dir / CHECKPOINT_NAME).is_file():
+        raise UserError(f"checkpoint {run_dir / CHECKPOINT_NAME}: no such file")
+    run = RunDir(run_dir).open()
+    try:
+        arrays, meta = checkpoint.load(run.checkpoint)
+        checkpoint.check_training_meta(run.checkpoint, meta)
         config = dict(meta["train_config"])
         # A resumed run stays on its device unless told otherwise (weights are bit-identical to
         # an uninterrupted run only on the same device).
@@ -121,60 +176,99 @@ def run(argv=None, out=sys.stdout) -> dict:
         if device != config["device"]:
             print(f"note: resuming on {device} (the run started on {config['device']})", file=out)
         config["device"] = device
-        ignored = [f for f in ("data", "out", "seed", "batch_size", "momentum", "weight_decay", "lr_drop_epochs",
-                               "width", "init", "crop_size", "image_size") if getattr(args, f) is not None]
-        if ignored:
-            raise UserError(f"--resume continues a run with its own settings; only --epochs, --lr and --device "
-                            f"may change (got {', '.join('--' + f.replace('_', '-') for f in ignored)})")
         if args.epochs is not None:
-            if args.epochs < 1:
-                raise UserError(f"--epochs must be >= 1; got {args.epochs}")
             config["epochs"] = args.epochs
-        if args.lr is not None and not args.lr > 0:
-            raise UserError(f"--lr must be > 0; got {args.lr}")
-        if meta["epoch"] >= config["epochs"]:
+        final_only = meta["epoch"] >= config["epochs"]
+        if final_only and run.final_logged(meta["epoch"]):
             raise UserError(f"{run_dir} already finished its {config['epochs']} epochs; pass --epochs N with N > "
                             f"{meta['epoch']} to train on")
+        try:
+            model = from_config(meta["model_config"]).to(device)
+        except (ValueError, TypeError) as e:
+            raise checkpoint.CheckpointError(f"checkpoint {run.checkpoint}: not a model checkpoint of this "
+                                             f"pyconvnet ({e})") from None
         dataset = datamod.open_dataset(config["data_root"], config, out=out)
-        model = from_config(meta["model_config"]).to(device)
-        trainer = Trainer(model, dataset, config, run_dir, out=out)
-        trainer.restore(arrays, meta)
-        if args.lr is not None:
-            print(f"note: learning rate set to {args.lr:g} (was {trainer.schedule.lr:g})", file=out)
-            trainer.schedule.lr = args.lr
-        print(f"resuming {run_dir} at epoch {trainer.epoch + 1}, step {trainer.step} (lr {trainer.schedule.lr:g})", file=out)
+        try:
+            _check_batch_size(config, dataset)
+            trainer = Trainer(model, dataset, config, run, out=out)
+            trainer.restore(arrays, meta)
+            run.truncate_log(trainer.epoch, trainer.step)
+        except BaseException:
+            dataset.close()
+            raise
+    except BaseException:
+        run.close()
+        raise
+    if args.lr is not None:
+        print(f"note: learning rate set to {args.lr:g} (was {trainer.schedule.lr:g})", file=out)
+        trainer.schedule.lr = args.lr
+    if final_only:
+        print(f"resuming {run_dir} for its final evaluation (its {trainer.epoch} epochs are done)", file=out)
     else:
-        device = resolve_device(args.device)
-        config = _config(args, device)
-        dataset = datamod.open_dataset(args.data, config, out=out)
+        print(f"resuming {run_dir} at epoch {trainer.epoch + 1}, step {trainer.step} (lr {trainer.schedule.lr:g})",
+              file=out)
+    return run, trainer, dataset
+
+
+def _start(args, out):
+    """(run directory (locked), trainer, its dataset) of a new run."""
+    from . import data as datamod
+    from .models import alexnet
+    from .trainer import Trainer
+
+    device = resolve_device(args.device)
+    config = _config(args, device)
+    run_dir = check_usable(args.out or f"runs/{datetime.datetime.now():%Y%m%d-%H%M%S}")
+    if (run_dir / CHECKPOINT_NAME).exists():
+        raise UserError(f"--out {run_dir} already holds a run; use --resume {run_dir} to continue it, or another --out")
+    dataset = datamod.open_dataset(args.data, config, out=out)
+    try:
+        _check_batch_size(config, dataset)
         config["data_root"] = str(dataset.root)
-        run_dir = pathlib.Path(args.out or f"runs/{datetime.datetime.now():%Y%m%d-%H%M%S}")
-        if (run_dir / CHECKPOINT_NAME).exists():
-            raise UserError(f"--out {run_dir} already holds a run; use --resume {run_dir} to continue it, or another --out")
-        run_dir.mkdir(parents=True, exist_ok=True)
+        run = RunDir(run_dir).open(create=True)
+    except BaseException:
+        dataset.close()
+        raise
+    try:
+        if run.checkpoint.exists():  # written by another trainer since the check above
+            raise UserError(f"--out {run_dir} already holds a run; use --resume {run_dir} to continue it, or "
+                            "another --out")
         model = alexnet(num_classes=dataset.num_classes, input_size=config["crop_size"], width=config["width"],
                         seed=config["seed"], init=config["init"]).to(device)
-        (run_dir / "config.json").write_text(json.dumps({"train": config, "model": model.config}, indent=2) + "\n")
-        trainer = Trainer(model, dataset, config, run_dir, out=out)
-        print(f"{model.name} on {device}"
-              f"{' (' + cuda.device_name(int(device[5:]) if ':' in device else 0) + ')' if device != 'cpu' else ''}: "
-              f"{model.num_parameters():,} parameters, {dataset.describe()}", file=out)
-        print(f"batch {config['batch_size']}, lr {config['lr']:g}, momentum {config['momentum']}, weight decay "
-              f"{config['weight_decay']}, {config['epochs']} epochs, lr /10 "
-              + (f"after epochs {config['lr_drop_epochs']}" if config["lr_drop_epochs"]
-                 else f"when val error stalls {config['patience']} epochs") + f"; run dir {run_dir}", file=out)
+        run.write_config({"train": config, "model": model.config})
+        run.log_path.unlink(missing_ok=True)  # a log without a checkpoint is from a run that never saved
+        trainer = Trainer(model, dataset, config, run, out=out)
+    except BaseException:
+        run.close()
+        dataset.close()
+        raise
+    print(f"{model.name} on {device}"
+          f"{' (' + cuda.device_name(int(device[5:]) if ':' in device else 0) + ')' if device != 'cpu' else ''}: "
+          f"{model.num_parameters():,} parameters, {dataset.describe()}", file=out)
+    print(f"batch {config['batch_size']}, lr {config['lr']:g}, momentum {config['momentum']}, weight decay "
+          f"{config['weight_decay']}, {config['epochs']} epochs, lr /10 "
+          + (f"after epochs {config['lr_drop_epochs']}" if config["lr_drop_epochs"]
+             else f"when val error stalls {config['patience']} epochs") + f"; run dir {run_dir}", file=out)
+    return run, trainer, dataset
+
+
+def run(argv=None, out=sys.stdout) -> dict:
+    args = parser().parse_args(argv)
+    run_dir, trainer, dataset = _resume(args, out) if args.resume else _start(args, out)
+    config = trainer.config
     try:
         return trainer.fit()
     except OutOfMemoryError as e:
-        raise UserError(f"out of GPU memory with --batch-size {config['batch_size']} on {device}: try a "
+        raise UserError(f"out of GPU memory with --batch-size {config['batch_size']} on {config['device']}: try a "
                         f"smaller batch, e.g. --batch-size {max(1, config['batch_size'] // 2)} ({e})") from None
     finally:
         dataset.close()
+        run_dir.close()
 
 
 def main(argv=None) -> int:
     code, result = run_command(run, argv)
-    return 130 if code == 0 and result.get("interrupted") else code
+    return 128 + result["interrupted"] if code == 0 and result.get("interrupted") else code
 
 
 if __name__ == "__main__":

@@ -9,7 +9,6 @@ uninterrupted one on the same device.
 from __future__ import annotations
 
 import dataclasses
-import json
 import math
 import pathlib
 import signal
@@ -21,11 +20,11 @@ import numpy as np
 from . import checkpoint, ops
 from .console import Progress, format_duration
 from .errors import UserError
-from .models import Sequential, from_config, loss_and_grad
+from .inference import model_state
+from .metrics import evaluate
+from .models import Sequential, loss_and_grad
+from .rundir import RunDir
 from .tensor import tensor, zeros
-
-CHECKPOINT_NAME = "checkpoint.npz"
-LOG_NAME = "log.jsonl"
 
 
 @dataclasses.dataclass
@@ -58,16 +57,6 @@ class Schedule:
         return drop
 
 
-def topk_errors(probs_or_logits: np.ndarray, labels: np.ndarray, ks=(1, 5)) -> dict:
-    """Number of examples whose label is not among the k highest scores, for each k."""
-    order = np.argsort(-probs_or_logits, axis=1, kind="stable")
-    out = {}
-    for k in ks:
-        hit = (order[:, :min(k, order.shape[1])] == labels[:, None]).any(axis=1)
-        out[k] = int((~hit).sum())
-    return out
-
-
 class Trainer:
     """Trains `model` on `data` (a pyconvnet.data.Dataset) with SGD + momentum + weight decay.
 
@@ -75,9 +64,10 @@ class Trainer:
     max_drops, seed, device, drop_last, log_every.
     """
 
-    def __init__(self, model: Sequential, data, config: dict, run_dir: pathlib.Path, out=sys.stdout):
+    def __init__(self, model: Sequential, data, config: dict, run_dir, out=sys.stdout):
         self.model, self.data, self.config = model, data, dict(config)
-        self.run_dir = pathlib.Path(run_dir)
+        self.run = run_dir if isinstance(run_dir, RunDir) else RunDir(run_dir)
+        self.run_dir = self.run.path
         self.device = config["device"]
         self.progress = Progress(out)
         self.print = self.progress.line
@@ -109,11 +99,32 @@ class Trainer:
         }
         return arrays, meta
 
-    def save(self) -> pathlib.Path:
+    def save(self, where: str | None = None) -> pathlib.Path:
+        """Writes the checkpoint, if every weight and momentum value is finite: a diverged model
+        never replaces the last good checkpoint (a UserError says so instead, naming `where`)."""
         arrays, meta = self.state()
-        return checkpoint.save(self.run_dir / CHECKPOINT_NAME, arrays, meta)
+        bad = [name for name, a in arrays.items() if not np.isfinite(a).all()]
+        if bad:
+            raise UserError(self._stopped(f"{bad[0]} became non-finite (NaN or infinity)", where))
+        try:
+            return checkpoint.save(self.run.checkpoint, arrays, meta)
+        except OSError as e:  # a full disk, a file-size limit, a directory gone
+            then = (f"the previous checkpoint is kept: make room and continue with --resume {self.run_dir}"
+                    if self.run.checkpoint.exists() else "no checkpoint was written: make room and start again")
+            raise UserError(f"cannot write the checkpoint {self.run.checkpoint} ({e.strerror or e}); {then}") from None
+
+    def _stopped(self, what: str, where: str | None = None) -> str:
+        """The message of a run stopped by divergence."""
+        kept = (f"the last good checkpoint {self.run.checkpoint} is kept" if self.run.checkpoint.exists()
+                else "no checkpoint was written yet")
+        where = where or f"at epoch {self.epoch + 1}, step {self.step + 1}"
+        return f"training stopped: {what} {where} (learning rate {self.schedule.lr:g}); {kept}. Try a lower --lr."
 
     def restore(self, arrays: dict, meta: dict) -> None:
+        """Continues from a checkpoint's state (checked against this model: names, shapes, dtypes,
+        finiteness; a CheckpointError names what does not fit)."""
+        shapes = {key: tuple(layer.params[p].shape) for key, layer, p in self.model.parameters()}
+        checkpoint.check_arrays(self.run.checkpoint, arrays, shapes, prefixes=("model/", "momentum/"))
         self.model.load_state_dict(model_state(arrays))
         for key in self.velocity:
             self.velocity[key] = tensor(arrays[f"momentum/{key}"], self.device)
@@ -123,13 +134,12 @@ class Trainer:
         self.history = meta["history"]
 
     def log(self, record: dict) -> None:
-        with open(self.run_dir / LOG_NAME, "a") as f:
-            f.write(json.dumps(record) + "\n")
+        self.run.log(record)
 
     # ------------------------------------------------------------------ one step
     def train_step(self, x, labels, global_step: int) -> tuple[float, tuple[int, int]]:
         """(loss, (top-1 hits, top-5 hits)) of one SGD step; the hits are counted on the device."""
-        self.model.set_dropout_seed(self.config["seed"] * 1_000_003 + global_step)
+        self.model.set_dropout_seed(self.config["seed"], global_step)
         loss, _, hits = loss_and_grad(self.model, x, labels, hits=True)
         if not math.isfinite(loss):
             raise FloatingPointError(loss)
@@ -151,11 +161,11 @@ class Trainer:
         steps = self.data.steps_per_epoch(bs, cfg["drop_last"])
         interrupted = {"flag": False}
 
-        def on_sigint(signum, frame):
+        def on_signal(signum, frame):  # Ctrl-C or SIGTERM: checkpoint after this step; twice: at once
             if interrupted["flag"]:
                 raise KeyboardInterrupt
-            interrupted["flag"] = True
-        previous = signal.signal(signal.SIGINT, on_sigint)
+            interrupted["flag"] = signum
+        previous = {sig: signal.signal(sig, on_signal) for sig in (signal.SIGINT, signal.SIGTERM)}
         try:
             while self.epoch < epochs:
                 t_epoch = time.perf_counter() - self.running["time"]
@@ -167,11 +177,7 @@ class Trainer:
                         loss, (hits1, hits5) = self.train_step(x, labels, global_step)
                     except FloatingPointError as e:
                         self.print("")
-                        kept = (f"the last good checkpoint {self.run_dir / CHECKPOINT_NAME} is kept"
-                                if (self.run_dir / CHECKPOINT_NAME).exists() else "no checkpoint was written yet")
-                        raise UserError(
-                            f"training stopped: the loss became {e.args[0]} at epoch {self.epoch + 1}, step "
-                            f"{self.step + 1} (learning rate {self.schedule.lr:g}); {kept}. Try a lower --lr.") from None
+                        raise UserError(self._stopped(f"the loss became {e.args[0]}")) from None
                     r = self.running
                     n = len(labels_host)
                     r["loss_sum"] += loss * n
@@ -197,20 +203,24 @@ class Trainer:
                         self.print(f"\ninterrupted at epoch {self.epoch + 1}, step {self.step}/{steps}; "
                                    f"checkpoint saved to {path}")
                         self.print(f"resume with: python -m pyconvnet.train --resume {self.run_dir}")
-                        return {"interrupted": True}
+                        return {"interrupted": interrupted["flag"]}
                 self._end_epoch(steps)
                 if interrupted["flag"]:  # Ctrl-C during validation: the epoch's checkpoint is saved
                     self.print(f"interrupted after epoch {self.epoch}; checkpoint saved to "
-                               f"{self.run_dir / CHECKPOINT_NAME}")
+                               f"{self.run.checkpoint}")
                     self.print(f"resume with: python -m pyconvnet.train --resume {self.run_dir}")
-                    return {"interrupted": True}
+                    return {"interrupted": interrupted["flag"]}
         finally:
-            signal.signal(signal.SIGINT, previous)
+            for sig, handler in previous.items():
+                signal.signal(sig, handler)
         return self._finish()
 
     def _end_epoch(self, steps: int) -> None:
         r = self.running
         val = self.evaluate("val")
+        if not math.isfinite(val["loss"]):
+            raise UserError(self._stopped(f"the validation loss became {val['loss']}",
+                                          f"after epoch {self.epoch + 1}"))
         lr = self.schedule.lr
         self.epoch += 1
         dropped = self.schedule.after_epoch(self.epoch, val["top1_error"])
@@ -230,46 +240,20 @@ class Trainer:
                    f"{rec['images_per_s']:,.0f} img/s" + (f" | lr -> {self.schedule.lr:g}" if dropped else ""))
         self.step = 0
         self.running = self._fresh_running()
-        self.save()
+        self.save(f"after epoch {self.epoch}")
 
     def _finish(self) -> dict:
         ten = self.evaluate("val", ten_crop=True)
         centre = self.history[-1] if self.history else {}
-        self.log({"event": "final", "val_top1_error_10crop": ten["top1_error"], "val_top5_error_10crop": ten["top5_error"],
-                  "val_top1_error": centre.get("val_top1_error"), "val_top5_error": centre.get("val_top5_error")})
+        self.log({"event": "final", "epoch": self.epoch, "val_top1_error_10crop": ten["top1_error"],
+                  "val_top5_error_10crop": ten["top5_error"], "val_top1_error": centre.get("val_top1_error"),
+                  "val_top5_error": centre.get("val_top5_error")})
         self.print(f"final validation error, 10 crops: top-1 {100 * ten['top1_error']:.1f}%, "
                    f"top-5 {100 * ten['top5_error']:.1f}% ({ten['count']} images, chance top-1 "
                    f"{100 * (1 - 1 / self.data.num_classes):.1f}%)")
-        ckpt = self.run_dir / CHECKPOINT_NAME
-        self.print(f"checkpoint: {ckpt}\nlog:        {self.run_dir / LOG_NAME}")
+        ckpt = self.run.checkpoint
+        self.print(f"checkpoint: {ckpt}\nlog:        {self.run.log_path}")
         self.print(f"evaluate:   python -m pyconvnet.evaluate {ckpt} --data {self.data.root}")
         self.print(f"continue:   python -m pyconvnet.train --resume {self.run_dir} --epochs N")
         return {"ten_crop": ten, "history": self.history}
 
-
-def evaluate(model: Sequential, data, split: str, batch_size: int, ten_crop: bool = False) -> dict:
-    """Loss and top-1/top-5 error on a split: centre crop, or the softmax averaged over 10 crops."""
-    loss_sum, n, e1, e5 = 0.0, 0, 0, 0
-    for x, labels_host, repeats in data.eval_batches(split, batch_size, ten_crop=ten_crop):
-        m = len(labels_host)
-        probs = ops.softmax(model.forward(x, train=False)).numpy().astype(np.float64)
-        probs = probs.reshape(m, repeats, -1).mean(axis=1)
-        loss_sum += float(-np.log(np.maximum(probs[np.arange(m), labels_host], 1e-30)).sum())
-        errs = topk_errors(probs, labels_host)
-        n, e1, e5 = n + m, e1 + errs[1], e5 + errs[5]
-    if n == 0:
-        raise UserError(f"the {split} split is empty: nothing to evaluate")
-    return {"loss": loss_sum / n, "top1_error": e1 / n, "top5_error": e5 / n, "count": n}
-
-
-def model_state(arrays: dict) -> dict:
-    """The model's weights among a checkpoint's arrays (stored as "model/<layer>.<param>")."""
-    return {k[len("model/"):]: v for k, v in arrays.items() if k.startswith("model/")}
-
-
-def load_model(path, device: str = "cpu") -> tuple[Sequential, dict]:
-    """The model stored in a checkpoint, on `device`, and the checkpoint's metadata."""
-    arrays, meta = checkpoint.load(path)
-    model = from_config(meta["model_config"]).to(device)
-    model.load_state_dict(model_state(arrays))
-    return model, meta

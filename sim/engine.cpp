@@ -165,6 +165,16 @@ std::string hex(uint64_t v) {
   return os.str();
 }
 
+// "__syncthreads at file:line": the scheduling point a fiber waits at.
+std::string site(const Fiber& f) {
+  return std::string(sync_name(f.kind)) + " at " + f.file + ":" + std::to_string(f.line);
+}
+// True when two fibers wait at the same warp operation with the same mask.
+bool same_warp_op(const Fiber& a, const Fiber& b) {
+  return a.state == State::kWarp && b.state == State::kWarp && a.kind == b.kind &&
+         a.line == b.line && std::strcmp(a.file, b.file) == 0 && a.mask == b.mask;
+}
+
 // ------------------------------------------------------------------------------------- worker
 struct Worker {
   void* sched_sp = nullptr;
@@ -279,8 +289,7 @@ bool Worker::resolve_warps() {
     for (int l = 0; l < lanes && error.empty(); ++l) {
       Fiber& f = fibers[base + l];
       if (f.state != State::kWarp) continue;
-      const std::string op = std::string(sync_name(f.kind)) + " at " + f.file + ":" +
-                             std::to_string(f.line) + " with mask " + hex(f.mask);
+      const std::string op = site(f) + " with mask " + hex(f.mask);
       if (!((f.mask >> l) & 1u)) {
         fail(cudaErrorLaunchFailure, f, "synccheck: " + op + " does not name the calling lane " +
                                             std::to_string(l));
@@ -301,9 +310,7 @@ bool Worker::resolve_warps() {
                                               "), which has exited");
           return progress;
         }
-        if (g.state != State::kWarp || g.kind != f.kind || g.line != f.line ||
-            std::strcmp(g.file, f.file) != 0 || g.mask != f.mask)
-          ready = false;
+        if (!same_warp_op(f, g)) ready = false;
       }
       if (!ready) continue;
       // Every named lane is here: compute each lane's result.
@@ -404,23 +411,18 @@ void Worker::run_block(uint3 block) {
       for (int j = 0; j < 32 && why.empty(); ++j) {
         if (!((f.mask >> j) & 1u)) continue;
         const Fiber& g = fibers[base + j];
-        if (g.state == State::kWarp && g.line == f.line && g.kind == f.kind &&
-            std::strcmp(g.file, f.file) == 0 && g.mask == f.mask)
-          continue;
+        if (same_warp_op(f, g)) continue;
         why = "lane " + std::to_string(j) + " (thread " + dims(g.ts.thread_idx) + ") waits at " +
-              sync_name(g.kind) + " at " + g.file + ":" + std::to_string(g.line) +
-              (g.state == State::kWarp ? " with mask " + hex(g.mask) : "");
+              site(g) + (g.state == State::kWarp ? " with mask " + hex(g.mask) : "");
       }
-      fail(cudaErrorLaunchFailure, f, std::string("synccheck: ") + sync_name(f.kind) + " at " +
-                                          f.file + ":" + std::to_string(f.line) + " with mask " +
-                                          hex(f.mask) + " never completes: " + why);
+      fail(cudaErrorLaunchFailure, f, "synccheck: " + site(f) + " with mask " + hex(f.mask) +
+                                          " never completes: " + why);
       return;
     }
     // Every live thread is at a block barrier: they must all be at the same one, and none may
     // have exited.
     const Fiber& b = *first_barrier;
-    const std::string here = std::string(sync_name(b.kind)) + " at " + b.file + ":" +
-                             std::to_string(b.line);
+    const std::string here = site(b);
     if (exited) {
       fail(cudaErrorLaunchFailure, b, "synccheck: " + here + " is not reached by thread " +
                                           dims(exited->ts.thread_idx) + ", which exited");
@@ -431,8 +433,7 @@ void Worker::run_block(uint3 block) {
       if (f.kind != b.kind || f.line != b.line || std::strcmp(f.file, b.file) != 0) {
         fail(cudaErrorLaunchFailure, b, "synccheck: divergent barriers: " + here +
                                             " while thread " + dims(f.ts.thread_idx) +
-                                            " waits at " + sync_name(f.kind) + " at " + f.file +
-                                            ":" + std::to_string(f.line));
+                                            " waits at " + site(f));
         return;
       }
       count += static_cast<int>(f.value);

@@ -296,6 +296,17 @@ void wait_idle(cudaStream_t s) {
   wait_for(s, ticket);
 }
 
+// Waits until every stream of `device` has run all its queued work.
+void wait_device_idle(int device) {
+  std::vector<cudaStream_t> streams;
+  {
+    Device& dev = *devices().device[device];
+    std::lock_guard<std::mutex> lock(dev.mu);
+    streams = dev.streams;
+  }
+  for (cudaStream_t s : streams) wait_idle(s);
+}
+
 // Checks common to calls that work on the current device.
 cudaError_t check_current() {
   if (devices().count == 0) return fail(cudaErrorNoDevice, devices().problem);
@@ -471,13 +482,7 @@ cudaError_t cudaMemGetInfo(size_t* free_bytes, size_t* total_bytes) {
 
 cudaError_t cudaDeviceSynchronize() {
   if (devices().count == 0) return fail(cudaErrorNoDevice, devices().problem);
-  std::vector<cudaStream_t> streams;
-  {
-    Device& dev = *devices().device[current_device];
-    std::lock_guard<std::mutex> lock(dev.mu);
-    streams = dev.streams;
-  }
-  for (cudaStream_t s : streams) wait_idle(s);
+  wait_device_idle(current_device);
   return sticky(current_device);
 }
 
@@ -577,13 +582,7 @@ cudaError_t cudaFree(void* ptr) {
   // Work queued before the free may still use the memory (as on a GPU, cudaFree waits for it).
   const int device = a->device;
   lock.unlock();
-  std::vector<cudaStream_t> streams;
-  {
-    Device& dev = *devices().device[device];
-    std::lock_guard<std::mutex> dlock(dev.mu);
-    streams = dev.streams;
-  }
-  for (cudaStream_t s : streams) wait_idle(s);
+  wait_device_idle(device);
   lock.lock();
   a = const_cast<Allocation*>(find_mapping(p));
   a->freed = true;

@@ -95,6 +95,36 @@ __global__ void dynamic_shared_kernel(float* out) {
   out[threadIdx.x] = s[threadIdx.x];
 }
 
+// Two streams of cuda:0 besides the engine's, for the stream-ordering self-tests.
+cudaStream_t side_stream(int i) {
+  static cudaStream_t streams[2] = {nullptr, nullptr};
+  if (streams[i] == nullptr) CUDA_CHECK(cudaStreamCreateWithFlags(&streams[i], cudaStreamNonBlocking));
+  return streams[i];
+}
+
+// A slow kernel (blocks of 256 threads, 400 barriers each) writes out[0..63] on one stream and
+// a copy on the other stream reads it into pinned memory, after an event wait or without one.
+// Without it the copy runs while the kernel still runs: the last block's value is unwritten.
+std::vector<double> cross_stream_copy(bool wait) {
+  float* out = nullptr;
+  float* host = nullptr;
+  CUDA_CHECK(cudaMalloc(&out, 64 * sizeof(float)));
+  CUDA_CHECK(cudaMallocHost(&host, 64 * sizeof(float)));
+  cudaEvent_t done;
+  CUDA_CHECK(cudaEventCreateWithFlags(&done, cudaEventDisableTiming));
+  PCN_LAUNCH(barrier_kernel, 64, 256, 0, side_stream(0), 400, out);
+  CUDA_CHECK(cudaEventRecord(done, side_stream(0)));
+  if (wait) CUDA_CHECK(cudaStreamWaitEvent(side_stream(1), done, 0));
+  CUDA_CHECK(cudaMemcpyAsync(host, out, 64 * sizeof(float), cudaMemcpyDeviceToHost, side_stream(1)));
+  CUDA_CHECK(cudaStreamSynchronize(side_stream(1)));
+  std::vector<double> r(host, host + 64);
+  CUDA_CHECK(cudaStreamSynchronize(side_stream(0)));
+  CUDA_CHECK(cudaEventDestroy(done));
+  CUDA_CHECK(cudaFreeHost(host));
+  CUDA_CHECK(cudaFree(out));
+  return r;
+}
+
 struct Buffer {
   float* p = nullptr;
   explicit Buffer(size_t floats) { CUDA_CHECK(cudaMalloc(&p, floats * sizeof(float))); }
@@ -192,6 +222,8 @@ const std::map<std::string, Test>& tests() {
          PCN_LAUNCH(dynamic_shared_kernel, 1, 64, 227 << 10, stream(0), out.p);
          return out.read(64);
        }},
+      {"streams_unordered", [] { return cross_stream_copy(false); }},
+      {"streams_ordered", [] { return cross_stream_copy(true); }},
       {"barrier_cost", [] {
          // Nanoseconds per barrier arrival: 64 blocks x 256 threads x 200 barriers.
          Buffer out(64);

@@ -129,6 +129,30 @@ def test_draws_are_distributed_as_intended():
     assert abs(np.corrcoef(alphas.T)[np.triu_indices(3, 1)]).max() < 0.05
 
 
+def test_draws_over_many_images_follow_the_formulas_and_are_uncorrelated():
+    """Each image's crop corner, flip and lighting come from their own words: checked against the
+    documented formulas over 20000 images at once, and no two of the six draws are correlated (a
+    flip taken from the word of the x offset would correlate with it by about 0.87)."""
+    seed, epoch, k0, n, h, w, crop = 99, 5, 1000, 20000, 40, 41, 32
+    offsets, flips, alphas = aug.draw(seed, epoch, np.arange(k0, k0 + n), h, w, crop, lighting_std=0.1)
+    # The words of images k0 .. k0 + n - 1 are one contiguous block of the augmentation stream.
+    words = _C.philox_words(seed, 2, 8 * ((epoch << 32) + k0), 8 * n).astype(np.uint64).reshape(n, 8)
+    assert np.array_equal(offsets[:, 0], (words[:, 0] * np.uint64(h - crop + 1)) >> np.uint64(32))
+    assert np.array_equal(offsets[:, 1], (words[:, 1] * np.uint64(w - crop + 1)) >> np.uint64(32))
+    assert np.array_equal(flips, words[:, 2] >> np.uint64(31))
+    u = (words[:, 3:7].astype(np.float64) + 0.5) / 2 ** 32
+    r1, r2 = np.sqrt(-2 * np.log(u[:, 0])), np.sqrt(-2 * np.log(u[:, 2]))
+    expected = 0.1 * np.stack([r1 * np.cos(2 * np.pi * u[:, 1]), r1 * np.sin(2 * np.pi * u[:, 1]),
+                               r2 * np.cos(2 * np.pi * u[:, 3])], axis=1)
+    assert np.array_equal(alphas, expected)
+    draws = np.column_stack([offsets, flips, alphas]).astype(np.float64)
+    corr = np.corrcoef(draws.T)[np.triu_indices(6, 1)]
+    assert abs(corr).max() < 0.04, corr  # 0.04 is about 6 standard errors at n = 20000
+    for column in range(2):  # the flip is as likely for every offset
+        for position in range(h - crop + 1):
+            assert abs(flips[offsets[:, column] == position].mean() - 0.5) < 0.06
+
+
 def test_lighting_offsets_are_the_papers_sum_on_the_unit_scale(rng):
     eigvecs = np.linalg.qr(rng.standard_normal((3, 3)))[0]
     eigvals = np.array([14000.0, 1200.0, 300.0])

@@ -21,7 +21,7 @@ def test_scripts_have_entry_points():
 
 
 def test_forward_cost_matches_the_paper():
-    # ../shared/alexnet.md: multiply-adds per image, forward (conv1 105.4M ... fc8 4.1M; 724.4M in all).
+    # docs/alexnet.md: multiply-adds per image, forward (conv1 105.4M ... fc8 4.1M; 724.4M in all).
     paper = dict(conv1=105.4, conv2=223.9, conv3=149.5, conv4=112.1, conv5=74.8, fc6=37.7, fc7=16.8, fc8=4.1)
     fwd = {c.layer: c.flops / 2 / 1e6 for c in shapes.alexnet_cases(1) if c.pass_ == "fwd" and c.op in ("conv2d", "linear")}
     assert fwd.keys() == paper.keys()

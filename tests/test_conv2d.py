@@ -246,3 +246,60 @@ def test_conv2d_rejects_mixed_devices():
         ops.conv2d(x, w)
     with pytest.raises(ValueError, match=r"conv2d_backward: all tensors must be on one device; 'dy' is on cuda:0 but 'x' is on cpu"):
         ops.conv2d_backward(_zeros((1, 2, 6, 6), "cuda"), x, w)
+
+
+# ----------------------------------------------------------------------------- known answers
+# Small convolutions worked out by hand (cross-correlation: y[i, j] = sum_pq x[i*s + p - pad,
+# j*s + q - pad] * w[p, q], zero outside x), independent of the reference.
+
+KNOWN = {
+    # x = [[1, 2], [3, 4]], w = [[1, 2, 3], [4, 5, 6], [7, 8, 9]], padding 1: each output sees the
+    # four pixels through a different corner of w, e.g. y[0, 0] = 1*5 + 2*6 + 3*8 + 4*9 = 77;
+    # dy = ones: dx[a, b] sums the w taps that land on pixel (a, b), dw[p, q] the pixels under tap (p, q).
+    "padded": dict(x=[[1, 2], [3, 4]], w=[[1, 2, 3], [4, 5, 6], [7, 8, 9]], stride=1, padding=1,
+                   y=[[77, 67], [47, 37]], dx=[[12, 16], [24, 28]], dw=[[1, 3, 2], [4, 10, 6], [3, 7, 4]]),
+    # x = 0..15 (4x4), w = [[1, 2], [3, 4]], stride 2: y[0, 1] = 2*1 + 3*2 + 6*3 + 7*4 = 54; the windows
+    # tile x, so dx (dy = ones) is w repeated and dw the sums of the pixels under each tap.
+    "strided": dict(x=np.arange(16).reshape(4, 4), w=[[1, 2], [3, 4]], stride=2, padding=0,
+                    y=[[34, 54], [114, 134]], dx=np.tile([[1, 2], [3, 4]], (2, 2)),
+                    dw=[[0 + 2 + 8 + 10, 1 + 3 + 9 + 11], [4 + 6 + 12 + 14, 5 + 7 + 13 + 15]]),
+    # x = 0..24 (5x5), 2x2 ones, stride 3: windows at 0 and 3, the last row and column of x unused.
+    "strided_uneven": dict(x=np.arange(25).reshape(5, 5), w=[[1, 1], [1, 1]], stride=3, padding=0,
+                           y=[[12, 24], [72, 84]],
+                           dx=[[1, 1, 0, 1, 1], [1, 1, 0, 1, 1], [0, 0, 0, 0, 0], [1, 1, 0, 1, 1], [1, 1, 0, 1, 1]],
+                           dw=[[0 + 3 + 15 + 18, 1 + 4 + 16 + 19], [5 + 8 + 20 + 23, 6 + 9 + 21 + 24]]),
+}
+
+
+@pytest.mark.parametrize("name", list(KNOWN))
+def test_conv2d_known_answers(device, name):
+    case = KNOWN[name]
+    x = np.asarray(case["x"], np.float32)[None, None]
+    w = np.asarray(case["w"], np.float32)[None, None]
+    kw = dict(stride=case["stride"], padding=case["padding"])
+    y_shape = np.asarray(case["y"]).shape
+    xt, wt = pyconvnet.tensor(x, device), pyconvnet.tensor(w, device)
+    dy = pyconvnet.tensor(np.ones((1, 1) + y_shape, np.float32), device)
+    for version in ops.versions("conv2d", device):
+        what = f"{name}, version {version}"
+        assert np.array_equal(ops.conv2d(xt, wt, **kw, version=version).numpy()[0, 0], case["y"]), what
+        dx, dw, db = ops.conv2d_backward(dy, xt, wt, **kw, version=version)
+        assert np.array_equal(dx.numpy()[0, 0], case["dx"]), what
+        assert np.array_equal(dw.numpy()[0, 0], case["dw"]), what
+        assert np.array_equal(db.numpy(), [np.prod(y_shape)]), what
+
+
+def test_conv2d_known_answer_grouped(device):
+    """Two groups at 1x1: filter 0 sees channels 0-1 only, filter 1 channels 2-3 only."""
+    x = np.array([1, 2, 3, 4], np.float32).reshape(1, 4, 1, 1)
+    w = np.array([[10, 100], [1000, 10000]], np.float32).reshape(2, 2, 1, 1)
+    b = np.array([0.5, -1], np.float32)
+    dy = np.array([1, 2], np.float32).reshape(1, 2, 1, 1)
+    xt, wt, bt, dyt = (pyconvnet.tensor(a, device) for a in (x, w, b, dy))
+    for version in ops.versions("conv2d", device):
+        y = ops.conv2d(xt, wt, bt, groups=2, version=version).numpy().ravel()
+        assert y.tolist() == [1 * 10 + 2 * 100 + 0.5, 3 * 1000 + 4 * 10000 - 1], version
+        dx, dw, db = ops.conv2d_backward(dyt, xt, wt, groups=2, version=version)
+        assert dx.numpy().ravel().tolist() == [10, 100, 2 * 1000, 2 * 10000], version
+        assert dw.numpy().ravel().tolist() == [1, 2, 2 * 3, 2 * 4], version
+        assert db.numpy().tolist() == [1, 2], version

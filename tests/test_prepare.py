@@ -2,6 +2,7 @@
 and resumption after a kill at every commit point."""
 import json
 import os
+import resource
 import shutil
 import signal
 import subprocess
@@ -39,8 +40,8 @@ def direct(image, size, resample=Image.BILINEAR):
     return np.asarray(r)[y0:y0 + size, x0:x0 + size]
 
 
-def subprocess_prepare(src, out, *args, failpoint=None, **popen):
-    env = dict(os.environ, PYTHONPATH=PACKAGE_ROOT)
+def subprocess_prepare(src, out, *args, failpoint=None, env=None, **popen):
+    env = dict(env or os.environ, PYTHONPATH=PACKAGE_ROOT)
     env.pop("PYCONVNET_PREPARE_FAILPOINT", None)
     if failpoint:
         env["PYCONVNET_PREPARE_FAILPOINT"] = failpoint
@@ -342,3 +343,81 @@ def test_a_second_run_on_the_same_out_is_refused_while_one_runs(tmp_path, rng):
         lock.close()
     run(tmp_path / "src", tmp_path / "out")
     shutil.rmtree(tmp_path / "out")
+
+
+# ----------------------------------------------------------------------------- interrupted writes
+
+def test_stale_temporaries_in_out_are_removed_and_the_run_finishes(tree):
+    """A run killed while writing its outputs leaves OUT/<name>.<pid>.tmp; the next run is not
+    refused for it ("holds other files"): it removes it and finishes."""
+    out = tree / "out"
+    p = subprocess_prepare(tree / "src", out, "--size", "8", "--shard-size", "2", "--workers", "0",
+                           failpoint="finalize:labels")
+    p.communicate(timeout=60)
+    assert p.returncode == -signal.SIGKILL
+    (out / "mean.npy.4194303.tmp").write_bytes(b"half a file")
+    (out / ".work" / "shards" / "0000003.npz.4194303.tmp").write_bytes(b"half a shard")
+    run(tree / "src", out, size=8, shard_size=2)
+    assert output_of(out) == output_of(tree / "clean")
+    (out / "pca.json.4194303.tmp").write_bytes(b"left after the manifest")
+    run(tree / "src", out, size=8, shard_size=2)  # finished already: only the temporary goes
+    assert output_of(out) == output_of(tree / "clean")
+
+
+def _file_size_limit(limit):
+    def set_limit():
+        resource.setrlimit(resource.RLIMIT_FSIZE, (limit, limit))
+        signal.signal(signal.SIGXFSZ, signal.SIG_IGN)  # a write past the limit fails (EFBIG) instead
+    return set_limit
+
+
+def test_a_full_disk_is_one_line_leaves_no_temporary_and_the_rerun_finishes(tree):
+    """A file-size limit below the size of the image arrays fails the final writes as a full disk
+    would: exit 2, one line, no temporary in OUT; with room again, the same command finishes."""
+    out = tree / "out"
+    p = subprocess_prepare(tree / "src", out, "--size", "8", "--shard-size", "2", "--workers", "0",
+                           preexec_fn=_file_size_limit(1000))
+    _, err = p.communicate(timeout=60)
+    lines = err.decode().splitlines()
+    assert p.returncode == 2 and len(lines) == 1 and lines[0].startswith("error: "), err.decode()
+    assert "run the same command again" in lines[0] and str(out) in lines[0]
+    assert not [n for n in os.listdir(out) if n.endswith(".tmp")]
+    p = subprocess_prepare(tree / "src", out, "--size", "8", "--shard-size", "2", "--workers", "0")
+    _, err = p.communicate(timeout=60)
+    assert p.returncode == 0, err.decode()
+    assert output_of(out) == output_of(tree / "clean")
+
+
+def _processes_with(marker):
+    """Process ids whose environment holds `marker` (this test's children and their children)."""
+    found = []
+    for entry in os.listdir("/proc"):
+        if entry.isdigit():
+            try:
+                with open(f"/proc/{entry}/environ", "rb") as f:
+                    if marker in f.read():
+                        found.append(int(entry))
+            except OSError:
+                pass
+    return found
+
+
+@pytest.mark.skipif(not os.path.isdir("/proc"), reason="needs /proc to find the worker processes")
+def test_workers_die_with_a_killed_parent(tmp_path, rng):
+    write_tree(tmp_path / "src", rng, classes=tuple(f"c{i}" for i in range(6)), per_class=30,
+               sizes=((300, 400), (410, 290)))
+    marker = f"PYCONVNET_TEST_MARK={os.getpid()}-{rng.integers(1 << 60)}"
+    env_name, value = marker.split("=")
+    p = subprocess_prepare(tmp_path / "src", tmp_path / "out", "--size", "64", "--shard-size", "2",
+                           "--workers", "2", env=dict(os.environ, **{env_name: value}))
+    deadline = time.monotonic() + 60  # decoding has started: the workers exist
+    while not (tmp_path / "out" / ".work" / "progress.npz").exists() and p.poll() is None and time.monotonic() < deadline:
+        time.sleep(0.01)
+    assert p.poll() is None, "prepare finished before it could be killed"
+    assert len(_processes_with(marker.encode())) >= 3  # the run, the fork server, the workers
+    p.kill()  # the parent alone, as kill -9 PID does
+    p.communicate(timeout=60)
+    deadline = time.monotonic() + 20
+    while _processes_with(marker.encode()) and time.monotonic() < deadline:
+        time.sleep(0.1)
+    assert _processes_with(marker.encode()) == []

@@ -1,6 +1,5 @@
 """python -m pyconvnet.show: every picture rendered from a tiny trained checkpoint, the numbers
 behind them (predictions, fc7 nearest neighbours) checked, and one-line errors for bad input."""
-import io
 import json
 import os
 import pathlib
@@ -12,8 +11,8 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from pyconvnet import draw, prepare, show, synthetic, train
-from pyconvnet.trainer import load_model
+from pyconvnet import draw, figures, inference, rundir, show
+from pyconvnet.inference import load_model
 
 from helpers import assert_close
 
@@ -21,16 +20,8 @@ REPO = pathlib.Path(__file__).resolve().parents[1]
 
 
 @pytest.fixture(scope="module")
-def run(tmp_path_factory):
-    """A scaled-down AlexNet (12 conv1 kernels, 64x64 input) trained for 2 epochs on 60 images of
-    the built-in dataset, the learning rate divided after epoch 1, a log record every step."""
-    root = tmp_path_factory.mktemp("show")
-    synthetic.generate(root / "src", seed=0, train_per_class=6, val_per_class=2, workers=1)
-    prepare.prepare(root / "src", root / "data", size=72, workers=1, progress=False)
-    train.run(["--data", str(root / "data"), "--device", "cpu", "--epochs", "2", "--batch-size", "16",
-               "--width", "0.125", "--init", "he", "--image-size", "72", "--crop-size", "64",
-               "--lr-drop-epochs", "1", "--log-every", "1", "--out", str(root / "run")], out=io.StringIO())
-    return root / "run"
+def run(tiny_run):
+    return tiny_run  # conftest.py: a tiny trained run, its lr divided after epoch 1, a log record every step
 
 
 def render(argv, capsys, stderr=None) -> Image.Image:
@@ -60,8 +51,8 @@ def test_filters(run, capsys):
     # 12 kernels, 6 per column as 3 x 2 tiles of 44 x 44 pixels, in two blocks.
     assert 3 * 44 + 2 * 2 + 32 <= im.width <= 700 and 2 * (2 * 44 + 2) + 60 <= im.height <= 500
     assert_not_blank(im)
-    model, _ = load_model(run / "checkpoint.npz")
-    tiles = show.kernel_tiles(model.layers[0].params["weight"].numpy())
+    model, _, _ = load_model(run / "checkpoint.npz")
+    tiles = figures.kernel_tiles(model.layers[0].params["weight"].numpy())
     a = np.asarray(im)
     for tile in tiles:  # every kernel is there, enlarged 4x, exactly
         big = np.asarray(Image.fromarray(tile).resize((44, 44), Image.NEAREST))
@@ -73,7 +64,7 @@ def test_kernel_tiles_are_contrast_normalised_each():
     w = np.zeros((3, 3, 2, 2), np.float32)
     w[0, 0, 0, 0] = 2.0              # one bright red pixel in a flat kernel
     w[1] = 0.001 * np.arange(12).reshape(3, 2, 2)  # tiny weights still span the full range
-    tiles = show.kernel_tiles(w)     # w[2] is all zero
+    tiles = figures.kernel_tiles(w)     # w[2] is all zero
     assert tiles.shape == (3, 2, 2, 3)
     assert tiles[0, 0, 0, 0] == 255 and tiles[1].min() == 0 and tiles[1].max() == 255
     assert (tiles[2] == 128).all()
@@ -82,8 +73,8 @@ def test_kernel_tiles_are_contrast_normalised_each():
 
 
 def test_grid_columns():
-    assert show._grid_columns(48) == 12  # the paper's Figure 3: 12 x 4 per column
-    assert show._grid_columns(6) == 3 and show._grid_columns(12) == 6 and show._grid_columns(7) == 7
+    assert figures._grid_columns(48) == 12  # the paper's Figure 3: 12 x 4 per column
+    assert figures._grid_columns(6) == 3 and figures._grid_columns(12) == 6 and figures._grid_columns(7) == 7
 
 
 def test_predictions(run, capsys):
@@ -94,20 +85,20 @@ def test_predictions(run, capsys):
     assert im8.width == 2 * 16 + 4 * 190 + 3 * 24 and im8.height > im.height + 190
     assert_not_blank(im8)
     # The true label's bar is red exactly where the true label is among the top five.
-    model, meta = load_model(run / "checkpoint.npz")
-    data = show.open_data(None, meta, model)
-    indices = show.pick(data.count("val"), 8, 0)
-    probs = show.predict(model, data, "val", indices, "cpu")
+    model, meta, _ = load_model(run / "checkpoint.npz")
+    data = inference.open_data(None, meta, model)
+    indices = inference.pick(data.count("val"), 8, 0)
+    probs = inference.predict(model, data, "val", indices, "cpu")
     in_top5 = [lab in np.argsort(-p)[:5] for p, lab in zip(probs, data.labels("val")[indices])]
     assert (np.asarray(im8) == (240, 150, 140)).all(axis=2).any() == any(in_top5)
 
 
 def test_predict_is_the_softmax_of_the_centre_crop(run):
-    model, meta = load_model(run / "checkpoint.npz")
-    data = show.open_data(None, meta, model)
+    model, meta, _ = load_model(run / "checkpoint.npz")
+    data = inference.open_data(None, meta, model)
     idx = np.array([0, 5, 19])
-    probs = show.predict(model, data, "val", idx, "cpu", batch_size=2)
-    crops = show.center_crops(data, "val", idx, 64).astype(np.float32)
+    probs = inference.predict(model, data, "val", idx, "cpu", batch_size=2)
+    crops = inference.center_crops(data, "val", idx, 64).astype(np.float32)
     x = (crops - data.mean[4:68, 4:68]).transpose(0, 3, 1, 2)
     logits = model.forward(np.ascontiguousarray(x, np.float32), train=False).numpy().astype(np.float64)
     expected = np.exp(logits - logits.max(1, keepdims=True))
@@ -125,11 +116,11 @@ def test_neighbours(run, capsys):
 
 
 def test_nearest_training_images_match_brute_force(run, device):
-    model, meta = load_model(run / "checkpoint.npz", device)
-    data = show.open_data(None, meta, model)
-    queries = show.fc7_features(model, show.network_input(data, "val", np.array([1, 8, 13]), 64, device)).numpy()
-    near, dist = show.nearest_training_images(model, data, queries, 6, device, batch_size=7)
-    everything = show.fc7_features(model, show.network_input(data, "train", np.arange(60), 64, device)).numpy()
+    model, meta, _ = load_model(run / "checkpoint.npz", device)
+    data = inference.open_data(None, meta, model)
+    queries = inference.fc7_features(model, inference.network_input(data, "val", np.array([1, 8, 13]), 64, device)).numpy()
+    near, dist = inference.nearest_training_images(model, data, queries, 6, device, batch_size=7)
+    everything = inference.fc7_features(model, inference.network_input(data, "train", np.arange(60), 64, device)).numpy()
     ref = np.sqrt(((queries[:, None, :].astype(np.float64) - everything[None]) ** 2).sum(-1))
     order = np.argsort(ref, axis=1, kind="stable")[:, :6]
     # Features of a batch of 7 and of 60 may differ in the last float32 bits; the distances may not.
@@ -158,7 +149,7 @@ def test_curves_while_running(run, tmp_path, capsys):
     partial = lines[:first_epoch + 1] + [lines[first_epoch]] + lines[first_epoch + 1:first_epoch + 2]
     partial.append('{"event": "epoch", "epoch": 7, "note": "not written by this trainer"}')
     (tmp_path / "log.jsonl").write_text("\n".join(partial) + '\n{"event": "ep')
-    log = show.read_log(tmp_path)
+    log = rundir.read_log(tmp_path)
     assert [r["epoch"] for r in log["epochs"]] == [1] and log["final"] is None
     assert_not_blank(render(["curves", tmp_path], capsys), min_colours=50)
     (tmp_path / "log.jsonl").write_text("\n".join(lines[:first_epoch]) + "\n")
@@ -202,7 +193,7 @@ def test_class_labels_and_plain_text():
     class Fake:
         classes = [{"synset": "n01440764", "name": "tench, Tinca tinca"}, {"synset": "n2", "name": ""},
                    {"synset": "n3", "name": "cr\u00e8me br\u00fbl\u00e9e"}]
-    assert show.class_labels(Fake) == ["tench", "n2", "creme brulee"]
+    assert figures.class_labels(Fake) == ["tench", "n2", "creme brulee"]
     assert draw.fit("a long class name", draw.font(12), 40).endswith("...")
     assert draw.fit("short", draw.font(12), 400) == "short"
 

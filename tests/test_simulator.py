@@ -67,6 +67,14 @@ def test_racecheck_a_missing_barrier_changes_results_with_the_schedule():
         assert results["race_fixed", schedule] == expected
 
 
+def test_streams_run_asynchronously_and_events_order_them():
+    # A copy on a second stream that does not wait for the kernel's event reads the output before
+    # the kernel's last block has written it (fresh memory: NaN); with the wait it reads the sums.
+    expected = float(sum(range(400)))
+    assert np.isnan(_C._sim_selftest("streams_unordered")[63])
+    assert _C._sim_selftest("streams_ordered") == [expected] * 64
+
+
 def test_random_schedule_is_reproducible():
     a = _run("race", "random:3")
     assert a == _run("race", "random:3")
@@ -109,3 +117,11 @@ def test_devices_report_h200_limits_and_are_named_simulated():
 def test_unknown_selftest_names_the_known_ones():
     with pytest.raises(ValueError, match="_sim_selftest: unknown test 'nope'; known: .*barrier_exit"):
         _C._sim_selftest("nope")
+
+
+def test_benchmarks_refuse_simulated_devices():
+    sys.path.insert(0, os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "benchmarks"))
+    import bench_common
+    with pytest.raises(SystemExit, match="bench_x: this pyconvnet is the CUDA simulator build"):
+        bench_common.benchmark_device("cuda", "bench_x")
+    assert bench_common.benchmark_device(None, "bench_x") == "cpu"

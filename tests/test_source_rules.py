@@ -35,14 +35,25 @@ def test_no_exit_abort_or_assert_in_library_code():
 # The engine's layers, lowest first. A file may include project headers of its own layer or a lower
 # one, never a higher one; the two kernel rooms (CPU and CUDA) do not include each other.
 LAYERS = [
+    # The simulator build's stand-in for the CUDA toolkit: it includes nothing of the engine.
+    ("simulated CUDA runtime", ["sim/include/*", "sim/sim.h", "sim/runtime.cpp", "sim/engine.cpp"]),
     ("basic types", ["csrc/error.h", "csrc/types.h", "csrc/types.cpp", "csrc/philox.h"]),
     ("tensors and devices", ["csrc/tensor.*", "csrc/device.*", "csrc/allocator.*", "csrc/cuda_check.h",
                              "csrc/staging.*"]),
     ("kernel declarations", ["csrc/kernels/*"]),
-    ("kernels", ["csrc/cpu/*", "cuda/*"]),
+    ("kernels", ["csrc/cpu/*", "cuda/*", "sim/selftest.*"]),
     ("dispatch", ["csrc/check.*", "csrc/ops/*"]),
-    ("bindings", ["bindings/*"]),
+    ("bindings", ["bindings/*", "sim/bindings.cpp"]),
 ]
+
+
+KERNELS = [name for name, _ in LAYERS].index("kernels")
+
+
+def _room(rel):
+    """Kernels may include only their own device's kernels: CUDA (cuda/, the simulator's test
+    kernels) or one folder of csrc/."""
+    return "cuda" if rel.startswith(("cuda/", "sim/")) else "/".join(rel.split("/")[:2])
 
 
 def _layer(rel):
@@ -73,8 +84,38 @@ def test_includes_never_point_up():
             continue
         for inc in _included(p):
             to = _layer(inc)
-            room = lambda f: f.split("/")[0] if f.startswith("cuda/") else "/".join(f.split("/")[:2])
-            if to is None or to > layer or (layer == to == 3 and room(inc) != room(rel)):
+            if to is None or to > layer or (layer == to == KERNELS and _room(inc) != _room(rel)):
                 upward.append(f"{rel} ({LAYERS[layer][0]}) includes {inc}")
     assert not unplaced, f"files in no layer (add them to LAYERS): {unplaced}"
     assert not upward, "includes that point up or across: " + "; ".join(upward)
+
+
+TEXT = [p for p in ROOT.rglob("*") if p.is_file() and ".git" not in p.parts and "build" not in p.parts
+        and p.suffix in {".py", ".md", ".h", ".cpp", ".cu", ".cuh", ".txt", ".toml", ".sh", ".cfg", ".yml", ".yaml"}]
+
+
+@pytest.mark.skipif(not CODE, reason="source tree not available (installed package only)")
+def test_nothing_refers_to_files_outside_the_repository():
+    outside = "../" + "shared"  # spelt in two parts so that this file does not match itself
+    offenders = [str(p.relative_to(ROOT)) for p in TEXT if outside in p.read_text(errors="replace")]
+    assert not offenders, f"references to {outside} (the spec is docs/alexnet.md): {offenders}"
+
+
+COMMAND_LINES = {"train", "evaluate", "show"}  # modules that are only a command line
+
+
+def test_no_module_imports_a_command_line():
+    """The command lines build on the rooms of the package (console, rundir, inference, ...),
+    never on each other."""
+    import ast
+    offenders = []
+    for p in (ROOT / "pyconvnet").glob("*.py"):
+        for node in ast.walk(ast.parse(p.read_text())):
+            if isinstance(node, ast.ImportFrom) and node.level == 1:
+                names = [node.module] if node.module else [a.name for a in node.names]
+            elif isinstance(node, ast.ImportFrom) and node.module and node.module.startswith("pyconvnet."):
+                names = [node.module.split(".")[1]]
+            else:
+                continue
+            offenders += [f"{p.name} imports {n}" for n in names if n in COMMAND_LINES and n != p.stem]
+    assert not offenders, offenders

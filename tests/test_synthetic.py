@@ -55,3 +55,22 @@ def test_ensure_dataset_generates_prepares_and_caches(tmp_path, monkeypatch):
     assert os.path.getmtime(os.path.join(out, "manifest.json")) == mtime
     r = synthetic.linear_probe(out)
     assert 0.0 <= r["val_accuracy"] <= 1.0 and r["chance"] == 0.1 and r["ridge"] in (1e-2, 1e-1, 1.0, 10.0, 100.0)
+
+
+def test_a_failed_generation_leaves_nothing_that_blocks_a_retry(tmp_path, monkeypatch):
+    root = tmp_path / "shapes-v1-seed0-1x1"
+    root.mkdir()
+    (root / "src.4194303.tmp" / "train").mkdir(parents=True)  # the half-made tree of a killed generation
+    real = synthetic.generate
+
+    def fail(tree, *a, **k):
+        os.makedirs(os.path.join(tree, "train", "disc"))
+        raise OSError(28, "No space left on device")
+    monkeypatch.setattr(synthetic, "generate", fail)
+    with pytest.raises(OSError, match="No space left"):
+        synthetic.ensure_dataset(cache=str(tmp_path), train_per_class=1, val_per_class=1, workers=0, progress=False)
+    assert sorted(os.listdir(root)) == ["lock"]  # the stale tree and the failed one are gone
+    monkeypatch.setattr(synthetic, "generate", real)
+    out = synthetic.ensure_dataset(cache=str(tmp_path), train_per_class=1, val_per_class=1, workers=0, progress=False,
+                                   size=16)
+    assert PreparedDataset(out).count("train") == 10

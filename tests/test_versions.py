@@ -34,13 +34,19 @@ def test_the_cpu_rejects_a_cuda_only_version():
         ops.lrn(x, version=extra[0])
 
 
-@pytest.mark.parametrize("call", [
-    lambda v: ops.relu(pyconvnet.zeros(4), version=v),
-    lambda v: ops.relu_backward(pyconvnet.zeros(4), pyconvnet.zeros(4), version=v),
-    lambda v: ops.sgd_update(pyconvnet.zeros(4), pyconvnet.zeros(4), pyconvnet.zeros(4), 0.1, version=v),
+def test_the_registry_holds_every_op():
+    assert ops.OPS == ("conv2d", "linear", "relu", "lrn", "max_pool2d", "dropout", "softmax", "cross_entropy",
+                       "sgd_update", "augment")
+
+
+@pytest.mark.parametrize("op, call", [
+    ("relu", lambda v: ops.relu(pyconvnet.zeros(4), version=v)),
+    ("relu", lambda v: ops.relu_backward(pyconvnet.zeros(4), pyconvnet.zeros(4), version=v)),
+    ("sgd_update", lambda v: ops.sgd_update(pyconvnet.zeros(4), pyconvnet.zeros(4), pyconvnet.zeros(4), 0.1, version=v)),
 ])
-def test_single_kernel_ops_take_versions_too(call):
-    for v in [0] + ops.versions("relu"):
+def test_single_kernel_ops_take_versions_too(op, call):
+    assert ops.versions(op) == [1]
+    for v in [0] + ops.versions(op):
         call(v)
     with pytest.raises(ValueError, match=r"argument 'version' must be one of 0 \(default, = 1\), 1 on cpu; got 2"):
         call(2)

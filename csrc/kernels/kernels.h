@@ -32,7 +32,9 @@ struct KernelVersions {
 // its own, so asking the CPU for a CUDA-only version is a ValueError, not a silent substitute.
 struct OpVersions {
   KernelVersions cpu, cuda;
-  constexpr const KernelVersions& on(DeviceType d) const { return d == DeviceType::CUDA ? cuda : cpu; }
+  constexpr const KernelVersions& on(DeviceType d) const {
+    return d == DeviceType::CUDA ? cuda : cpu;
+  }
 };
 
 }  // namespace pcn

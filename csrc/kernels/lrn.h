@@ -13,8 +13,9 @@ struct LrnParams {
   int64_t groups = 1;
 };
 
-// CPU 1: tiles of pixels walk their group's channels. CUDA 1: one thread per element; 2 (default): one thread
-// per pixel walks its group's channels with the window in registers (cuda/lrn.cu).
+// CPU 1: tiles of pixels walk their group's channels. CUDA 1: one thread per element;
+// 2 (default): one thread per pixel walks its group's channels with the window in registers
+// (cuda/lrn.cu).
 inline constexpr OpVersions kLrnVersions{{1, 1}, {2, 2}};
 
 // Valid arguments: size odd, C % groups == 0.

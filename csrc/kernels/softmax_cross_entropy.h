@@ -23,7 +23,7 @@ struct CrossEntropyStats {
 };
 
 // CPU 1. CUDA 1: one block per row (any width); 2 (default): one warp per row holding the row
-// in registers (rows of up to 1024 classes; wider rows run kernel 1) (cuda/softmax_cross_entropy.cu).
+// in registers (rows of up to 1024 classes; wider rows run kernel 1); cuda/softmax_cross_entropy.cu.
 inline constexpr OpVersions kSoftmaxVersions{{1, 1}, {2, 2}};
 inline constexpr OpVersions kCrossEntropyVersions{{1, 1}, {2, 2}};
 

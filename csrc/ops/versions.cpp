@@ -40,6 +40,12 @@ int resolve_version(const ArgCheck& c, const Device& device, int version, const 
   return version;
 }
 
+std::vector<std::string> versioned_ops() {
+  std::vector<std::string> names;
+  for (const Entry& e : kRegistry) names.emplace_back(e.op);
+  return names;
+}
+
 KernelVersions op_versions(const std::string& op, const Device& device) {
   std::string names;
   for (const Entry& e : kRegistry) {

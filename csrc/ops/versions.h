@@ -4,6 +4,7 @@
 // (pyconvnet.ops.versions).
 #pragma once
 #include <string>
+#include <vector>
 
 #include "csrc/check.h"
 #include "csrc/kernels/kernels.h"
@@ -18,5 +19,7 @@ int resolve_version(const ArgCheck& c, const Device& device, int version, const 
 // The versions of `op` (conv2d, linear, relu, lrn, max_pool2d, dropout, softmax, cross_entropy,
 // sgd_update, augment) on `device`; ValueError listing the ops for any other name.
 KernelVersions op_versions(const std::string& op, const Device& device);
+// The ops in the registry, in the order above.
+std::vector<std::string> versioned_ops();
 
 }  // namespace pcn
