@@ -12,40 +12,16 @@
 //              terms for conv1 at batch 128) while it has few output tiles, so it is split
 //              into chunks computed by separate blocks into a workspace and then added in a
 //              fixed order (sum_splits): no atomics, bit-identical from run to run.
+//   version 3: the same GEMMs on the version-3 core, the index arithmetic out of the loop
+//              (conv2d_v3.cu).
 // The bias gradient is one kernel for both versions (bias_grad, gemm.cu).
 #include <algorithm>
 
-#include "csrc/kernels/conv2d.h"
+#include "conv2d_common.cuh"
 #include "gemm.cuh"
 #include "grid_stride.cuh"
 
 namespace pcn::cuda {
-
-namespace {
-
-// The convolution's sizes as ints: conv2d_params guarantees that every tensor has fewer than
-// 2^31 elements and the padded input fewer than 2^31 rows and columns, so every offset into
-// one tensor, and every p*sh, h + ph, fits in 32 bits (offsets are still formed in 64 bits
-// where they multiply an image index, for clarity of the bound).
-struct ConvShape {
-  int N, C, H, W, K, R, S, P, Q;
-  int sh, sw, ph, pw;
-  int Cg, Kg, RS, CRS, PQ;
-};
-
-ConvShape shape_of(const Conv2dParams& p) {
-  ConvShape s;
-  s.N = static_cast<int>(p.N), s.C = static_cast<int>(p.C), s.H = static_cast<int>(p.H);
-  s.W = static_cast<int>(p.W), s.K = static_cast<int>(p.K), s.R = static_cast<int>(p.R);
-  s.S = static_cast<int>(p.S), s.P = static_cast<int>(p.P), s.Q = static_cast<int>(p.Q);
-  s.sh = static_cast<int>(p.stride_h), s.sw = static_cast<int>(p.stride_w);
-  s.ph = static_cast<int>(p.pad_h), s.pw = static_cast<int>(p.pad_w);
-  s.Cg = static_cast<int>(p.Cg()), s.Kg = static_cast<int>(p.Kg());
-  s.RS = s.R * s.S, s.CRS = s.Cg * s.RS, s.PQ = s.P * s.Q;
-  return s;
-}
-
-}  // namespace
 
 // ------------------------------------------------------------------------------- version 1
 
@@ -203,17 +179,6 @@ struct FwdPixels {
   }
 };
 
-// Forward epilogue: y[img][g*Kg + m][p][q] = v + b[g*Kg + m] (no bias when b == nullptr).
-struct FwdOut {
-  float* y;
-  const float* b;
-  ConvShape s;
-  __device__ void store(int g, int, int m, int n, float v) const {
-    const int k = g * s.Kg + m, img = n / s.PQ, pq = n % s.PQ;
-    y[(static_cast<long long>(img) * s.K + k) * s.PQ + pq] = b ? v + b[k] : v;
-  }
-};
-
 // Backward-data A: row m = input channel c of the group; element k = (kk, r, s) reads
 // w[g*Kg + kk][c][r][s]: runs of R*S contiguous weights, one run per filter.
 struct DataFilters {
@@ -260,16 +225,6 @@ struct DataPixels {
   }
 };
 
-// Backward-data epilogue: dx[img][g*Cg + m][h][v] = v.
-struct DataOut {
-  float* dx;
-  ConvShape s;
-  __device__ void store(int g, int, int m, int n, float v) const {
-    const int hw = s.H * s.W, img = n / hw, pix = n % hw;
-    dx[(static_cast<long long>(img) * s.C + g * s.Cg + m) * hw + pix] = v;
-  }
-};
-
 // Backward-filter A: row m = filter g*Kg + m; element k = (img, p, q) reads dy[img][g*Kg+m][p][q]
 // (contiguous within an image).
 struct FilterGrads {
@@ -313,39 +268,6 @@ struct FilterPixels {
   }
 };
 
-// Backward-filter epilogue: split `split`'s partial dW into dst + split*split_stride (the
-// workspace), or straight into dw when there is one split (split_stride unused).
-struct FilterOut {
-  float* dst;
-  long long split_stride;  // K*Cg*R*S
-  ConvShape s;
-  __device__ void store(int g, int split, int m, int n, float v) const {
-    dst[split * split_stride + static_cast<long long>(g * s.Kg + m) * s.CRS + n] = v;
-  }
-};
-
-// Split-K plan for the filter gradient. Its K dimension is N*P*Q while its output has few
-// tiles (conv1: 2 x 6 tiles, 387,200 terms at batch 128), so blocks take chunks of the sum.
-// The plan depends only on the shape, never on the GPU, so results are reproducible across
-// GPUs too.
-struct SplitPlan {
-  int splits, chunk;
-};
-SplitPlan filter_split_plan(long long tiles, long long kdim, long long out_size) {
-  constexpr long long kTargetBlocks = 1024;      // several waves of 256-thread blocks on an H100
-  constexpr long long kMinChunk = 512;           // each block's loop amortises its tile
-  constexpr long long kMaxWorkspace = 1LL << 24;  // floats (64 MiB) of partial results
-  if (kdim == 0) return {1, 0};
-  long long splits = std::max(1LL, kTargetBlocks / std::max(1LL, tiles));
-  splits = std::min(splits, (kdim + kMinChunk - 1) / kMinChunk);
-  splits = std::min(splits, std::max(1LL, kMaxWorkspace / std::max(1LL, out_size)));
-  splits = std::max(1LL, std::min(splits, 65535LL));
-  long long chunk = (kdim + splits - 1) / splits;
-  chunk = (chunk + kTileK - 1) / kTileK * kTileK;
-  splits = (kdim + chunk - 1) / chunk;  // no empty split after rounding the chunk up
-  return {static_cast<int>(splits), static_cast<int>(chunk)};
-}
-
 }  // namespace
 
 // ------------------------------------------------------------------------------ host side
@@ -353,11 +275,17 @@ SplitPlan filter_split_plan(long long tiles, long long kdim, long long out_size)
 void conv2d_forward(const Conv2dParams& p, const Tensor& x, const Tensor& w, const Tensor& b,
                     Tensor& y, int version) {
   const ConvShape s = shape_of(p);
+  if (version == 3 && !conv2d_v3_fits(s)) version = 2;
   const cudaStream_t st = stream(x.device().index);
   const float* bias = b.defined() ? b.data<float>() : nullptr;
   if (version == 1) {
     PCN_LAUNCH(conv2d_forward_kernel1, grid_stride_blocks(y.numel(), 256), 256, 0, st, s,
                x.data<float>(), w.data<float>(), bias, y.data<float>());
+    return;
+  }
+  if (version == 3) {
+    conv2d_forward3(s, static_cast<int>(p.groups), x.data<float>(), w.data<float>(), bias,
+                    y.data<float>(), x.device(), st);
     return;
   }
   launch_gemm_tiled2(FwdFilters{w.data<float>(), s}, FwdPixels{x.data<float>(), s},
@@ -368,10 +296,16 @@ void conv2d_forward(const Conv2dParams& p, const Tensor& x, const Tensor& w, con
 void conv2d_backward_data(const Conv2dParams& p, const Tensor& dy, const Tensor& w, Tensor& dx,
                           int version) {
   const ConvShape s = shape_of(p);
+  if (version == 3 && !conv2d_v3_fits(s)) version = 2;
   const cudaStream_t st = stream(dy.device().index);
   if (version == 1) {
     PCN_LAUNCH(conv2d_backward_data_kernel1, grid_stride_blocks(dx.numel(), 256), 256, 0, st, s,
                dy.data<float>(), w.data<float>(), dx.data<float>());
+    return;
+  }
+  if (version == 3) {
+    conv2d_backward_data3(s, static_cast<int>(p.groups), dy.data<float>(), w.data<float>(),
+                          dx.data<float>(), dy.device(), st);
     return;
   }
   const int kdim = s.Kg * s.RS;
@@ -383,26 +317,34 @@ void conv2d_backward_data(const Conv2dParams& p, const Tensor& dy, const Tensor&
 void conv2d_backward_filter(const Conv2dParams& p, const Tensor& dy, const Tensor& x, Tensor& dw,
                             Tensor& db, int version) {
   const ConvShape s = shape_of(p);
+  if (version == 3 && !conv2d_v3_fits(s)) version = 2;
   const cudaStream_t st = stream(dy.device().index);
   if (version == 1) {
     PCN_LAUNCH(conv2d_backward_filter_kernel1, grid_stride_blocks(dw.numel(), 256), 256, 0, st, s,
                dy.data<float>(), x.data<float>(), dw.data<float>());
   } else {
-    const long long tiles = p.groups * ceil_div(s.Kg, kTileM) * ceil_div(s.CRS, kTileN);
+    const int groups = static_cast<int>(p.groups);
+    const long long tiles = version == 3
+                                ? conv2d_backward_filter3_tiles(s, groups)
+                                : p.groups * ceil_div(s.Kg, kTileM) * ceil_div(s.CRS, kTileN);
     const int kdim = s.N * s.PQ;
     const SplitPlan plan = filter_split_plan(tiles, kdim, dw.numel());
-    const FilterGrads a{dy.data<float>(), s};
-    const FilterPixels b{x.data<float>(), s};
+    auto gemm = [&](const FilterOut& out, int splits) {
+      if (version == 3) {
+        conv2d_backward_filter3(s, groups, dy.data<float>(), x.data<float>(), out, splits,
+                                plan.chunk, dy.device(), st);
+      } else {
+        launch_gemm_tiled2(FilterGrads{dy.data<float>(), s}, FilterPixels{x.data<float>(), s},
+                           out, groups, s.Kg, s.CRS, kdim, splits, plan.chunk, st);
+      }
+    };
     if (plan.splits == 1) {
-      launch_gemm_tiled2(a, b, FilterOut{dw.data<float>(), 0, s}, static_cast<int>(p.groups),
-                         s.Kg, s.CRS, kdim, 1, plan.chunk, st);
+      gemm(FilterOut{dw.data<float>(), 0, s}, 1);
     } else {
       // Partial sums of each chunk, then their fixed-order sum; the workspace returns to the
       // caching allocator when this function ends, and is reused only in stream order.
       Tensor partial = Tensor::empty({plan.splits, p.K, s.CRS}, DType::Float32, dw.device());
-      launch_gemm_tiled2(a, b, FilterOut{partial.data<float>(), dw.numel(), s},
-                         static_cast<int>(p.groups), s.Kg, s.CRS, kdim, plan.splits, plan.chunk,
-                         st);
+      gemm(FilterOut{partial.data<float>(), dw.numel(), s}, plan.splits);
       sum_splits(partial.data<float>(), dw.data<float>(), plan.splits, dw.numel(), st);
     }
   }

@@ -35,6 +35,14 @@ AWKWARD = {
     "off_tile_sizes": (3, 65, 11, 9, 67, 3, 3, 1, 1, 1),
     "padding_above_kernel": (1, 3, 5, 4, 2, 2, 3, 1, 3, 1),
     "empty_batch": (0, 4, 6, 6, 5, 3, 3, 1, 1, 1),
+    # CUDA version 3 takes 128x128 tiles for M > 96 rows (filters in the forward and filter
+    # gradient, channels in the data gradient), 64x128 below: M = 128 with a partial column
+    # tile and K = 18 (two whole k-slices and a partial one), with stride 1 and 2; M = 200 (a
+    # partial row tile) with K = 1.
+    "large_tiles_forward": (1, 2, 20, 20, 128, 3, 3, 1, 1, 1),
+    "large_tiles_data": (1, 128, 20, 20, 2, 3, 3, 1, 1, 1),
+    "large_tiles_data_strided": (2, 128, 21, 21, 2, 3, 3, 2, 1, 1),
+    "large_tiles_partial_m": (1, 1, 30, 30, 200, 1, 1, 1, 0, 1),
 }
 CASES = {**ALEXNET, **AWKWARD}
 # The AlexNet layers with smaller images (same channels, kernels, strides, padding and groups)

@@ -21,6 +21,10 @@ CASES = {
     "empty_batch": (0, 8, 3),
     "no_inputs": (3, 0, 4),
     "no_outputs": (3, 5, 0),
+    # CUDA version 3 takes 128x128 tiles for M > 96 rows: the forward and input gradient at
+    # batch 130 (a partial row tile), the weight gradient with 200 outputs.
+    "large_tiles_out": (130, 12, 200),
+    "large_tiles_in": (130, 200, 12),
 }
 # fc6-fc8 with fewer features for the CUDA simulator (CPU and GPU runs keep the real sizes).
 SIMULATED = {"fc6": (2, 2304, 1024), "fc7": (2, 1024, 1024), "fc8": (2, 1024, 250)}

@@ -5,8 +5,10 @@
 
 namespace pcn {
 
-// CPU 1: the blocked SGEMM. CUDA 1: one output per thread; 2 (default): tiled (cuda/gemm.cuh).
-inline constexpr OpVersions kLinearVersions{{1, 1}, {2, 2}};
+// CPU 1: the blocked SGEMM. CUDA 1: one output per thread; 2: tiled (cuda/gemm.cuh);
+// 3 (default): 128x128 tiles, 8x8 outputs per thread (cuda/gemm_v3.cuh; verified on the CUDA
+// simulator, not yet timed on a GPU).
+inline constexpr OpVersions kLinearVersions{{1, 1}, {3, 3}};
 
 // b may be undefined; outputs are not zeroed; every tensor has fewer than 2^31 elements.
 PCN_KERNELS(

@@ -1,0 +1,233 @@
+// Convolution version 3 on CUDA: the implicit GEMMs of version 2 (conv2d.cu) on the version-3
+// core (gemm_v3.cuh: 128x128 or 64x128 block tiles, 8x8 outputs per thread, two shared stages,
+// one barrier per k-step), with the index arithmetic out of the loop:
+//   - a tap table, built by one small kernel per call, holds for every k of the GEMM what the
+//     loaders need from it: the offset of the element in the A operand, its offset in the
+//     gathered B operand, and the window displacement to bounds-check. A load is then a table
+//     read (the same entry for all lines of a warp: a broadcast), two adds, two unsigned
+//     compares and the load itself;
+//   - each thread's line (a filter, an input channel, a pixel or a tap) is decoded once;
+//   - the data gradient has a stride-1 kernel in which every (kk, r, s) maps to the output
+//     pixel (h + ph - r, v + pw - s) without a division; larger strides keep the divisibility
+//     test per element (conv1 of AlexNet, whose data gradient training never computes).
+// The three passes launch gemm3_fprop_kernel, gemm3_dgrad_kernel and gemm3_wgrad_kernel. The
+// filter gradient is split along N*P*Q as in version 2 (filter_split_plan, fixed-order sum).
+#include <algorithm>
+#include <limits>
+
+#include "conv2d_common.cuh"
+#include "gemm_v3.cuh"
+#include "grid_stride.cuh"
+
+namespace pcn::cuda {
+
+namespace {
+
+enum class Taps { kFprop, kDgrad, kDgradStrided, kWgrad };
+
+// conv2d_taps_kernel3: taps[k] = {a, b, dy, dx} for k < len, the offsets of GEMM element k in
+// the A operand and in the gathered B operand (from the line's start / window origin; each
+// fits in int where conv2d_v3_fits holds) and the displacement that the B loader adds to its
+// line's window position for the bounds check:
+//   forward (k = (c, r, s)):            {-, c*H*W + r*W + s, r, s}
+//   data, stride 1 (k = (kk, r, s)):    {kk*Cg*R*S + r*S + s, kk*P*Q - r*Q - s, -r, -s}
+//   data, strided:                      {kk*Cg*R*S + r*S + s, kk*P*Q, r, s}
+//   filter (k = (img, p, q)):           {img*K*P*Q + p*Q + q, img*C*H*W + p*sh*W + q*sw,
+//                                        p*sh, q*sw}
+// Thread mapping: one entry per thread, grid-stride loop.
+__global__ void conv2d_taps_kernel3(ConvShape s, Taps kind, int4* __restrict__ taps, int len) {
+  for (int k = blockIdx.x * blockDim.x + threadIdx.x; k < len; k += gridDim.x * blockDim.x) {
+    long long a = 0, b = 0;
+    int dy = 0, dx = 0;
+    if (kind == Taps::kFprop) {
+      const int c = k / s.RS, r = k % s.RS / s.S, t = k % s.S;
+      b = (static_cast<long long>(c) * s.H + r) * s.W + t;
+      dy = r, dx = t;
+    } else if (kind == Taps::kWgrad) {
+      const int img = k / s.PQ, pq = k % s.PQ, p = pq / s.Q, q = pq % s.Q;
+      a = static_cast<long long>(img) * s.K * s.PQ + pq;
+      dy = p * s.sh, dx = q * s.sw;
+      b = static_cast<long long>(img) * s.C * s.H * s.W + static_cast<long long>(dy) * s.W + dx;
+    } else {
+      const int kk = k / s.RS, rs = k % s.RS, r = rs / s.S, t = rs % s.S;
+      a = static_cast<long long>(kk) * s.CRS + rs;
+      b = static_cast<long long>(kk) * s.PQ;
+      if (kind == Taps::kDgrad) b -= static_cast<long long>(r) * s.Q + t;
+      dy = kind == Taps::kDgrad ? -r : r, dx = kind == Taps::kDgrad ? -t : t;
+    }
+    taps[k] = make_int4(static_cast<int>(a), static_cast<int>(b), dy, dx);
+  }
+}
+
+// The tap table of `len` entries on the convolution's device (a workspace that returns to the
+// caching allocator when the caller drops it, reused only in stream order).
+Tensor make_taps(const ConvShape& s, Taps kind, int len, const Device& device, cudaStream_t st) {
+  Tensor taps = Tensor::empty({len, 4}, DType::Int32, device);
+  PCN_LAUNCH(conv2d_taps_kernel3, grid_stride_blocks(len, 256), 256, 0, st, s, kind,
+             reinterpret_cast<int4*>(taps.data<int32_t>()), len);
+  return taps;
+}
+
+// A of every pass, one filter-side or gradient-side row per line: line i of group g starts at
+// p + g*group_stride + i*line_stride; element k is at offset k (the forward's filters,
+// contiguous) or taps[k].x (the data gradient's filter runs, the filter gradient's images).
+template <bool Tabled>
+struct Rows3 {
+  static constexpr bool kFastK = true;
+  const float* __restrict__ p;
+  const int4* __restrict__ taps;  // unused unless Tabled
+  long long group_stride;
+  int line_stride;
+  struct Line {
+    const float* __restrict__ p;
+  };
+  __device__ Line line(int g, int i) const {
+    return {p + g * group_stride + static_cast<long long>(i) * line_stride};
+  }
+  __device__ float load(const Line& l, int k) const {
+    return l.p[Tabled ? static_cast<unsigned int>(taps[k].x) : k];
+  }
+};
+
+// A window of the B operand: element k of the line is origin[taps[k].y] when
+// (y0 + taps[k].z, x0 + taps[k].w) lies in [0, h) x [0, w), else 0 (padding). `origin` is
+// where the window's (0, 0) would be: it may lie outside the tensor, and is only dereferenced
+// at elements inside it.
+struct Window3 {
+  const float* __restrict__ origin;
+  int y0, x0;
+};
+__device__ __forceinline__ float window_load(const Window3& l, const int4& tap, int h, int w) {
+  const unsigned int y = l.y0 + tap.z, x = l.x0 + tap.w;
+  return y < static_cast<unsigned int>(h) && x < static_cast<unsigned int>(w) ? l.origin[tap.y]
+                                                                               : 0.0f;
+}
+__device__ __forceinline__ Window3 window(const float* base, int y0, int x0, int row) {
+  return {base + (static_cast<long long>(y0) * row + x0), y0, x0};
+}
+
+// Forward B: column n = output pixel (img, p, q), whose window starts at
+// (p*sh - ph, q*sw - pw) of x[img][g*Cg..].
+struct FpropPixels3 {
+  static constexpr bool kFastK = false;  // consecutive n: consecutive q, nearby x
+  const float* __restrict__ x;
+  const int4* __restrict__ taps;
+  ConvShape s;
+  using Line = Window3;
+  __device__ Line line(int g, int n) const {
+    const int q = n % s.Q, p = n / s.Q % s.P, img = n / s.PQ;
+    return window(x + (static_cast<long long>(img) * s.C + g * s.Cg) * s.H * s.W,
+                  p * s.sh - s.ph, q * s.sw - s.pw, s.W);
+  }
+  __device__ float load(const Line& l, int k) const { return window_load(l, taps[k], s.H, s.W); }
+};
+
+// Data-gradient B, stride 1: column n = input pixel (img, h, v); element (kk, r, s) is
+// dy[img][g*Kg + kk][h + ph - r][v + pw - s] inside the output, else 0.
+struct DgradPixels3 {
+  static constexpr bool kFastK = false;  // consecutive n: consecutive v
+  const float* __restrict__ dy;
+  const int4* __restrict__ taps;
+  ConvShape s;
+  using Line = Window3;
+  __device__ Line line(int g, int n) const {
+    const int v = n % s.W, h = n / s.W % s.H, img = n / (s.H * s.W);
+    return window(dy + (static_cast<long long>(img) * s.K + g * s.Kg) * s.PQ, h + s.ph,
+                  v + s.pw, s.Q);
+  }
+  __device__ float load(const Line& l, int k) const { return window_load(l, taps[k], s.P, s.Q); }
+};
+
+// Data-gradient B, any stride: as DgradPixels3, where the tap (r, s) reaches an output pixel
+// only when sh divides h + ph - r and sw divides v + pw - s.
+struct DgradPixelsStrided3 {
+  static constexpr bool kFastK = false;
+  const float* __restrict__ dy;
+  const int4* __restrict__ taps;
+  ConvShape s;
+  using Line = Window3;  // origin: the image's first gradient of the group
+  __device__ Line line(int g, int n) const {
+    const int v = n % s.W, h = n / s.W % s.H, img = n / (s.H * s.W);
+    return {dy + (static_cast<long long>(img) * s.K + g * s.Kg) * s.PQ, h + s.ph, v + s.pw};
+  }
+  __device__ float load(const Line& l, int k) const {
+    const int4 tap = taps[k];
+    const int hr = l.y0 - tap.z, vr = l.x0 - tap.w;
+    if (hr < 0 || vr < 0) return 0.0f;
+    const int p = hr / s.sh, q = vr / s.sw;
+    if (p * s.sh != hr || q * s.sw != vr || p >= s.P || q >= s.Q) return 0.0f;
+    return l.origin[tap.y + p * s.Q + q];
+  }
+};
+
+// Filter-gradient B: column n = tap (c, r, s); element (img, p, q) is
+// x[img][g*Cg + c][p*sh + r - ph][q*sw + s - pw], 0 in the padding.
+struct WgradPixels3 {
+  static constexpr bool kFastK = true;  // consecutive k: consecutive q, nearby x
+  const float* __restrict__ x;
+  const int4* __restrict__ taps;
+  ConvShape s;
+  using Line = Window3;
+  __device__ Line line(int g, int n) const {
+    const int c = n / s.RS, r = n % s.RS / s.S, t = n % s.S;
+    return window(x + static_cast<long long>(g * s.Cg + c) * s.H * s.W, r - s.ph, t - s.pw, s.W);
+  }
+  __device__ float load(const Line& l, int k) const { return window_load(l, taps[k], s.H, s.W); }
+};
+
+}  // namespace
+
+bool conv2d_v3_fits(const ConvShape& s) {
+  const long long hw = static_cast<long long>(s.H) * s.W;
+  const long long fprop = (s.Cg - 1) * hw + static_cast<long long>(s.R - 1) * s.W + s.S - 1;
+  const long long dgrad = static_cast<long long>(s.R - 1) * s.Q + s.S - 1;
+  const long long wgrad = (s.N - 1LL) * s.C * hw + static_cast<long long>(s.P - 1) * s.sh * s.W +
+                          static_cast<long long>(s.Q - 1) * s.sw;
+  return std::max({fprop, dgrad, wgrad}) <= std::numeric_limits<int>::max();
+}
+
+void conv2d_forward3(const ConvShape& s, int groups, const float* x, const float* w,
+                     const float* b, float* y, const Device& device, cudaStream_t st) {
+  const Tensor taps = make_taps(s, Taps::kFprop, s.CRS, device, st);
+  const int4* t = reinterpret_cast<const int4*>(taps.data<int32_t>());
+  const int M = s.Kg, N = s.N * s.PQ;
+  launch_gemm3<Pass3::kFprop>(Rows3<false>{w, nullptr, static_cast<long long>(s.Kg) * s.CRS,
+                                           s.CRS},
+                              FpropPixels3{x, t, s}, FwdOut{y, b, s}, groups, M, N, s.CRS, 1,
+                              s.CRS, st);
+}
+
+void conv2d_backward_data3(const ConvShape& s, int groups, const float* dy, const float* w,
+                           float* dx, const Device& device, cudaStream_t st) {
+  const int M = s.Cg, N = s.N * s.H * s.W, K = s.Kg * s.RS;
+  const bool unit = s.sh == 1 && s.sw == 1;
+  const Tensor taps = make_taps(s, unit ? Taps::kDgrad : Taps::kDgradStrided, K, device, st);
+  const int4* t = reinterpret_cast<const int4*>(taps.data<int32_t>());
+  const Rows3<true> a{w, t, static_cast<long long>(s.Kg) * s.CRS, s.RS};
+  if (unit) {
+    launch_gemm3<Pass3::kDgrad>(a, DgradPixels3{dy, t, s}, DataOut{dx, s}, groups, M, N, K, 1, K,
+                                st);
+  } else {
+    launch_gemm3<Pass3::kDgrad>(a, DgradPixelsStrided3{dy, t, s}, DataOut{dx, s}, groups, M, N,
+                                K, 1, K, st);
+  }
+}
+
+long long conv2d_backward_filter3_tiles(const ConvShape& s, int groups) {
+  const bool small = gemm3_small_tile(s.Kg);
+  return static_cast<long long>(groups) *
+         ceil_div(s.Kg, small ? Tile3Small::kM : Tile3Large::kM) * ceil_div(s.CRS, Tile3Large::kN);
+}
+
+void conv2d_backward_filter3(const ConvShape& s, int groups, const float* dy, const float* x,
+                             const FilterOut& out, int splits, int chunk, const Device& device,
+                             cudaStream_t st) {
+  const int K = s.N * s.PQ;
+  const Tensor taps = make_taps(s, Taps::kWgrad, K, device, st);
+  const int4* t = reinterpret_cast<const int4*>(taps.data<int32_t>());
+  launch_gemm3<Pass3::kWgrad>(Rows3<true>{dy, t, static_cast<long long>(s.Kg) * s.PQ, s.PQ},
+                              WgradPixels3{x, t, s}, out, groups, s.Kg, s.CRS, K, splits, chunk,
+                              st);
+}
+
+}  // namespace pcn::cuda

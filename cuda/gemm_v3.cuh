@@ -1,0 +1,294 @@
+// Version 3 of the GEMM core that every convolution pass and the linear layer run: the
+// register-blocked FP32 SIMT kernel. Device code and launchers only; included by .cu files.
+//
+// Like version 2 (gemm.cuh) it computes C = op(A) op(B) through loaders, which return element
+// (line, k) of an operand wherever it lives, and an epilogue, which stores C; what changes is
+// the inside of the block:
+//   - 128 x 128 block tiles (256 threads), or 64 x 128 (128 threads) for M <= 96, in steps
+//     of 8 along K; each warp owns a 64 x 32 tile of C and each thread an
+//     8 x 8 register tile, as four 4 x 4 blocks of it;
+//   - shared tiles stored k-major (As[k][m], Bs[k][n]) and read as float4: per k, a thread
+//     reads 2 float4 of A and 2 of B for 64 FFMA;
+//   - two shared stages: the next slice's global loads are issued into registers before the
+//     current slice's FFMAs and stored to the other stage after them, so one barrier per
+//     k-step suffices and the loads' latency hides behind the math (register staging: no
+//     cp.async, so the loaders can gather and zero-fill freely);
+//   - loaders whose lines are clamped into the matrix by the kernel (a clamped line only feeds
+//     rows or columns of C that are never stored), so they check nothing per element but the
+//     bound they gather from; the convolutions' loaders read their per-k offsets from a table
+//     built once per call (conv2d_v3.cu), so no division is left in the loop.
+// Determinism: every C element is summed by one thread over k in increasing order, whatever
+// the tile shape, so the tile choice changes no bit of the result.
+#pragma once
+#include <type_traits>
+
+#include <cuda_runtime.h>
+
+#include "launch.cuh"
+
+namespace pcn::cuda {
+
+// A block tile of WarpsM x WarpsN warps, each computing 64 x 32 outputs.
+template <int WarpsM, int WarpsN>
+struct Tile3 {
+  static constexpr int kWarpsM = WarpsM, kWarpsN = WarpsN;
+  static constexpr int kM = 64 * WarpsM, kN = 32 * WarpsN, kK = 8;
+  static constexpr int kThreads = 32 * WarpsM * WarpsN;
+  // Rows padded by 4 floats: keeps float4 alignment and spreads a warp's transposed stores of
+  // 4 consecutive k (a fast-K loader) over all 32 banks: bank = (4k + line) % 32.
+  static constexpr int kLdA = kM + 4, kLdB = kN + 4;
+  static constexpr int kPerA = kM * kK / kThreads, kPerB = kN * kK / kThreads;
+  // No register cap below ptxas' own: the accumulators, fragments, staged loads and loader
+  // state take 141-157 registers (1 block of 256 / 3 blocks of 128 threads per SM); a cap of
+  // 128 (2 large blocks per SM) spills inside the loop.
+  static constexpr int kMinBlocks = 1;
+};
+using Tile3Large = Tile3<2, 4>;  // 128 x 128, 256 threads
+using Tile3Small = Tile3<1, 4>;  // 64 x 128, 128 threads
+
+// Loader interface (A and B alike; "line" = a row m of op(A) or a column n of op(B)):
+//   static constexpr bool kFastK;  // consecutive threads load consecutive k (true) or
+//                                  // consecutive lines (false)
+//   struct Line;                   // what a thread needs to load from one line
+//   __device__ Line line(int g, int i) const;         // line i < the line count of group g
+//   __device__ float load(const Line&, int k) const;  // element k, k in [0, K) (the kernel
+//                                                     // checks), 0 where it gathers padding
+// Epilogue interface: __device__ void store(int g, int split, int m, int n, float v) const,
+// called once per (g, split, m, n) with m < M, n < N.
+
+// One operand's load slots for a thread: its line within the tile and the k offsets within
+// the slice of the Per elements it loads each step. Fast-K: 8/Per threads share a line, each
+// loading Per consecutive k; otherwise consecutive threads take consecutive lines and a thread
+// loads k = k0, k0 + Threads/Lines, ...
+template <int Lines, int Per, int Threads, bool FastK>
+struct Slots3 {
+  static constexpr int kStep = FastK ? 1 : Threads / Lines;
+  int line, k0;
+  __device__ explicit Slots3(int t)
+      : line(FastK ? t / (8 / Per) : t % Lines), k0(FastK ? t % (8 / Per) * Per : t / Lines) {}
+  __device__ int k(int j) const { return k0 + j * kStep; }
+};
+
+// gemm3_body: C[g][m][n] = sum_{k in [split*k_chunk, min(K, (split+1)*k_chunk))}
+//   op(A_g)[m][k] * op(B_g)[k][n], for every group g < groups.
+// Grid: x = groups * tiles_m * tiles_n (tile index = (g * tiles_m + tm) * tiles_n + tn),
+//   y = split index; block: Tile::kThreads threads.
+// Thread mapping: warp w computes rows m0 + 64 * (w / WarpsN) + [0, 64) and columns
+//   n0 + 32 * (w % WarpsN) + [0, 32) of the block's tile. Lane l (lm = l % 8, ln = l / 8) owns
+//   rows 4*lm + [0, 4) and 32 + 4*lm + [0, 4), columns 4*ln + [0, 4) and 16 + 4*ln + [0, 4) of
+//   its warp's tile: per k it reads A as 2 float4 (8 lanes of a phase read 128 contiguous bytes)
+//   and B as 2 float4 (one broadcast address per phase).
+// Preconditions: M, N >= 1 (an empty grid is not launched); K, k_chunk >= 0, k_chunk a multiple
+//   of 8; tiles_m = ceil(M / Tile::kM), tiles_n = ceil(N / Tile::kN); groups * tiles < 2^31;
+//   every index the loaders and epilogue form fits in int.
+template <class Tile, class ALoader, class BLoader, class Epilogue>
+__device__ __forceinline__ void gemm3_body(const ALoader& a, const BLoader& b,
+                                           const Epilogue& out, int M, int N, int K, int k_chunk,
+                                           int tiles_m, int tiles_n) {
+  constexpr int kK = Tile::kK, kPerA = Tile::kPerA, kPerB = Tile::kPerB;
+  struct alignas(16) Stages {  // [stage][k][line]; float4-aligned rows
+    float a[2][kK][Tile::kLdA];
+    float b[2][kK][Tile::kLdB];
+  };
+  __shared__ Stages smem;
+  auto& As = smem.a;
+  auto& Bs = smem.b;
+
+  const int t = threadIdx.x, lane = t % 32, warp = t / 32;
+  int tile = blockIdx.x;
+  const int tn = tile % tiles_n;
+  tile /= tiles_n;
+  const int tm = tile % tiles_m;
+  const int g = tile / tiles_m;
+  const int m0 = tm * Tile::kM, n0 = tn * Tile::kN;
+  const int split = blockIdx.y;
+  const int k_begin = min(K, split * k_chunk);
+  const int k_end = min(K, k_begin + k_chunk);
+
+  const Slots3<Tile::kM, kPerA, Tile::kThreads, ALoader::kFastK> sa(t);
+  const Slots3<Tile::kN, kPerB, Tile::kThreads, BLoader::kFastK> sb(t);
+  const typename ALoader::Line a_src = a.line(g, min(m0 + sa.line, M - 1));
+  const typename BLoader::Line b_src = b.line(g, min(n0 + sb.line, N - 1));
+
+  float ra[kPerA], rb[kPerB];  // the next slice, staged in registers
+  // Loads slice k0 into ra, rb; Checked: zeros for k >= k_end (a partial last slice).
+  auto fetch = [&](int k0, auto checked) {
+#pragma unroll
+    for (int j = 0; j < kPerA; ++j) {
+      const int k = k0 + sa.k(j);
+      ra[j] = !decltype(checked)::value || k < k_end ? a.load(a_src, k) : 0.0f;
+    }
+#pragma unroll
+    for (int j = 0; j < kPerB; ++j) {
+      const int k = k0 + sb.k(j);
+      rb[j] = !decltype(checked)::value || k < k_end ? b.load(b_src, k) : 0.0f;
+    }
+  };
+  auto stash = [&](int stage) {
+#pragma unroll
+    for (int j = 0; j < kPerA; ++j) As[stage][sa.k(j)][sa.line] = ra[j];
+#pragma unroll
+    for (int j = 0; j < kPerB; ++j) Bs[stage][sb.k(j)][sb.line] = rb[j];
+  };
+
+  const int wm = warp / Tile::kWarpsN * 64 + lane % 8 * 4;
+  const int wn = warp % Tile::kWarpsN * 32 + lane / 8 * 4;
+  float acc[8][8] = {};
+  // acc += the slice in `stage`.
+  auto multiply = [&](int stage) {
+#pragma unroll
+    for (int kk = 0; kk < kK; ++kk) {
+      float af[8], bf[8];
+      *reinterpret_cast<float4*>(af) = *reinterpret_cast<const float4*>(&As[stage][kk][wm]);
+      *reinterpret_cast<float4*>(af + 4) =
+          *reinterpret_cast<const float4*>(&As[stage][kk][wm + 32]);
+      *reinterpret_cast<float4*>(bf) = *reinterpret_cast<const float4*>(&Bs[stage][kk][wn]);
+      *reinterpret_cast<float4*>(bf + 4) =
+          *reinterpret_cast<const float4*>(&Bs[stage][kk][wn + 16]);
+#pragma unroll
+      for (int i = 0; i < 8; ++i) {
+#pragma unroll
+        for (int j = 0; j < 8; ++j) acc[i][j] = fmaf(af[i], bf[j], acc[i][j]);
+      }
+    }
+  };
+
+  // Slices start at k_begin + 8i; those before k_full are whole. The loop runs while the next
+  // slice is whole (its loads need no bound); the last one or two slices are peeled after it.
+  using Checked = std::true_type;
+  using Unchecked = std::false_type;
+  const int k_full = k_begin + (k_end - k_begin) / kK * kK;
+  fetch(k_begin, Checked{});
+  stash(0);
+  __syncthreads();
+  int stage = 0, k0 = k_begin;
+  for (; k0 + kK < k_full; k0 += kK) {
+    fetch(k0 + kK, Unchecked{});
+    multiply(stage);
+    // The other stage was last read before the previous barrier, so it can be overwritten
+    // now; the barrier below publishes it and retires this stage's reads.
+    stash(stage ^ 1);
+    __syncthreads();
+    stage ^= 1;
+  }
+  if (k0 < k_end) {  // slice k0 is in shared memory; a partial one may follow
+    const bool last = k0 + kK >= k_end;
+    if (!last) fetch(k0 + kK, Checked{});
+    multiply(stage);
+    if (!last) {
+      stash(stage ^ 1);
+      __syncthreads();
+      multiply(stage ^ 1);
+    }
+  }
+
+#pragma unroll
+  for (int i = 0; i < 8; ++i) {
+    const int m = m0 + wm + i % 4 + i / 4 * 32;
+    if (m >= M) continue;
+#pragma unroll
+    for (int j = 0; j < 8; ++j) {
+      const int n = n0 + wn + j % 4 + j / 4 * 16;
+      if (n < N) out.store(g, split, m, n, acc[i][j]);
+    }
+  }
+}
+
+// The pass-named entry points (profiles and SASS reports read the pass from the name); the
+// same core for the convolutions' and the linear layer's forward (fprop), data-gradient (dgrad)
+// and weight-gradient (wgrad) GEMMs.
+#define PCN_GEMM3_KERNEL(name)                                                                 \
+  template <class Tile, class ALoader, class BLoader, class Epilogue>                         \
+  __global__ void __launch_bounds__(Tile::kThreads, Tile::kMinBlocks)                         \
+      name(ALoader a, BLoader b, Epilogue out, int M, int N, int K, int k_chunk, int tiles_m, \
+           int tiles_n) {                                                                     \
+    gemm3_body<Tile>(a, b, out, M, N, K, k_chunk, tiles_m, tiles_n);                          \
+  }
+PCN_GEMM3_KERNEL(gemm3_fprop_kernel)
+PCN_GEMM3_KERNEL(gemm3_dgrad_kernel)
+PCN_GEMM3_KERNEL(gemm3_wgrad_kernel)
+#undef PCN_GEMM3_KERNEL
+
+enum class Pass3 { kFprop, kDgrad, kWgrad };
+
+// The tile for M rows of C: 64 x 128 for M <= 96 (M = 48 would waste 62% of a 128-row tile;
+// M = 96 gets twice the blocks for the same waste), else 128 x 128. A function of the shape
+// alone; grids too small for the GPU (the linear layers at small batch) need split-K, not a
+// smaller tile.
+inline bool gemm3_small_tile(int M) { return M <= 96; }
+
+// Launches the Pass's kernel on `Tile` over groups x M x N, K in `splits` chunks of k_chunk
+// (a multiple of 8; splits * k_chunk >= K).
+template <Pass3 P, class Tile, class ALoader, class BLoader, class Epilogue>
+void launch_gemm3_tile(const ALoader& a, const BLoader& b, const Epilogue& out, int groups, int M,
+                       int N, int K, int splits, int k_chunk, cudaStream_t stream) {
+  const int tiles_m = static_cast<int>(ceil_div(M, Tile::kM));
+  const int tiles_n = static_cast<int>(ceil_div(N, Tile::kN));
+  const dim3 grid(static_cast<unsigned int>(groups) * tiles_m * tiles_n, splits);
+  if constexpr (P == Pass3::kFprop) {
+    PCN_LAUNCH((gemm3_fprop_kernel<Tile, ALoader, BLoader, Epilogue>), grid, Tile::kThreads, 0,
+               stream, a, b, out, M, N, K, k_chunk, tiles_m, tiles_n);
+  } else if constexpr (P == Pass3::kDgrad) {
+    PCN_LAUNCH((gemm3_dgrad_kernel<Tile, ALoader, BLoader, Epilogue>), grid, Tile::kThreads, 0,
+               stream, a, b, out, M, N, K, k_chunk, tiles_m, tiles_n);
+  } else {
+    PCN_LAUNCH((gemm3_wgrad_kernel<Tile, ALoader, BLoader, Epilogue>), grid, Tile::kThreads, 0,
+               stream, a, b, out, M, N, K, k_chunk, tiles_m, tiles_n);
+  }
+}
+
+// The same, on the tile gemm3_small_tile chooses for M.
+template <Pass3 P, class ALoader, class BLoader, class Epilogue>
+void launch_gemm3(const ALoader& a, const BLoader& b, const Epilogue& out, int groups, int M,
+                  int N, int K, int splits, int k_chunk, cudaStream_t stream) {
+  if (gemm3_small_tile(M)) {
+    launch_gemm3_tile<P, Tile3Small>(a, b, out, groups, M, N, K, splits, k_chunk, stream);
+  } else {
+    launch_gemm3_tile<P, Tile3Large>(a, b, out, groups, M, N, K, splits, k_chunk, stream);
+  }
+}
+
+// ---------------------------------------------------------------------------- dense operands
+
+// op(A)[m][k] of a row-major matrix: A (M x K, row stride ld) or, Transposed, A^T with A stored
+// K x M. Lines are always inside the matrix (the kernel clamps them).
+template <bool Transposed>
+struct DenseA3 {
+  static constexpr bool kFastK = !Transposed;
+  const float* __restrict__ p;
+  int ld;
+  struct Line {
+    const float* __restrict__ p;
+  };
+  __device__ Line line(int, int m) const {
+    return {p + (Transposed ? m : static_cast<long long>(m) * ld)};
+  }
+  __device__ float load(const Line& l, int k) const {
+    return l.p[Transposed ? static_cast<long long>(k) * ld : k];
+  }
+};
+
+// op(B)[k][n]: B (K x N, row stride ld) or, Transposed, B^T with B stored N x K.
+template <bool Transposed>
+struct DenseB3 {
+  static constexpr bool kFastK = Transposed;
+  const float* __restrict__ p;
+  int ld;
+  struct Line {
+    const float* __restrict__ p;
+  };
+  __device__ Line line(int, int n) const {
+    return {p + (Transposed ? static_cast<long long>(n) * ld : n)};
+  }
+  __device__ float load(const Line& l, int k) const {
+    return l.p[Transposed ? k : static_cast<long long>(k) * ld];
+  }
+};
+
+// C (M x N, row stride ldc) = op(A) op(B) (+ bias[n] when bias is given) on this core, the
+// transposes fixed by the linear layer's pass (gemm_v3.cu): forward A B^T (B stored N x K),
+// data gradient A B, weight gradient A^T B (A stored K x M). Sizes and indices below 2^31.
+void sgemm3(Pass3 pass, int M, int N, int K, const float* A, int lda, const float* B, int ldb,
+            float* C, int ldc, const float* bias, cudaStream_t stream);
+
+}  // namespace pcn::cuda
