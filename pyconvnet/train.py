@@ -220,6 +220,7 @@ def _start(args, out):
     config = _config(args, device)
     run_dir = check_usable(args.out or f"runs/{datetime.datetime.now():%Y%m%d-%H%M%S}")
     if (run_dir / CHECKPOINT_NAME).exists():
+        RunDir(run_dir).open().close()  # a trainer still running there is named first
         raise UserError(f"--out {run_dir} already holds a run; use --resume {run_dir} to continue it, or another --out")
     dataset = datamod.open_dataset(args.data, config, out=out)
     try:

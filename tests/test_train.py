@@ -334,16 +334,21 @@ def test_a_run_directory_has_one_owner(tiny_data, tmp_path, capsys):
             assert train.main(["--data", tiny_data, "--epochs", "1", "--out", str(tmp_path / "new"), *TINY]) == 2
             assert "is in use by another trainer" in capsys.readouterr().err
             assert not (tmp_path / "new" / CHECKPOINT_NAME).exists()
+        # A new run on a held directory that already has a checkpoint names the owner too.
+        assert train.main(["--data", tiny_data, "--epochs", "1", "--out", str(tmp_path / "r"), *TINY]) == 2
+        assert "is in use by another trainer" in capsys.readouterr().err
     _, meta = weights(tmp_path / "r")
     assert meta["epoch"] == 1
     run_train(["--resume", str(tmp_path / "r"), "--epochs", "2"])  # released: the next owner goes on
 
 
 def test_two_trainers_on_one_out_the_second_exits_at_once(tiny_data, tmp_path):
-    args = ["--data", tiny_data, "--epochs", "3", "--out", str(tmp_path / "r"), *TINY]
+    # The first is killed below; enough epochs that it is still training whenever the second starts
+    # (it may already have saved a checkpoint: the lock is still named first).
+    args = ["--data", tiny_data, "--epochs", "1000", "--out", str(tmp_path / "r"), *TINY]
     first = _spawn(args, cwd=tmp_path)
     try:
-        _wait_for(first, "epoch 1/3 step 1/")
+        _wait_for(first, "epoch 1/1000 step 1/")
         second = _spawn(args, cwd=tmp_path)
         out, _ = second.communicate(timeout=120)
         assert second.returncode == 2 and "is in use by another trainer" in out, out
