@@ -6,7 +6,8 @@ needed, only the module and NVIDIA's binary tools.
     python benchmarks/kernel_report.py --json report.json    # + everything, for tools
     python benchmarks/kernel_report.py --show 'DataPixels'   # + the hot loop's SASS of matching kernels
 
-Per kernel: registers, local memory (spills), static shared memory, the block size and where it
+Per kernel: the pass it computes (fprop, dgrad or wgrad: every convolution and linear-layer
+kernel carries it in its name, as cuDNN's and CUTLASS's do), registers, local memory (spills), static shared memory, the block size and where it
 comes from, blocks per SM on an H200 and what limits them, and the hot loop's instruction mix
 with the issue-slot ceiling it implies.
 
@@ -262,6 +263,18 @@ def kernel_basename(mangled: str) -> str:
         if not nested:
             break
     return name
+
+
+PASSES = ("fprop", "dgrad", "wgrad")
+# The sources of the convolution and linear layer kernels, whose names must carry a pass.
+PASS_SOURCES = re.compile(r"^(conv2d|gemm|linear)\w*\.cuh?$")
+
+
+def kernel_pass(base: str) -> str:
+    """"fprop", "dgrad" or "wgrad" when a kernel's unqualified name carries its pass as a word
+    between underscores (gemm3_wgrad_kernel, conv2d_fprop_taps_kernel3), else ""."""
+    found = [p for p in PASSES if re.search(rf"(^|_){p}(_|$)", base)]
+    return found[0] if len(found) == 1 else ""
 
 
 def demangle(names: list[str]) -> dict[str, str]:
@@ -576,6 +589,7 @@ def analyse(module: str, cuobjdump: str, nvdisasm_dir: str, src_dir: str, arch: 
         local_ops = sum(i.base in ("LDL", "STL") for i in f.instrs)
         kernels.append({
             "name": names[f.name], "mangled": f.name, "source": os.path.basename(f.source),
+            "pass": kernel_pass(base),
             "registers": u.get("REG"), "shared_static": shared, "shared_cuobjdump": u.get("SHARED"),
             "stack": u.get("STACK"),
             "local": u.get("LOCAL"), "ldl_stl": local_ops, "launch_bounds": bounds.get(f.name),
@@ -614,12 +628,12 @@ def format_report(rep: dict) -> list[str]:
         f"# ceiling: FFMA share x FP32 peak ({sm.fp32_peak / 1e12:.1f} TFLOP/s: {sm.fp32_peak_how.split(';')[0]}): "
         "one warp instruction per sub-partition per cycle",
         "# hot loop: the innermost loop with the most FFMA (else the largest); counts are static, per iteration",
-        "# columns: regs | local = LDL+STL instructions (spills) | smem = static shared bytes (+1 KiB per block "
+        "# columns: pass (fprop/dgrad/wgrad, from the name) | regs | local = LDL+STL instructions (spills) | smem = static shared bytes (+1 KiB per block "
         "reserved, counted in blocks/SM) | block = threads "
         "(launch: PCN_LAUNCH in cuda/; lb: __launch_bounds__) | blocks/SM (limit) | hot loop instructions, FFMA "
         "share, tensor-core instructions, shared and global loads per math instruction | ceiling",
         "",
-        f"{'kernel':<{w}}  {'file':<11} {'regs':>4} {'local':>5} {'smem':>6} {'block':>11} {'blocks/SM':>16} | "
+        f"{'kernel':<{w}}  {'file':<11} {'pass':<5} {'regs':>4} {'local':>5} {'smem':>6} {'block':>11} {'blocks/SM':>16} | "
         f"{'loop':>5} {'FFMA':>6} {'TC':>4} {'LDS/math':>8} {'LDG/math':>8} | ceiling",
     ]
     for k in rep["kernels"]:
@@ -632,10 +646,13 @@ def format_report(rep: dict) -> list[str]:
         if h.get("tensor_ceiling_flops"):
             ceil += f"; tensor {h['tensor_ceiling_flops'] / 1e12:.0f} TFLOP/s"
         loop = ("all " if h.get("whole_kernel") else "") + str(h.get("instructions", "-"))
-        out.append(f"{k['name']:<{w}}  {k['source']:<11} {_fmt(k['registers'], 'd', '?'):>4} {local:>5} "
+        out.append(f"{k['name']:<{w}}  {k['source']:<11} {k['pass'] or '-':<5} {_fmt(k['registers'], 'd', '?'):>4} {local:>5} "
                    f"{_fmt(k['shared_static'], 'd', '?'):>6} {block:>11} {occ:>16} | {loop:>5} "
                    f"{100 * h.get('ffma_share', 0):>5.1f}% {tc:>4} {_fmt(h.get('shared_loads_per_math'), '.2f'):>8} "
                    f"{_fmt(h.get('global_loads_per_math'), '.2f'):>8} | {ceil}")
+    passless = [k["name"] for k in rep["kernels"] if PASS_SOURCES.match(k["source"]) and not k["pass"]]
+    if passless:
+        out += ["", "convolution/linear kernels without fprop/dgrad/wgrad in their name: " + "; ".join(passless)]
     unknown = [k for k in rep["kernels"] if not k["block"]]
     if unknown:
         out += ["", "block size unknown (no occupancy): " + "; ".join(f"{k['name']}: {k['block_from']}" for k in unknown)]

@@ -6,11 +6,12 @@ namespace pcn::bindings {
 void bind_conv2d(py::module_& m) {
   m.def("conv2d_forward",
         [](const Tensor& x, const Tensor& w, const OptTensor& b, Hw stride, Hw padding,
-           int64_t groups, int version) {
-          return conv2d_forward(x, w, b.value_or(Tensor()), stride, padding, groups, version);
+           int64_t groups, bool relu, int version) {
+          return conv2d_forward(x, w, b.value_or(Tensor()), stride, padding, groups, relu,
+                                version);
         },
         py::arg("x"), py::arg("w"), py::arg("b"), py::arg("stride"), py::arg("padding"),
-        py::arg("groups"), py::arg("version"), ReleaseGil());
+        py::arg("groups"), py::arg("relu"), py::arg("version"), ReleaseGil());
   m.def("conv2d_backward_data", &conv2d_backward_data, py::arg("dy"), py::arg("w"),
         py::arg("x_shape"), py::arg("stride"), py::arg("padding"), py::arg("groups"),
         py::arg("version"), ReleaseGil());

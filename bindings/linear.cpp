@@ -5,10 +5,11 @@ namespace pcn::bindings {
 
 void bind_linear(py::module_& m) {
   m.def("linear_forward",
-        [](const Tensor& x, const Tensor& w, const OptTensor& b, int version) {
-          return linear_forward(x, w, b.value_or(Tensor()), version);
+        [](const Tensor& x, const Tensor& w, const OptTensor& b, bool relu, int version) {
+          return linear_forward(x, w, b.value_or(Tensor()), relu, version);
         },
-        py::arg("x"), py::arg("w"), py::arg("b"), py::arg("version"), ReleaseGil());
+        py::arg("x"), py::arg("w"), py::arg("b"), py::arg("relu"), py::arg("version"),
+        ReleaseGil());
   m.def("linear_backward_data", &linear_backward_data, py::arg("dy"), py::arg("w"),
         py::arg("version"), ReleaseGil());
   m.def("linear_backward_weight", &linear_backward_weight, py::arg("dy"), py::arg("x"),

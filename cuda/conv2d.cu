@@ -11,10 +11,13 @@
 //              The filter gradient's sum runs over the batch and the pixels (N*P*Q, 387,200
 //              terms for conv1 at batch 128) while it has few output tiles, so it is split
 //              into chunks computed by separate blocks into a workspace and then added in a
-//              fixed order (sum_splits): no atomics, bit-identical from run to run.
+//              fixed order (reduce_splits): no atomics, bit-identical from run to run.
 //   version 3: the same GEMMs on the version-3 core, the index arithmetic out of the loop
 //              (conv2d_v3.cu).
-// The bias gradient is one kernel for both versions (bias_grad, gemm.cu).
+// Every version's forward adds the bias and, when asked, applies ReLU in its epilogue
+// (bias_relu, gemm_common.cuh). Kernel names carry the pass: conv2d_fprop/dgrad/wgrad_kernel1,
+// gemm2_fprop/dgrad/wgrad_kernel, gemm3_*. The bias gradient is one two-level reduction for
+// every version (bias_wgrad, gemm.cu).
 #include <algorithm>
 
 #include "conv2d_common.cuh"
@@ -25,14 +28,14 @@ namespace pcn::cuda {
 
 // ------------------------------------------------------------------------------- version 1
 
-// conv2d_forward_kernel1: y (N, K, P, Q) = conv(x (N, C, H, W), w (K, Cg, R, S)) + b (K,) or
-// no bias (b == nullptr).
+// conv2d_fprop_kernel1: y (N, K, P, Q) = conv(x (N, C, H, W), w (K, Cg, R, S)) + b (K,) or
+// no bias (b == nullptr), then ReLU when relu (bias_relu).
 // Thread mapping: one output y[n][k][p][q] per thread, flat NKPQ index, grid-stride loop
 // (consecutive threads: consecutive q, so stores coalesce). Each thread sums c, r, s in order.
 // Preconditions: as ConvShape.
-__global__ void conv2d_forward_kernel1(ConvShape s, const float* __restrict__ x,
-                                       const float* __restrict__ w, const float* __restrict__ b,
-                                       float* __restrict__ y) {
+__global__ void conv2d_fprop_kernel1(ConvShape s, const float* __restrict__ x,
+                                     const float* __restrict__ w, const float* __restrict__ b,
+                                     bool relu, float* __restrict__ y) {
   const long long total = static_cast<long long>(s.N) * s.K * s.PQ;
   for (long long idx = blockIdx.x * static_cast<long long>(blockDim.x) + threadIdx.x; idx < total;
        idx += static_cast<long long>(gridDim.x) * blockDim.x) {
@@ -55,20 +58,19 @@ __global__ void conv2d_forward_kernel1(ConvShape s, const float* __restrict__ x,
         }
       }
     }
-    y[idx] = b ? acc + b[k] : acc;
+    y[idx] = bias_relu(acc, b, k, relu);
   }
 }
 
-// conv2d_backward_data_kernel1: dx (N, C, H, W) from dy (N, K, P, Q) and w (K, Cg, R, S):
+// conv2d_dgrad_kernel1: dx (N, C, H, W) from dy (N, K, P, Q) and w (K, Cg, R, S):
 // dx[n][c][h][v] = sum over the filters k of c's group and taps (r, s) with
 // h + ph - r = p*sh, v + pw - s = q*sw, 0 <= p < P, 0 <= q < Q of dy[n][k][p][q] * w[k][c'][r][s]
 // (c' = c's index within its group).
 // Thread mapping: one dx element per thread, flat NCHW index, grid-stride loop; each thread
 // sums k, r, s in order.
 // Preconditions: as ConvShape.
-__global__ void conv2d_backward_data_kernel1(ConvShape s, const float* __restrict__ dy,
-                                             const float* __restrict__ w,
-                                             float* __restrict__ dx) {
+__global__ void conv2d_dgrad_kernel1(ConvShape s, const float* __restrict__ dy,
+                                     const float* __restrict__ w, float* __restrict__ dx) {
   const long long total = static_cast<long long>(s.N) * s.C * s.H * s.W;
   for (long long idx = blockIdx.x * static_cast<long long>(blockDim.x) + threadIdx.x; idx < total;
        idx += static_cast<long long>(gridDim.x) * blockDim.x) {
@@ -97,14 +99,13 @@ __global__ void conv2d_backward_data_kernel1(ConvShape s, const float* __restric
   }
 }
 
-// conv2d_backward_filter_kernel1: dw (K, Cg, R, S) = sum over n, p, q of
+// conv2d_wgrad_kernel1: dw (K, Cg, R, S) = sum over n, p, q of
 // dy[n][k][p][q] * xpad[n][g*Cg + c][p*sh + r][q*sw + s].
 // Thread mapping: one dw element per thread, flat KCRS index, grid-stride loop; each thread
 // sums n, p, q in order (slow for large batches: the oracle, not the fast path).
 // Preconditions: as ConvShape.
-__global__ void conv2d_backward_filter_kernel1(ConvShape s, const float* __restrict__ dy,
-                                               const float* __restrict__ x,
-                                               float* __restrict__ dw) {
+__global__ void conv2d_wgrad_kernel1(ConvShape s, const float* __restrict__ dy,
+                                     const float* __restrict__ x, float* __restrict__ dw) {
   const long long total = static_cast<long long>(s.K) * s.CRS;
   for (long long idx = blockIdx.x * static_cast<long long>(blockDim.x) + threadIdx.x; idx < total;
        idx += static_cast<long long>(gridDim.x) * blockDim.x) {
@@ -132,7 +133,7 @@ __global__ void conv2d_backward_filter_kernel1(ConvShape s, const float* __restr
 }
 
 // ------------------------------------------------------------------------------- version 2
-// Loaders and epilogues for gemm_tiled_kernel2 (interfaces in gemm.cuh). Group g's GEMM reads
+// Loaders and epilogues for the version-2 core (interfaces in gemm.cuh). Group g's GEMM reads
 // channels g*Cg.. of x / dx, filters g*Kg.. of w / dy. k and n index flattened axes:
 //   forward:  k = (c*R + r)*S + s, n = (img*P + p)*Q + q
 //   data:     k = (kk*R + r)*S + s, n = (img*H + h)*W + v
@@ -273,24 +274,24 @@ struct FilterPixels {
 // ------------------------------------------------------------------------------ host side
 
 void conv2d_forward(const Conv2dParams& p, const Tensor& x, const Tensor& w, const Tensor& b,
-                    Tensor& y, int version) {
+                    Tensor& y, bool relu, int version) {
   const ConvShape s = shape_of(p);
   if (version == 3 && !conv2d_v3_fits(s)) version = 2;
   const cudaStream_t st = stream(x.device().index);
   const float* bias = b.defined() ? b.data<float>() : nullptr;
   if (version == 1) {
-    PCN_LAUNCH(conv2d_forward_kernel1, grid_stride_blocks(y.numel(), 256), 256, 0, st, s,
-               x.data<float>(), w.data<float>(), bias, y.data<float>());
+    PCN_LAUNCH(conv2d_fprop_kernel1, grid_stride_blocks(y.numel(), 256), 256, 0, st, s,
+               x.data<float>(), w.data<float>(), bias, relu, y.data<float>());
     return;
   }
   if (version == 3) {
-    conv2d_forward3(s, static_cast<int>(p.groups), x.data<float>(), w.data<float>(), bias,
+    conv2d_forward3(s, static_cast<int>(p.groups), x.data<float>(), w.data<float>(), bias, relu,
                     y.data<float>(), x.device(), st);
     return;
   }
-  launch_gemm_tiled2(FwdFilters{w.data<float>(), s}, FwdPixels{x.data<float>(), s},
-                     FwdOut{y.data<float>(), bias, s}, static_cast<int>(p.groups), s.Kg,
-                     s.N * s.PQ, s.CRS, 1, s.CRS, st);
+  launch_gemm2<Pass::kFprop>(FwdFilters{w.data<float>(), s}, FwdPixels{x.data<float>(), s},
+                             FwdOut{y.data<float>(), bias, relu, s}, static_cast<int>(p.groups),
+                             s.Kg, s.N * s.PQ, s.CRS, 1, s.CRS, st);
 }
 
 void conv2d_backward_data(const Conv2dParams& p, const Tensor& dy, const Tensor& w, Tensor& dx,
@@ -299,7 +300,7 @@ void conv2d_backward_data(const Conv2dParams& p, const Tensor& dy, const Tensor&
   if (version == 3 && !conv2d_v3_fits(s)) version = 2;
   const cudaStream_t st = stream(dy.device().index);
   if (version == 1) {
-    PCN_LAUNCH(conv2d_backward_data_kernel1, grid_stride_blocks(dx.numel(), 256), 256, 0, st, s,
+    PCN_LAUNCH(conv2d_dgrad_kernel1, grid_stride_blocks(dx.numel(), 256), 256, 0, st, s,
                dy.data<float>(), w.data<float>(), dx.data<float>());
     return;
   }
@@ -309,9 +310,9 @@ void conv2d_backward_data(const Conv2dParams& p, const Tensor& dy, const Tensor&
     return;
   }
   const int kdim = s.Kg * s.RS;
-  launch_gemm_tiled2(DataFilters{w.data<float>(), s}, DataPixels{dy.data<float>(), s},
-                     DataOut{dx.data<float>(), s}, static_cast<int>(p.groups), s.Cg,
-                     s.N * s.H * s.W, kdim, 1, kdim, st);
+  launch_gemm2<Pass::kDgrad>(DataFilters{w.data<float>(), s}, DataPixels{dy.data<float>(), s},
+                             DataOut{dx.data<float>(), s}, static_cast<int>(p.groups), s.Cg,
+                             s.N * s.H * s.W, kdim, 1, kdim, st);
 }
 
 void conv2d_backward_filter(const Conv2dParams& p, const Tensor& dy, const Tensor& x, Tensor& dw,
@@ -320,7 +321,7 @@ void conv2d_backward_filter(const Conv2dParams& p, const Tensor& dy, const Tenso
   if (version == 3 && !conv2d_v3_fits(s)) version = 2;
   const cudaStream_t st = stream(dy.device().index);
   if (version == 1) {
-    PCN_LAUNCH(conv2d_backward_filter_kernel1, grid_stride_blocks(dw.numel(), 256), 256, 0, st, s,
+    PCN_LAUNCH(conv2d_wgrad_kernel1, grid_stride_blocks(dw.numel(), 256), 256, 0, st, s,
                dy.data<float>(), x.data<float>(), dw.data<float>());
   } else {
     const int groups = static_cast<int>(p.groups);
@@ -334,8 +335,9 @@ void conv2d_backward_filter(const Conv2dParams& p, const Tensor& dy, const Tenso
         conv2d_backward_filter3(s, groups, dy.data<float>(), x.data<float>(), out, splits,
                                 plan.chunk, dy.device(), st);
       } else {
-        launch_gemm_tiled2(FilterGrads{dy.data<float>(), s}, FilterPixels{x.data<float>(), s},
-                           out, groups, s.Kg, s.CRS, kdim, splits, plan.chunk, st);
+        launch_gemm2<Pass::kWgrad>(FilterGrads{dy.data<float>(), s},
+                                   FilterPixels{x.data<float>(), s}, out, groups, s.Kg, s.CRS,
+                                   kdim, splits, plan.chunk, st);
       }
     };
     if (plan.splits == 1) {
@@ -345,10 +347,11 @@ void conv2d_backward_filter(const Conv2dParams& p, const Tensor& dy, const Tenso
       // caching allocator when this function ends, and is reused only in stream order.
       Tensor partial = Tensor::empty({plan.splits, p.K, s.CRS}, DType::Float32, dw.device());
       gemm(FilterOut{partial.data<float>(), dw.numel(), s}, plan.splits);
-      sum_splits(partial.data<float>(), dw.data<float>(), plan.splits, dw.numel(), st);
+      reduce_splits(Pass::kWgrad, partial.data<float>(), dw.data<float>(), plan.splits,
+                    dw.numel(), nullptr, 1, false, st);
     }
   }
-  bias_grad(dy.data<float>(), db.data<float>(), s.N, s.K, s.PQ, st);
+  bias_wgrad(dy.data<float>(), db.data<float>(), s.N, s.K, s.PQ, dy.device(), st);
 }
 
 }  // namespace pcn::cuda

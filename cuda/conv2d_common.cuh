@@ -7,6 +7,8 @@
 #include "csrc/kernels/conv2d.h"  // before cuda_runtime.h: the simulator's macros follow it
 #include <cuda_runtime.h>
 
+#include "gemm_common.cuh"
+
 namespace pcn::cuda {
 
 // The convolution's sizes as ints: conv2d_params guarantees that every tensor has fewer than
@@ -33,14 +35,16 @@ inline ConvShape shape_of(const Conv2dParams& p) {
 
 // Epilogues (the store interface of gemm.cuh and gemm_v3.cuh).
 
-// Forward epilogue: y[img][g*Kg + m][p][q] = v + b[g*Kg + m] (no bias when b == nullptr).
+// Forward epilogue: y[img][g*Kg + m][p][q] = bias_relu(v, b, g*Kg + m, relu) (no bias when
+// b == nullptr).
 struct FwdOut {
   float* y;
   const float* b;
+  bool relu;
   ConvShape s;
   __device__ void store(int g, int, int m, int n, float v) const {
     const int k = g * s.Kg + m, img = n / s.PQ, pq = n % s.PQ;
-    y[(static_cast<long long>(img) * s.K + k) * s.PQ + pq] = b ? v + b[k] : v;
+    y[(static_cast<long long>(img) * s.K + k) * s.PQ + pq] = bias_relu(v, b, k, relu);
   }
 };
 
@@ -69,9 +73,6 @@ struct FilterOut {
 // tiles (conv1: 2 x 6 tiles, 387,200 terms at batch 128), so blocks take chunks of the sum.
 // The plan depends only on the shape, never on the GPU, so results are reproducible across
 // GPUs too.
-struct SplitPlan {
-  int splits, chunk;
-};
 inline SplitPlan filter_split_plan(long long tiles, long long kdim, long long out_size) {
   constexpr long long kTargetBlocks = 1024;      // several waves of 256-thread blocks on an H100
   constexpr long long kMinChunk = 512;           // each block's loop amortises its tile
@@ -95,7 +96,7 @@ inline SplitPlan filter_split_plan(long long tiles, long long kdim, long long ou
 // padding or the kernel is far larger than the image (then version 2 runs instead).
 bool conv2d_v3_fits(const ConvShape& s);
 void conv2d_forward3(const ConvShape& s, int groups, const float* x, const float* w,
-                     const float* b, float* y, const Device& device, cudaStream_t st);
+                     const float* b, bool relu, float* y, const Device& device, cudaStream_t st);
 void conv2d_backward_data3(const ConvShape& s, int groups, const float* dy, const float* w,
                            float* dx, const Device& device, cudaStream_t st);
 long long conv2d_backward_filter3_tiles(const ConvShape& s, int groups);

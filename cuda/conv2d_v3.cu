@@ -10,7 +10,8 @@
 //   - the data gradient has a stride-1 kernel in which every (kk, r, s) maps to the output
 //     pixel (h + ph - r, v + pw - s) without a division; larger strides keep the divisibility
 //     test per element (conv1 of AlexNet, whose data gradient training never computes).
-// The three passes launch gemm3_fprop_kernel, gemm3_dgrad_kernel and gemm3_wgrad_kernel. The
+// The three passes launch gemm3_fprop_kernel, gemm3_dgrad_kernel and gemm3_wgrad_kernel (and
+// their tap tables conv2d_fprop/dgrad/wgrad_taps_kernel3). The
 // filter gradient is split along N*P*Q as in version 2 (filter_split_plan, fixed-order sum).
 #include <algorithm>
 #include <limits>
@@ -25,9 +26,10 @@ namespace {
 
 enum class Taps { kFprop, kDgrad, kDgradStrided, kWgrad };
 
-// conv2d_taps_kernel3: taps[k] = {a, b, dy, dx} for k < len, the offsets of GEMM element k in
-// the A operand and in the gathered B operand (from the line's start / window origin; each
-// fits in int where conv2d_v3_fits holds) and the displacement that the B loader adds to its
+// conv2d_taps_body (the kernels conv2d_fprop_taps_kernel3, conv2d_dgrad_taps_kernel3 for both
+// data-gradient kinds, conv2d_wgrad_taps_kernel3): taps[k] = {a, b, dy, dx} for k < len, the
+// offsets of GEMM element k in the A operand and in the gathered B operand (from the line's
+// start / window origin; each fits in int where conv2d_v3_fits holds) and the displacement that the B loader adds to its
 // line's window position for the bounds check:
 //   forward (k = (c, r, s)):            {-, c*H*W + r*W + s, r, s}
 //   data, stride 1 (k = (kk, r, s)):    {kk*Cg*R*S + r*S + s, kk*P*Q - r*Q - s, -r, -s}
@@ -35,7 +37,8 @@ enum class Taps { kFprop, kDgrad, kDgradStrided, kWgrad };
 //   filter (k = (img, p, q)):           {img*K*P*Q + p*Q + q, img*C*H*W + p*sh*W + q*sw,
 //                                        p*sh, q*sw}
 // Thread mapping: one entry per thread, grid-stride loop.
-__global__ void conv2d_taps_kernel3(ConvShape s, Taps kind, int4* __restrict__ taps, int len) {
+__device__ __forceinline__ void conv2d_taps_body(const ConvShape& s, Taps kind,
+                                                 int4* __restrict__ taps, int len) {
   for (int k = blockIdx.x * blockDim.x + threadIdx.x; k < len; k += gridDim.x * blockDim.x) {
     long long a = 0, b = 0;
     int dy = 0, dx = 0;
@@ -59,12 +62,28 @@ __global__ void conv2d_taps_kernel3(ConvShape s, Taps kind, int4* __restrict__ t
   }
 }
 
+#define PCN_TAPS_KERNEL(name)                                                       \
+  __global__ void name(ConvShape s, Taps kind, int4* __restrict__ taps, int len) { \
+    conv2d_taps_body(s, kind, taps, len);                                        \
+  }
+PCN_TAPS_KERNEL(conv2d_fprop_taps_kernel3)
+PCN_TAPS_KERNEL(conv2d_dgrad_taps_kernel3)
+PCN_TAPS_KERNEL(conv2d_wgrad_taps_kernel3)
+#undef PCN_TAPS_KERNEL
+
 // The tap table of `len` entries on the convolution's device (a workspace that returns to the
 // caching allocator when the caller drops it, reused only in stream order).
 Tensor make_taps(const ConvShape& s, Taps kind, int len, const Device& device, cudaStream_t st) {
   Tensor taps = Tensor::empty({len, 4}, DType::Int32, device);
-  PCN_LAUNCH(conv2d_taps_kernel3, grid_stride_blocks(len, 256), 256, 0, st, s, kind,
-             reinterpret_cast<int4*>(taps.data<int32_t>()), len);
+  int4* t = reinterpret_cast<int4*>(taps.data<int32_t>());
+  const unsigned int blocks = grid_stride_blocks(len, 256);
+  if (kind == Taps::kFprop) {
+    PCN_LAUNCH(conv2d_fprop_taps_kernel3, blocks, 256, 0, st, s, kind, t, len);
+  } else if (kind == Taps::kWgrad) {
+    PCN_LAUNCH(conv2d_wgrad_taps_kernel3, blocks, 256, 0, st, s, kind, t, len);
+  } else {
+    PCN_LAUNCH(conv2d_dgrad_taps_kernel3, blocks, 256, 0, st, s, kind, t, len);
+  }
   return taps;
 }
 
@@ -187,13 +206,13 @@ bool conv2d_v3_fits(const ConvShape& s) {
 }
 
 void conv2d_forward3(const ConvShape& s, int groups, const float* x, const float* w,
-                     const float* b, float* y, const Device& device, cudaStream_t st) {
+                     const float* b, bool relu, float* y, const Device& device, cudaStream_t st) {
   const Tensor taps = make_taps(s, Taps::kFprop, s.CRS, device, st);
   const int4* t = reinterpret_cast<const int4*>(taps.data<int32_t>());
   const int M = s.Kg, N = s.N * s.PQ;
-  launch_gemm3<Pass3::kFprop>(Rows3<false>{w, nullptr, static_cast<long long>(s.Kg) * s.CRS,
+  launch_gemm3<Pass::kFprop>(Rows3<false>{w, nullptr, static_cast<long long>(s.Kg) * s.CRS,
                                            s.CRS},
-                              FpropPixels3{x, t, s}, FwdOut{y, b, s}, groups, M, N, s.CRS, 1,
+                              FpropPixels3{x, t, s}, FwdOut{y, b, relu, s}, groups, M, N, s.CRS, 1,
                               s.CRS, st);
 }
 
@@ -205,10 +224,10 @@ void conv2d_backward_data3(const ConvShape& s, int groups, const float* dy, cons
   const int4* t = reinterpret_cast<const int4*>(taps.data<int32_t>());
   const Rows3<true> a{w, t, static_cast<long long>(s.Kg) * s.CRS, s.RS};
   if (unit) {
-    launch_gemm3<Pass3::kDgrad>(a, DgradPixels3{dy, t, s}, DataOut{dx, s}, groups, M, N, K, 1, K,
+    launch_gemm3<Pass::kDgrad>(a, DgradPixels3{dy, t, s}, DataOut{dx, s}, groups, M, N, K, 1, K,
                                 st);
   } else {
-    launch_gemm3<Pass3::kDgrad>(a, DgradPixelsStrided3{dy, t, s}, DataOut{dx, s}, groups, M, N,
+    launch_gemm3<Pass::kDgrad>(a, DgradPixelsStrided3{dy, t, s}, DataOut{dx, s}, groups, M, N,
                                 K, 1, K, st);
   }
 }
@@ -225,7 +244,7 @@ void conv2d_backward_filter3(const ConvShape& s, int groups, const float* dy, co
   const int K = s.N * s.PQ;
   const Tensor taps = make_taps(s, Taps::kWgrad, K, device, st);
   const int4* t = reinterpret_cast<const int4*>(taps.data<int32_t>());
-  launch_gemm3<Pass3::kWgrad>(Rows3<true>{dy, t, static_cast<long long>(s.Kg) * s.PQ, s.PQ},
+  launch_gemm3<Pass::kWgrad>(Rows3<true>{dy, t, static_cast<long long>(s.Kg) * s.PQ, s.PQ},
                               WgradPixels3{x, t, s}, out, groups, s.Kg, s.CRS, K, splits, chunk,
                               st);
 }

@@ -1,17 +1,20 @@
 // The tiled GEMM skeleton shared by the linear layer (gemm.cu, linear.cu) and the implicit-GEMM
-// convolutions (conv2d.cu), and the two fixed-order reductions they need. Device code and
-// launchers only; included by .cu files.
+// convolutions (conv2d.cu), and the fixed-order reductions they need (split-K sums, the bias
+// gradient: gemm.cu). Device code and launchers only; included by .cu files.
 //
-// One kernel template computes C = op(A) * op(B) for M x N x K problems whose operands are not
+// One kernel body, launched under a pass-named entry point (gemm2_fprop_kernel,
+// gemm2_dgrad_kernel, gemm2_wgrad_kernel), computes C = op(A) * op(B) for M x N x K problems whose operands are not
 // necessarily matrices in memory: an operand is a "loader" that returns element (row, k) of A
 // or (k, column) of B, or 0 outside the matrix. A dense (optionally transposed) matrix is one
 // loader; the convolutions' loaders gather from the unpadded NCHW input in place (implicit
 // GEMM: no im2col buffer), reading the zero padding as 0. The output goes through an
-// "epilogue" functor that stores (and may add a bias).
+// "epilogue" functor that stores (and may add a bias and apply ReLU).
 #pragma once
+#include "csrc/tensor.h"  // before cuda_runtime.h: the simulator's macros follow it
 #include <cuda_runtime.h>
 
 #include "launch.cuh"
+#include "gemm_common.cuh"
 
 namespace pcn::cuda {
 
@@ -33,7 +36,7 @@ constexpr int kTileLd = kTileM + 4;
 // Epilogue interface: __device__ void store(int g, int split, int m, int n, float v) const,
 // called once per (g, split, m, n) with m < M, n < N.
 
-// gemm_tiled_kernel2: C[g][m][n] = sum_{k in [split*k_chunk, min(K, (split+1)*k_chunk))}
+// gemm2_body (the kernels gemm2_fprop_kernel, gemm2_dgrad_kernel, gemm2_wgrad_kernel): C[g][m][n] = sum_{k in [split*k_chunk, min(K, (split+1)*k_chunk))}
 //   op(A_g)[m][k] * op(B_g)[k][n], for every group g < groups (independent GEMMs of one size).
 // Grid: x = groups * tiles_m * tiles_n tiles (tile index = (g * tiles_m + tm) * tiles_n + tn),
 //   y = split index (1 without split-K); block: 256 threads.
@@ -47,9 +50,9 @@ constexpr int kTileLd = kTileM + 4;
 // Preconditions: M, N, K, k_chunk >= 0; tiles_m = ceil(M/64), tiles_n = ceil(N/64);
 //   groups * tiles_m * tiles_n < 2^31; every index the loaders and epilogue form fits in int.
 template <class ALoader, class BLoader, class Epilogue>
-__global__ void __launch_bounds__(kTileThreads)
-    gemm_tiled_kernel2(ALoader a, BLoader b, Epilogue out, int M, int N, int K, int k_chunk,
-                       int tiles_m, int tiles_n) {
+__device__ __forceinline__ void gemm2_body(const ALoader& a, const BLoader& b, const Epilogue& out,
+                                           int M, int N, int K, int k_chunk, int tiles_m,
+                                           int tiles_n) {
   __shared__ float As[kTileK][kTileLd];
   __shared__ float Bs[kTileK][kTileLd];
 
@@ -116,16 +119,37 @@ __global__ void __launch_bounds__(kTileThreads)
   }
 }
 
-// Launches gemm_tiled_kernel2 over groups x M x N with K split into `splits` chunks of
-// k_chunk (a multiple of kTileK; splits * k_chunk >= K).
-template <class ALoader, class BLoader, class Epilogue>
-void launch_gemm_tiled2(const ALoader& a, const BLoader& b, const Epilogue& out, int groups, int M,
-                        int N, int K, int splits, int k_chunk, cudaStream_t stream) {
+// The pass-named entry points of the version-2 core.
+#define PCN_GEMM2_KERNEL(name)                                                                \
+  template <class ALoader, class BLoader, class Epilogue>                                    \
+  __global__ void __launch_bounds__(kTileThreads)                                            \
+      name(ALoader a, BLoader b, Epilogue out, int M, int N, int K, int k_chunk, int tiles_m, \
+           int tiles_n) {                                                                    \
+    gemm2_body(a, b, out, M, N, K, k_chunk, tiles_m, tiles_n);                               \
+  }
+PCN_GEMM2_KERNEL(gemm2_fprop_kernel)
+PCN_GEMM2_KERNEL(gemm2_dgrad_kernel)
+PCN_GEMM2_KERNEL(gemm2_wgrad_kernel)
+#undef PCN_GEMM2_KERNEL
+
+// Launches the pass's version-2 kernel over groups x M x N with K split into `splits` chunks
+// of k_chunk (a multiple of kTileK; splits * k_chunk >= K).
+template <Pass P, class ALoader, class BLoader, class Epilogue>
+void launch_gemm2(const ALoader& a, const BLoader& b, const Epilogue& out, int groups, int M,
+                  int N, int K, int splits, int k_chunk, cudaStream_t stream) {
   const int tiles_m = static_cast<int>(ceil_div(M, kTileM));
   const int tiles_n = static_cast<int>(ceil_div(N, kTileN));
   const dim3 grid(static_cast<unsigned int>(groups) * tiles_m * tiles_n, splits);
-  PCN_LAUNCH((gemm_tiled_kernel2<ALoader, BLoader, Epilogue>), grid, kTileThreads, 0, stream, a,
-             b, out, M, N, K, k_chunk, tiles_m, tiles_n);
+  if constexpr (P == Pass::kFprop) {
+    PCN_LAUNCH((gemm2_fprop_kernel<ALoader, BLoader, Epilogue>), grid, kTileThreads, 0, stream,
+               a, b, out, M, N, K, k_chunk, tiles_m, tiles_n);
+  } else if constexpr (P == Pass::kDgrad) {
+    PCN_LAUNCH((gemm2_dgrad_kernel<ALoader, BLoader, Epilogue>), grid, kTileThreads, 0, stream,
+               a, b, out, M, N, K, k_chunk, tiles_m, tiles_n);
+  } else {
+    PCN_LAUNCH((gemm2_wgrad_kernel<ALoader, BLoader, Epilogue>), grid, kTileThreads, 0, stream,
+               a, b, out, M, N, K, k_chunk, tiles_m, tiles_n);
+  }
 }
 
 // ---------------------------------------------------------------------------- dense operands
@@ -165,27 +189,39 @@ struct DenseB {
   }
 };
 
-// C[m][n] = v (+ bias[n] when bias is given); C row-major with row stride ld.
+// C[m][n] = bias_relu(v, bias, n, relu); C row-major with row stride ld. For split-K partial
+// sums, split s goes to C + s*split_stride (a workspace; then bias is nullptr and relu false:
+// the reduction applies them).
 struct DenseOut {
   float* c;
   int ld;
   const float* bias;  // may be nullptr
-  __device__ void store(int, int, int m, int n, float v) const {
-    c[static_cast<long long>(m) * ld + n] = bias ? v + bias[n] : v;
+  bool relu;
+  long long split_stride;  // 0 without split-K
+  __device__ void store(int, int split, int m, int n, float v) const {
+    c[split * split_stride + static_cast<long long>(m) * ld + n] = bias_relu(v, bias, n, relu);
   }
 };
 
 // ------------------------------------------------------------------------------ host helpers
 
-// C (M x N, row stride ldc) = op(A) op(B) (+ bias[n] per column), as in cpu::sgemm; version
-// 1 = one output per thread, 2 = the tiled kernel above. Sizes and every index below 2^31.
-void sgemm(int version, bool trans_a, bool trans_b, int M, int N, int K, const float* A, int lda,
-           const float* B, int ldb, float* C, int ldc, const float* bias, cudaStream_t stream);
+// The linear layer's pass as C (M x N, row stride ldc) = op(A) op(B), then bias[n] and ReLU
+// (bias_relu; the forward only), on version 1 (one output per thread) or 2 (the tiled core
+// above). The pass fixes the transposes: forward A B^T (B stored N x K), data gradient A B,
+// weight gradient A^T B (A stored K x M). Sizes and every index below 2^31.
+void sgemm(int version, Pass pass, int M, int N, int K, const float* A, int lda, const float* B,
+           int ldb, float* C, int ldc, const float* bias, bool relu, cudaStream_t stream);
 
-// db[k] = sum_{n < N, i < PQ} dy[(n*K + k)*PQ + i], in a fixed order (one block per k).
-void bias_grad(const float* dy, float* db, int N, int K, int PQ, cudaStream_t stream);
+// db[k] = sum_{n < N, i < PQ} dy[(n*K + k)*PQ + i] for dy (N, K, PQ) (PQ = 1: the linear
+// layer's (N, K)): a two-level reduction in an order fixed by the shape (bit-identical reruns),
+// its small workspace on `device`.
+void bias_wgrad(const float* dy, float* db, int N, int K, int PQ, const Device& device,
+                cudaStream_t stream);
 
-// out[i] = sum_{s < splits} partial[s*len + i], s in increasing order (split-K results).
-void sum_splits(const float* partial, float* out, int splits, long long len, cudaStream_t stream);
+// The split-K results of `pass`: out[i] = bias_relu(sum_{s < splits} partial[s*len + i],
+// bias, i % cols, relu), s in increasing order (bias nullptr and relu false but for the
+// forward).
+void reduce_splits(Pass pass, const float* partial, float* out, int splits, long long len,
+                   const float* bias, int cols, bool relu, cudaStream_t stream);
 
 }  // namespace pcn::cuda

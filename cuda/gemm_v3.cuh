@@ -20,10 +20,13 @@
 // Determinism: every C element is summed by one thread over k in increasing order, whatever
 // the tile shape, so the tile choice changes no bit of the result.
 #pragma once
+#include <algorithm>
 #include <type_traits>
 
+#include "csrc/tensor.h"  // before cuda_runtime.h: the simulator's macros follow it
 #include <cuda_runtime.h>
 
+#include "gemm_common.cuh"
 #include "launch.cuh"
 
 namespace pcn::cuda {
@@ -209,7 +212,7 @@ PCN_GEMM3_KERNEL(gemm3_dgrad_kernel)
 PCN_GEMM3_KERNEL(gemm3_wgrad_kernel)
 #undef PCN_GEMM3_KERNEL
 
-enum class Pass3 { kFprop, kDgrad, kWgrad };
+using Pass3 = Pass;
 
 // The tile for M rows of C: 64 x 128 for M <= 96 (M = 48 would waste 62% of a 128-row tile;
 // M = 96 gets twice the blocks for the same waste), else 128 x 128. A function of the shape
@@ -219,16 +222,16 @@ inline bool gemm3_small_tile(int M) { return M <= 96; }
 
 // Launches the Pass's kernel on `Tile` over groups x M x N, K in `splits` chunks of k_chunk
 // (a multiple of 8; splits * k_chunk >= K).
-template <Pass3 P, class Tile, class ALoader, class BLoader, class Epilogue>
+template <Pass P, class Tile, class ALoader, class BLoader, class Epilogue>
 void launch_gemm3_tile(const ALoader& a, const BLoader& b, const Epilogue& out, int groups, int M,
                        int N, int K, int splits, int k_chunk, cudaStream_t stream) {
   const int tiles_m = static_cast<int>(ceil_div(M, Tile::kM));
   const int tiles_n = static_cast<int>(ceil_div(N, Tile::kN));
   const dim3 grid(static_cast<unsigned int>(groups) * tiles_m * tiles_n, splits);
-  if constexpr (P == Pass3::kFprop) {
+  if constexpr (P == Pass::kFprop) {
     PCN_LAUNCH((gemm3_fprop_kernel<Tile, ALoader, BLoader, Epilogue>), grid, Tile::kThreads, 0,
                stream, a, b, out, M, N, K, k_chunk, tiles_m, tiles_n);
-  } else if constexpr (P == Pass3::kDgrad) {
+  } else if constexpr (P == Pass::kDgrad) {
     PCN_LAUNCH((gemm3_dgrad_kernel<Tile, ALoader, BLoader, Epilogue>), grid, Tile::kThreads, 0,
                stream, a, b, out, M, N, K, k_chunk, tiles_m, tiles_n);
   } else {
@@ -238,7 +241,7 @@ void launch_gemm3_tile(const ALoader& a, const BLoader& b, const Epilogue& out, 
 }
 
 // The same, on the tile gemm3_small_tile chooses for M.
-template <Pass3 P, class ALoader, class BLoader, class Epilogue>
+template <Pass P, class ALoader, class BLoader, class Epilogue>
 void launch_gemm3(const ALoader& a, const BLoader& b, const Epilogue& out, int groups, int M,
                   int N, int K, int splits, int k_chunk, cudaStream_t stream) {
   if (gemm3_small_tile(M)) {
@@ -285,10 +288,40 @@ struct DenseB3 {
   }
 };
 
-// C (M x N, row stride ldc) = op(A) op(B) (+ bias[n] when bias is given) on this core, the
-// transposes fixed by the linear layer's pass (gemm_v3.cu): forward A B^T (B stored N x K),
-// data gradient A B, weight gradient A^T B (A stored K x M). Sizes and indices below 2^31.
-void sgemm3(Pass3 pass, int M, int N, int K, const float* A, int lda, const float* B, int ldb,
-            float* C, int ldc, const float* bias, cudaStream_t stream);
+// Split-K for the dense GEMMs whose output has too few tiles to fill the GPU (the linear
+// layers' forward and data gradient at batch 128: fc8's forward is 8 tiles of 128 x 128). The
+// rule: an output of `tiles` tiles, fewer than kSplitSMs, is split along K into
+// ceil(kSplitSMs / tiles) chunks, so that the grid fills the SMs at least once, but into fewer
+// if a chunk would have under kSplitMinChunk terms (its tile loads and stores must be
+// amortised); the chunk is a multiple of 8 (the core's k-step). kSplitSMs is the SM count of an
+// H100/H200 SXM, a constant rather than the device's count, so the split (and every bit of
+// the result) depends on the shape alone. Partial sums go to a workspace and are added in
+// split order by reduce_splits (gemm.cu): no float atomics, bit-identical reruns.
+constexpr int kSplitSMs = 132;
+constexpr int kSplitMinChunk = 256;
+inline SplitPlan gemm3_split_plan(long long tiles, int K) {
+  if (tiles == 0 || tiles >= kSplitSMs || K < 2 * kSplitMinChunk) return {1, K};
+  long long splits = (kSplitSMs + tiles - 1) / tiles;
+  splits = std::min<long long>(splits, K / kSplitMinChunk);
+  int chunk = static_cast<int>((K + splits - 1) / splits);
+  chunk = (chunk + 7) / 8 * 8;
+  return {(K + chunk - 1) / chunk, chunk};
+}
+
+// The tiles of an M x N output on the tile gemm3_small_tile chooses.
+inline long long gemm3_tiles(int M, int N) {
+  const bool small = gemm3_small_tile(M);
+  return static_cast<long long>(ceil_div(M, small ? Tile3Small::kM : Tile3Large::kM)) *
+         ceil_div(N, Tile3Large::kN);
+}
+
+// C (M x N, row stride ldc) = op(A) op(B), then bias[n] and ReLU (bias_relu; the forward only)
+// on this core, the transposes fixed by the linear layer's pass (gemm_v3.cu): forward A B^T
+// (B stored N x K), data gradient A B, weight gradient A^T B (A stored K x M). The forward and
+// the data gradient split K by gemm3_split_plan, with a workspace on `device`. Sizes and
+// indices below 2^31.
+void sgemm3(Pass pass, int M, int N, int K, const float* A, int lda, const float* B, int ldb,
+            float* C, int ldc, const float* bias, bool relu, const Device& device,
+            cudaStream_t stream);
 
 }  // namespace pcn::cuda

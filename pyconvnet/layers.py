@@ -47,7 +47,27 @@ class Layer:
         return f"{type(self).__name__}({self.name})"
 
 
-class Conv2d(Layer):
+class _FusesReLU(Layer):
+    """A layer whose forward can apply the ReLU that follows it (the bias and ReLU in the GEMM's
+    epilogue: one pass over the output instead of two). `Sequential` sets `relu` on such a layer
+    and `fused` on its ReLU, which then passes through; the layer keeps its output for ReLU's
+    backward."""
+
+    relu = False
+
+    def _keep_output(self, y, train):
+        self.y = y if train and self.relu else None
+        return y
+
+    def _relu_backward(self, dy):
+        if not self.relu:
+            return dy
+        dy = ops.relu_backward(dy, self.y)
+        self.y = None
+        return dy
+
+
+class Conv2d(_FusesReLU):
     """Grouped 2D convolution. Weights (K, C/groups, R, S) ~ N(0, std), bias = `bias`."""
 
     def __init__(self, name, in_channels, out_channels, kernel, stride=1, padding=0, groups=1,
@@ -73,9 +93,12 @@ class Conv2d(Layer):
 
     def forward(self, x, train=True):
         self.x = x if train else None
-        return ops.conv2d(x, self.params["weight"], self.params["bias"], self.stride, self.padding, self.groups)
+        y = ops.conv2d(x, self.params["weight"], self.params["bias"], self.stride, self.padding, self.groups,
+                       relu=self.relu)
+        return self._keep_output(y, train)
 
     def backward(self, dy):
+        dy = self._relu_backward(dy)
         dx, dw, db = ops.conv2d_backward(dy, self.x, self.params["weight"], self.stride, self.padding,
                                          self.groups, input_grad=self.input_grad)
         self.grads = {"weight": dw, "bias": db}
@@ -83,7 +106,7 @@ class Conv2d(Layer):
         return dx
 
 
-class Linear(Layer):
+class Linear(_FusesReLU):
     """y = x w^T + b. Weights (out, in) ~ N(0, std), bias = `bias`."""
 
     def __init__(self, name, in_features, out_features, std=0.01, bias=0.0, rng=None):
@@ -100,9 +123,10 @@ class Linear(Layer):
 
     def forward(self, x, train=True):
         self.x = x if train else None
-        return ops.linear(x, self.params["weight"], self.params["bias"])
+        return self._keep_output(ops.linear(x, self.params["weight"], self.params["bias"], relu=self.relu), train)
 
     def backward(self, dy):
+        dy = self._relu_backward(dy)
         dx, dw, db = ops.linear_backward(dy, self.x, self.params["weight"])
         self.grads = {"weight": dw, "bias": db}
         self.x = None
@@ -124,12 +148,21 @@ class Flatten(Layer):
 
 
 class ReLU(Layer):
+    """max(x, 0). fused: the layer before applies it in its forward (_FusesReLU), so this one
+    passes its input and gradient through."""
+
+    fused = False
+
     def forward(self, x, train=True):
+        if self.fused:
+            return x
         y = ops.relu(x)
         self.y = y if train else None
         return y
 
     def backward(self, dy):
+        if self.fused:
+            return dy
         dx = ops.relu_backward(dy, self.y)
         self.y = None
         return dx

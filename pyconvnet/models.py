@@ -37,6 +37,10 @@ class Sequential:
         for layer in layers:
             shape = layer.output_shape(shape)
             self.shapes.append(shape)
+        # A convolution or linear layer followed by ReLU applies it in its forward pass.
+        for layer, after in zip(layers, layers[1:]):
+            if isinstance(layer, (Conv2d, Linear)) and isinstance(after, ReLU):
+                layer.relu = after.fused = True
         self.device = "cpu"
 
     # -------------------------------------------------------------------- running

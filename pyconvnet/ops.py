@@ -80,15 +80,16 @@ def default_version(op: str, device: str = "cpu") -> int:
 # ---------------------------------------------------------------------------------------------
 
 
-def conv2d(x, w, b=None, stride=1, padding=0, groups=1, version=0):
+def conv2d(x, w, b=None, stride=1, padding=0, groups=1, version=0, relu=False):
     """2-D convolution (cross-correlation) of x (N, C, H, W) with w (K, C/groups, R, S), plus b (K,).
 
     stride and padding are ints or (h, w) pairs; the output is (N, K, P, Q) with
-    P = (H + 2*padding_h - R) // stride_h + 1."""
+    P = (H + 2*padding_h - R) // stride_h + 1. relu=True applies ReLU to the output in the same
+    pass: bit-identical to relu(conv2d(...)), one write of y instead of two passes over it."""
     op = "conv2d"
     return _C.conv2d_forward(as_tensor(x, op, "x"), as_tensor(w, op, "w"), as_tensor(b, op, "b", optional=True),
                              _pair(stride, op, "stride"), _pair(padding, op, "padding"),
-                             _int(groups, op, "groups"), _version(version, op))
+                             _int(groups, op, "groups"), bool(relu), _version(version, op))
 
 
 def conv2d_backward(dy, x, w, stride=1, padding=0, groups=1, input_grad=True, version=0):
@@ -99,11 +100,12 @@ def conv2d_backward(dy, x, w, stride=1, padding=0, groups=1, input_grad=True, ve
                               _int(groups, op, "groups"), bool(input_grad), _version(version, op))
 
 
-def linear(x, w, b=None, version=0):
-    """y = x @ w.T + b for x (N, in), w (out, in), b (out,)."""
+def linear(x, w, b=None, version=0, relu=False):
+    """y = x @ w.T + b for x (N, in), w (out, in), b (out,). relu=True: max(y, 0) in the same
+    pass, bit-identical to relu(linear(...))."""
     op = "linear"
     return _C.linear_forward(as_tensor(x, op, "x"), as_tensor(w, op, "w"), as_tensor(b, op, "b", optional=True),
-                             _version(version, op))
+                             bool(relu), _version(version, op))
 
 
 def linear_backward(dy, x, w, input_grad=True, version=0):
@@ -208,6 +210,16 @@ def cross_entropy(logits, labels, version=0, hits=False):
     loss, dlogits, top1, top5 = _C.cross_entropy(as_tensor(logits, op, "logits"), as_tensor(labels, op, "labels"),
                                                  _version(version, op))
     return (loss, dlogits, (top1, top5)) if hits else (loss, dlogits)
+
+
+def cross_entropy_async(logits, labels, version=0):
+    """cross_entropy without waiting for the device: (pending, dlogits), where pending.read()
+    returns (loss, top-1 hits, top-5 hits) — waiting for them the first time — and raises
+    cross_entropy's ValueError for a label out of range. A training step that reads its loss
+    only when it prints it never stalls the GPU."""
+    op = "cross_entropy"
+    return _C.cross_entropy_async(as_tensor(logits, op, "logits"), as_tensor(labels, op, "labels"),
+                                  _version(version, op))
 
 
 def sgd_update(w, dw, v, lr, momentum=0.9, weight_decay=0.0005, version=0):

@@ -9,6 +9,8 @@ namespace pcn::bindings {
 void bind_simulator(py::module_& m) {
   m.def("cuda_is_simulated", [] { return true; });
   m.def("_sim_schedule", &pcn_sim::schedule_name);
+  m.def("_sim_host_waits", &pcn_sim::host_waits);
+  m.def("_sim_kernel_launches", &pcn_sim::kernel_launches);
   m.def("_sim_selftest", &pcn_sim::selftest, py::arg("name"),
         py::call_guard<py::gil_scoped_release>());
 }

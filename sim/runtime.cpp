@@ -20,6 +20,7 @@
 #include <unistd.h>
 
 #include <algorithm>
+#include <atomic>
 #include <condition_variable>
 #include <cstdlib>
 #include <cstring>
@@ -397,6 +398,12 @@ void launch(const char* name, const std::type_info& type, const void* kernel, di
   }
   auto k = std::make_shared<Kernel>();
   k->name = name;
+  {
+    std::string base(name + (name[0] == '('));  // "(gemm3_fprop_kernel<Tile, ...>)": the name
+    base = base.substr(0, base.find_first_of("<)"));
+    std::lock_guard<std::mutex> lock(launch_counts_mu());
+    ++launch_counts()[base];
+  }
   if (std::strchr(name, '<') != nullptr) {  // a template: say which instance
     int status = 0;
     char* full = abi::__cxa_demangle(type.name(), nullptr, nullptr, &status);
@@ -414,6 +421,25 @@ void launch(const char* name, const std::type_info& type, const void* kernel, di
     const cudaError_t err = run_kernel(*k, &message);
     if (err != cudaSuccess) set_sticky(device, err, message);
   });
+}
+
+std::atomic<uint64_t> host_wait_count{0};
+
+uint64_t host_waits() { return host_wait_count.load(); }
+
+std::mutex& launch_counts_mu() {
+  static std::mutex& mu = *new std::mutex;  // leaked: launches may come during shutdown
+  return mu;
+}
+
+std::map<std::string, uint64_t>& launch_counts() {
+  static auto& counts = *new std::map<std::string, uint64_t>;
+  return counts;
+}
+
+std::map<std::string, uint64_t> kernel_launches() {
+  std::lock_guard<std::mutex> lock(launch_counts_mu());
+  return launch_counts();
 }
 
 }  // namespace pcn_sim
@@ -481,6 +507,7 @@ cudaError_t cudaMemGetInfo(size_t* free_bytes, size_t* total_bytes) {
 }
 
 cudaError_t cudaDeviceSynchronize() {
+  ++pcn_sim::host_wait_count;
   if (devices().count == 0) return fail(cudaErrorNoDevice, devices().problem);
   wait_device_idle(current_device);
   return sticky(current_device);
@@ -723,6 +750,7 @@ cudaError_t cudaStreamCreateWithFlags(cudaStream_t* stream, unsigned int flags) 
 }
 
 cudaError_t cudaStreamSynchronize(cudaStream_t stream) {
+  ++pcn_sim::host_wait_count;
   if (devices().count == 0) return fail(cudaErrorNoDevice, devices().problem);
   cudaStream_t s = resolve(stream);
   wait_idle(s);
@@ -776,6 +804,7 @@ cudaError_t cudaEventRecord(cudaEvent_t event, cudaStream_t stream) {
 }
 
 cudaError_t cudaEventSynchronize(cudaEvent_t event) {
+  ++pcn_sim::host_wait_count;
   std::unique_lock<std::mutex> lock(event->mu);
   const uint64_t target = event->recorded;
   event->cv.wait(lock, [&] { return event->completed >= target; });

@@ -6,6 +6,8 @@
 
 #include <cstdint>
 #include <functional>
+#include <map>
+#include <mutex>
 #include <string>
 
 namespace pcn_sim {
@@ -28,5 +30,16 @@ std::string describe_address(uintptr_t address);
 // The block-thread order between scheduling points, from PYCONVNET_SIM_SCHEDULE
 // (forward | reverse | random[:seed]); "forward" when unset.
 std::string schedule_name();
+
+// How many times the host has waited for the simulated devices (cudaDeviceSynchronize,
+// cudaStreamSynchronize, cudaEventSynchronize) since the process started: tests count the
+// waits of a piece of code (a training step must enqueue without any).
+uint64_t host_waits();
+
+// How many times each kernel (by its unqualified name, template arguments dropped) has been
+// launched since the process started: tests check which kernels an op runs (split-K or not).
+std::map<std::string, uint64_t> kernel_launches();
+std::mutex& launch_counts_mu();
+std::map<std::string, uint64_t>& launch_counts();
 
 }  // namespace pcn_sim

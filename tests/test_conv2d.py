@@ -303,3 +303,31 @@ def test_conv2d_known_answer_grouped(device):
         assert dx.numpy().ravel().tolist() == [10, 100, 2 * 1000, 2 * 10000], version
         assert dw.numpy().ravel().tolist() == [1, 2, 2 * 3, 2 * 4], version
         assert db.numpy().tolist() == [1, 2], version
+
+
+@pytest.mark.parametrize("name", ["conv2", "off_tile_sizes", "large_tiles_forward", "depthwise", "empty_batch"])
+def test_conv2d_relu_is_the_fused_pair(device, rng, name):
+    # The bias and ReLU in the forward's epilogue give the bits of conv2d followed by relu, with
+    # and without a bias, every version.
+    x, w, b, _, kw = _make(rng, _case(name, device))
+    xt, wt, bt = (pyconvnet.tensor(a, device) for a in (x, w, b))
+    for version in ops.versions("conv2d", device):
+        for bias in (bt, None):
+            fused = ops.conv2d(xt, wt, bias, **kw, version=version, relu=True).numpy()
+            pair = ops.relu(ops.conv2d(xt, wt, bias, **kw, version=version)).numpy()
+            assert np.array_equal(fused, pair), f"{name}, version {version}, bias {bias is not None}"
+
+
+@pytest.mark.parametrize("case", [(64, 1, 32, 32, 10, 1, 1, 1, 0, 1), (9, 2, 5, 5, 3, 3, 3, 1, 1, 1)])
+def test_conv2d_bias_gradient(device, rng, case):
+    # The bias gradient's two-level sum: on CUDA the first case sums 13 chunks of 5 images (the
+    # last of 4) per pixel of a 10 x 32 x 32 slab, the second one image per chunk; reruns are
+    # bit-identical.
+    x, w, _, dy, kw = _make(rng, case)
+    xt, dyt = pyconvnet.tensor(x, device), pyconvnet.tensor(dy, device)
+    s, p, g = _pair(kw["stride"]), _pair(kw["padding"]), kw["groups"]
+    for version in ops.versions("conv2d", device):
+        _, db = _C.conv2d_backward_filter(dyt, xt, w.shape, s, p, g, version)
+        assert_sum_close(db, dy.astype(np.float64).sum(axis=(0, 2, 3)), np.abs(dy).sum(axis=(0, 2, 3)),
+                         dy.shape[0] * dy.shape[2] * dy.shape[3], what=f"db, version {version}")
+        assert np.array_equal(_C.conv2d_backward_filter(dyt, xt, w.shape, s, p, g, version)[1].numpy(), db.numpy())

@@ -2,6 +2,7 @@
 loop finder, occupancy model and launch-code reader run on small canned inputs (no nvcc, no
 cuobjdump, no GPU)."""
 import os
+import re
 import sys
 
 import pytest
@@ -161,8 +162,8 @@ def test_block_sizes_come_from_the_launch_code(tmp_path):
 
 
 @pytest.mark.parametrize("mangled, base", [
-    ("_ZN3pcn4cuda18gemm_tiled_kernel2INS0_6DenseAILb0EEENS0_6DenseBILb1EEENS0_8DenseOutEEEvT_T0_T1_iiiiii",
-     "gemm_tiled_kernel2"),
+    ("_ZN3pcn4cuda18gemm2_fprop_kernelINS0_6DenseAILb0EEENS0_6DenseBILb1EEENS0_8DenseOutEEEvT_T0_T1_iiiiii",
+     "gemm2_fprop_kernel"),
     ("_ZN3pcn4cuda43_GLOBAL__N__b0150d8f_10_dropout_cu_6b5a5d5324dropout_backward_kernel1EPKfPKhPfxf",
      "dropout_backward_kernel1"),
     ("_Z11toy_kernel1Pf", "toy_kernel1"),
@@ -170,6 +171,36 @@ def test_block_sizes_come_from_the_launch_code(tmp_path):
 ])
 def test_kernel_basename(mangled, base):
     assert kr.kernel_basename(mangled) == base
+
+
+@pytest.mark.parametrize("base, pass_", [
+    ("gemm3_wgrad_kernel", "wgrad"), ("gemm2_fprop_kernel", "fprop"), ("conv2d_dgrad_kernel1", "dgrad"),
+    ("conv2d_fprop_taps_kernel3", "fprop"), ("splitk_dgrad_reduce_kernel", "dgrad"), ("bias_wgrad_rows_kernel", "wgrad"),
+    ("relu_forward_kernel1", ""), ("gemm_kernel1", ""), ("fpropx_kernel", ""),
+])
+def test_kernel_pass_comes_from_the_name(base, pass_):
+    assert kr.kernel_pass(base) == pass_
+
+
+CUDA = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "cuda")
+
+
+@pytest.mark.skipif(not os.path.isdir(CUDA), reason="source tree not available (installed package only)")
+def test_every_convolution_and_linear_kernel_names_its_pass():
+    """Every __global__ function (or pass-named entry point made by a PCN_*_KERNEL macro) in the
+    convolution and linear sources carries fprop, dgrad or wgrad, so profiles and this report
+    tell the passes apart."""
+    names = {}
+    for f in sorted(os.listdir(CUDA)):
+        if kr.PASS_SOURCES.match(f):
+            text = open(os.path.join(CUDA, f)).read()
+            text = re.sub(r"//[^\n]*", "", text).replace("\\\n", " ")  # macros on one line
+            found = re.findall(r"__global__\s+void\s+(?:__launch_bounds__\([^)]*\)\s+)?(\w+)\s*\(", text)
+            found += re.findall(r"^PCN_\w+_KERNEL\((\w+)\)", text, flags=re.M)
+            names[f] = [n for n in found if n != "name"]  # a macro's own parameter
+    kernels = [n for ns in names.values() for n in ns]
+    assert len(kernels) >= 20, names
+    assert [n for n in kernels if not kr.kernel_pass(n)] == []
 
 
 def test_missing_tools_say_what_to_install(monkeypatch):

@@ -173,3 +173,71 @@ def test_linear_rejects_mixed_devices():
         ops.linear(_zeros((2, 5), "cpu"), _zeros((3, 5), "cuda"))
     with pytest.raises(ValueError, match=r"linear_backward: all tensors must be on one device; 'dy' is on cpu but 'x' is on cuda:0"):
         ops.linear_backward(_zeros((2, 3), "cpu"), _zeros((2, 5), "cuda"), _zeros((3, 5), "cuda"))
+
+
+# ------------------------------------------------------------------------ fused bias + ReLU
+
+@pytest.mark.parametrize("name", ["odd", "off_tile_sizes", "batch_130", "fc8", "empty_batch"])
+def test_linear_relu_is_the_fused_pair(device, rng, name):
+    # The bias and ReLU in the forward's epilogue (split-K included: fc8 on the simulator) give
+    # the bits of linear followed by relu, with and without a bias, every version.
+    x, w, b, _ = _make(rng, _case(name, device))
+    xt, wt, bt = (pyconvnet.tensor(a, device) for a in (x, w, b))
+    for version in ops.versions("linear", device):
+        for bias in (bt, None):
+            fused = ops.linear(xt, wt, bias, version=version, relu=True).numpy()
+            pair = ops.relu(ops.linear(xt, wt, bias, version=version)).numpy()
+            assert np.array_equal(fused, pair), f"{name}, version {version}, bias {bias is not None}"
+            assert (fused >= 0).all()
+
+
+# ------------------------------------------------------------------------ split-K, bias gradient
+
+def _launched(before):
+    after = _C._sim_kernel_launches()
+    return {k: after[k] - before.get(k, 0) for k in after if after[k] != before.get(k, 0)}
+
+
+@requires_cuda
+@pytest.mark.cuda
+@pytest.mark.parametrize("case, fprop_splits, dgrad_splits", [
+    ((2, 1024, 250), True, False),    # forward: 2 tiles, K = 1024 -> 4 chunks; data gradient: K = 250
+    ((2, 300, 600), False, True),     # forward: K = 300 < 512; data gradient: 3 tiles, K = 600 -> 2 chunks
+    ((130, 2304, 40), True, False),   # M = 130: 128x128 tiles (2 of them), K = 2304 -> 9 chunks
+])
+def test_linear_split_k(rng, case, fprop_splits, dgrad_splits):
+    # Version 3 splits K for an output of fewer tiles than an H200 has SMs (132) when each chunk
+    # keeps at least 256 terms: partial sums into a workspace, added in a fixed order, so the
+    # results match the reference and are bit-identical from run to run.
+    if not pyconvnet.cuda.is_simulated():
+        pytest.skip("counts kernel launches in the CUDA simulator")
+    x, w, b, dy = _make(rng, case)
+    xt, wt, bt, dyt = (pyconvnet.tensor(a, "cuda") for a in (x, w, b, dy))
+    before = _C._sim_kernel_launches()
+    y = ops.linear(xt, wt, bt, version=3)
+    launched = _launched(before)
+    assert ("splitk_fprop_reduce_kernel" in launched) == fprop_splits, launched
+    assert launched.get("gemm3_fprop_kernel") == 1
+    before = _C._sim_kernel_launches()
+    dx = _C.linear_backward_data(dyt, wt, 3)
+    assert ("splitk_dgrad_reduce_kernel" in _launched(before)) == dgrad_splits
+    n, fin, fout = case
+    bounds = _abs_sums(x, w, b, dy)
+    assert_sum_close(y, ref.linear(x, w, b), bounds[0], fin, what="y")
+    assert_sum_close(dx, ref.linear_backward(dy, x, w)[0], bounds[1], fout, what="dx")
+    for _ in range(2):
+        assert np.array_equal(ops.linear(xt, wt, bt, version=3).numpy(), y.numpy())
+        assert np.array_equal(_C.linear_backward_data(dyt, wt, 3).numpy(), dx.numpy())
+
+
+@pytest.mark.parametrize("case", [(130, 3, 4096), (5, 2, 300), (1, 1, 1), (0, 2, 3)])
+def test_linear_bias_gradient(device, rng, case):
+    # The bias gradient's two-level sum: on CUDA (130, 4096) gives 33 chunks of 4 rows (the last
+    # of 2), (5, 300) one row per chunk; reruns are bit-identical.
+    x, _, _, dy = _make(rng, case)
+    dyt, xt = pyconvnet.tensor(dy, device), pyconvnet.tensor(x, device)
+    for version in ops.versions("linear", device):
+        _, db = _C.linear_backward_weight(dyt, xt, version)
+        assert_sum_close(db, dy.astype(np.float64).sum(axis=0), np.abs(dy).sum(axis=0), case[0],
+                         what=f"db, version {version}")
+        assert np.array_equal(_C.linear_backward_weight(dyt, xt, version)[1].numpy(), db.numpy())

@@ -72,6 +72,29 @@ def test_alexnet_forward_backward_matches_reference(device, rng, init):
         assert_close(layer.grads[p], g, rtol=1e-2, atol=2e-3 * np.abs(g).max() + 1e-12, what=f"gradient of {key}")
 
 
+def test_fused_relu_gives_the_bits_of_the_separate_layers(device, rng):
+    """conv1-5, fc6 and fc7 apply the ReLU that follows them in their forward (the bias and ReLU
+    in the GEMM's epilogue); the network's logits, loss and every gradient are bit-identical to
+    running each ReLU as a layer of its own."""
+    fused = [l.name for l in alexnet(num_classes=5, input_size=64, width=0.125).layers if getattr(l, "relu", False)]
+    assert fused == ["conv1", "conv2", "conv3", "conv4", "conv5", "fc6", "fc7"]
+    x = pyconvnet.tensor((rng.standard_normal((3, 3, 64, 64)) * 50).astype(np.float32), device)
+    labels = pyconvnet.tensor(rng.integers(0, 5, 3).astype(np.int32), device)
+    runs = []
+    for fuse in (True, False):
+        model = alexnet(num_classes=5, input_size=64, width=0.125, seed=5, init="he").to(device)
+        if not fuse:
+            for layer in model.layers:
+                layer.relu = layer.fused = False
+        model.set_dropout_seed(77)
+        loss, logits = loss_and_grad(model, x, labels)
+        runs.append((loss, logits.numpy(), {k: layer.grads[p].numpy() for k, layer, p in model.parameters()}))
+    (loss_f, logits_f, grads_f), (loss_u, logits_u, grads_u) = runs
+    assert loss_f == loss_u and np.array_equal(logits_f, logits_u)
+    for key in grads_f:
+        assert np.array_equal(grads_f[key], grads_u[key]), key
+
+
 def test_alexnet_shapes_and_parameter_count():
     model = alexnet()
     assert model.shapes[0] == (96, 55, 55)

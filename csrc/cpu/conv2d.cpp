@@ -90,7 +90,7 @@ std::vector<PackedA> pack_weights(const Conv2dParams& p, const float* w, bool tr
 }  // namespace
 
 void conv2d_forward(const Conv2dParams& p, const Tensor& x, const Tensor& w, const Tensor& b,
-                    Tensor& y, int version) {
+                    Tensor& y, bool relu, int version) {
   const int64_t Cg = p.Cg(), Kg = p.Kg(), PQ = p.P * p.Q, CRS = Cg * p.R * p.S;
   const float* xd = x.data<float>();
   const float* bd = b.defined() ? b.data<float>() : nullptr;
@@ -103,10 +103,9 @@ void conv2d_forward(const Conv2dParams& p, const Tensor& x, const Tensor& w, con
     float* yg = yd + (n * p.K + g * Kg) * PQ;
     im2col(p, xd + (n * p.C + g * Cg) * p.H * p.W, col.data());
     sgemm_packed(wp[g], false, PQ, col.data(), PQ, yg, PQ, false);
-    if (bd != nullptr) {
+    if (bd != nullptr || relu) {
       for (int64_t k = 0; k < Kg; ++k) {
-        const float bias = bd[g * Kg + k];
-        for (int64_t i = 0; i < PQ; ++i) yg[k * PQ + i] += bias;
+        for (int64_t i = 0; i < PQ; ++i) yg[k * PQ + i] = bias_relu(yg[k * PQ + i], bd, g * Kg + k, relu);
       }
     }
   });

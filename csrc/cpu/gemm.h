@@ -26,4 +26,12 @@ void sgemm(bool trans_a, bool trans_b, int64_t M, int64_t N, int64_t K, const fl
 void sgemm_packed(const PackedA& a, bool trans_b, int64_t N, const float* B, int64_t ldb,
                   float* C, int64_t ldc, bool accumulate);
 
+// The forward epilogue of the convolution and the linear layer: v + bias[i] (when bias is
+// given), then ReLU when relu, computed as relu_forward does (NaN stays NaN), so that the fused
+// forward is bit-identical to the forward followed by ops.relu.
+inline float bias_relu(float v, const float* bias, int64_t i, bool relu) {
+  if (bias) v += bias[i];
+  return relu && v < 0.0f ? 0.0f : v;
+}
+
 }  // namespace pcn::cpu

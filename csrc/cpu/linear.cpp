@@ -8,14 +8,15 @@
 
 namespace pcn::cpu {
 
-void linear_forward(const Tensor& x, const Tensor& w, const Tensor& b, Tensor& y, int version) {
+void linear_forward(const Tensor& x, const Tensor& w, const Tensor& b, Tensor& y, bool relu,
+                    int version) {
   const int64_t N = x.size(0), in = x.size(1), out = w.size(0);
   float* yd = y.data<float>();
   sgemm(false, true, N, out, in, x.data<float>(), in, w.data<float>(), in, yd, out, false);
-  if (b.defined()) {
-    const float* bd = b.data<float>();
+  if (b.defined() || relu) {
+    const float* bd = b.defined() ? b.data<float>() : nullptr;
     parallel_for_work(N, N * out, [&](int64_t n) {
-      for (int64_t o = 0; o < out; ++o) yd[n * out + o] += bd[o];
+      for (int64_t o = 0; o < out; ++o) yd[n * out + o] = bias_relu(yd[n * out + o], bd, o, relu);
     });
   }
 }

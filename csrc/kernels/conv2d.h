@@ -25,10 +25,11 @@ struct Conv2dParams {
 // per thread (cuda/conv2d_v3.cu; verified on the CUDA simulator, not yet timed on a GPU).
 inline constexpr OpVersions kConv2dVersions{{1, 1}, {3, 3}};
 
-// b may be undefined; outputs are preallocated, not zeroed.
+// b may be undefined; outputs are preallocated, not zeroed. The forward with relu applies ReLU
+// to the biased output in its epilogue: the same bits as conv2d_forward then relu_forward.
 PCN_KERNELS(
 void conv2d_forward(const Conv2dParams& p, const Tensor& x, const Tensor& w, const Tensor& b,
-                    Tensor& y, int version);
+                    Tensor& y, bool relu, int version);
 void conv2d_backward_data(const Conv2dParams& p, const Tensor& dy, const Tensor& w, Tensor& dx,
                           int version);
 void conv2d_backward_filter(const Conv2dParams& p, const Tensor& dy, const Tensor& x, Tensor& dw,

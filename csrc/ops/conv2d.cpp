@@ -72,14 +72,14 @@ Conv2dParams conv2d_params(const char* op, const Shape& x, const Shape& w, Hw st
 }
 
 Tensor conv2d_forward(const Tensor& x, const Tensor& w, const Tensor& b, Hw stride, Hw padding,
-                      int64_t groups, int version) {
+                      int64_t groups, bool relu, int version) {
   ArgCheck c("conv2d");
   const Device dev = check_tensors(c, nullptr, &x, &w, &b);
   const int v = resolve(c, dev, version);
   const Conv2dParams p = conv2d_params("conv2d", x.shape(), w.shape(), stride, padding, groups);
   if (b.defined()) c.shape(b, "b", {p.K});
   Tensor y = Tensor::empty({p.N, p.K, p.P, p.Q}, DType::Float32, dev);
-  PCN_DISPATCH(dev, conv2d_forward, p, x, w, b, y, v);
+  PCN_DISPATCH(dev, conv2d_forward, p, x, w, b, y, relu, v);
   return y;
 }
 

@@ -20,8 +20,9 @@ Conv2dParams conv2d_params(const char* op, const Shape& x_shape, const Shape& w_
 
 // Host entry points: validate, allocate the outputs on the inputs' device, run the kernel of
 // the chosen version on that device (0 = the device's default; csrc/ops/versions.h).
+// relu: max(y, 0) in the same pass (the fused bias + ReLU of a convolution followed by ReLU).
 Tensor conv2d_forward(const Tensor& x, const Tensor& w, const Tensor& b, Hw stride, Hw padding,
-                      int64_t groups, int version);
+                      int64_t groups, bool relu, int version);
 // dx (the shape x_shape) from dy and w.
 Tensor conv2d_backward_data(const Tensor& dy, const Tensor& w, const Shape& x_shape, Hw stride,
                             Hw padding, int64_t groups, int version);

@@ -36,7 +36,7 @@ void require_in_features(const ArgCheck& c, const Tensor& x, const Tensor& w) {
 
 }  // namespace
 
-Tensor linear_forward(const Tensor& x, const Tensor& w, const Tensor& b, int version) {
+Tensor linear_forward(const Tensor& x, const Tensor& w, const Tensor& b, bool relu, int version) {
   ArgCheck c("linear");
   const Device dev = check_tensors(c, nullptr, &x, &w, &b);
   const int v = resolve(c, dev, version);
@@ -44,7 +44,7 @@ Tensor linear_forward(const Tensor& x, const Tensor& w, const Tensor& b, int ver
   if (b.defined()) c.shape(b, "b", {w.size(0)});
   c.int32_size("y", {x.size(0), w.size(0)});
   Tensor y = Tensor::empty({x.size(0), w.size(0)}, DType::Float32, dev);
-  PCN_DISPATCH(dev, linear_forward, x, w, b, y, v);
+  PCN_DISPATCH(dev, linear_forward, x, w, b, y, relu, v);
   return y;
 }
 

@@ -9,7 +9,8 @@ namespace pcn {
 
 // Host entry points: validate, allocate the outputs on the inputs' device, run the kernel of
 // the chosen version on that device (0 = the device's default, the best).
-Tensor linear_forward(const Tensor& x, const Tensor& w, const Tensor& b, int version);
+// relu: max(y, 0) in the same pass (the fused bias + ReLU of a linear layer followed by ReLU).
+Tensor linear_forward(const Tensor& x, const Tensor& w, const Tensor& b, bool relu, int version);
 Tensor linear_backward_data(const Tensor& dy, const Tensor& w, int version);       // dx
 std::tuple<Tensor, Tensor> linear_backward_weight(const Tensor& dy, const Tensor& x,
                                                   int version);                    // (dw, db)
