@@ -12,6 +12,12 @@ void bind_softmax_cross_entropy(py::module_& m) {
         },
         py::arg("logits"), py::arg("labels"), py::arg("version"), ReleaseGil(),
         "(loss, dlogits, top-1 hits, top-5 hits)");
+  py::class_<PendingLoss, std::shared_ptr<PendingLoss>>(
+      m, "PendingLoss", "A cross-entropy's (loss, top-1 hits, top-5 hits), read() when needed")
+      .def("read", &PendingLoss::read, ReleaseGil(),
+           "(loss, top-1 hits, top-5 hits); waits for the device the first time");
+  m.def("cross_entropy_async", &cross_entropy_async, py::arg("logits"), py::arg("labels"),
+        py::arg("version"), ReleaseGil(), "(PendingLoss, dlogits)");
 }
 
 }  // namespace pcn::bindings

@@ -7,7 +7,8 @@ void bind_staging(py::module_& m) {
   py::class_<StagingSlot, std::shared_ptr<StagingSlot>>(m, "StagingSlot", R"doc(
 Buffers for moving one batch to a device (csrc/staging.h): page-locked host memory to fill from
 NumPy (host(i)), device tensors it is copied to asynchronously (upload()), and the events that
-order the copy against the ops. Used by pyconvnet.loader; not needed elsewhere.
+order the copy against the ops: acquire() before the ops that read the device buffers, release()
+after them. Used by pyconvnet.loader; not needed elsewhere.
 )doc")
       .def(py::init([](const std::vector<std::pair<std::vector<int64_t>, std::string>>& buffers,
                        const std::string& device) {
@@ -34,6 +35,7 @@ order the copy against the ops. Used by pyconvnet.loader; not needed elsewhere.
            "Writable NumPy view of host buffer i (page-locked for a CUDA device); it keeps that memory alive.")
       .def("device_buffer", &StagingSlot::device_buffer, py::arg("i"))
       .def("upload", &StagingSlot::upload, py::call_guard<py::gil_scoped_release>())
+      .def("acquire", &StagingSlot::acquire, py::call_guard<py::gil_scoped_release>())
       .def("wait_uploaded", &StagingSlot::wait_uploaded, py::call_guard<py::gil_scoped_release>())
       .def("release", &StagingSlot::release, py::call_guard<py::gil_scoped_release>())
       .def("clone", &StagingSlot::clone, py::arg("i"), py::call_guard<py::gil_scoped_release>())

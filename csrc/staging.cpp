@@ -118,7 +118,15 @@ void StagingSlot::upload() {
     CUDA_CHECK(cudaMemcpyAsync(device_[i].raw(), host_[i].get(), bytes, cudaMemcpyHostToDevice, copy));
   }
   CUDA_CHECK(cudaEventRecord(copied_, copy));
-  CUDA_CHECK(cudaStreamWaitEvent(cuda::stream(dev), copied_, 0));
+#endif
+}
+
+void StagingSlot::acquire() {
+  check_open("acquire");
+#ifdef PYCONVNET_WITH_CUDA
+  if (!where_.is_cuda()) return;
+  cuda::DeviceGuard guard(where_.index);
+  CUDA_CHECK(cudaStreamWaitEvent(cuda::stream(where_.index), copied_, 0));
 #endif
 }
 

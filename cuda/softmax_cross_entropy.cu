@@ -15,6 +15,7 @@
 #include <vector>
 
 #include "csrc/kernels/softmax_cross_entropy.h"
+#include "csrc/allocator.h"
 #include "grid_stride.cuh"
 
 namespace pcn::cuda {
@@ -263,15 +264,17 @@ void softmax_forward(const Tensor& x, Tensor& probs, int version) {
   }
 }
 
-void cross_entropy(const Tensor& logits, const Tensor& labels, Tensor& dlogits,
-                   CrossEntropyStats& stats, int version) {
+void cross_entropy_start(const Tensor& logits, const Tensor& labels, Tensor& dlogits,
+                         CrossEntropyPending& pending, int version) {
   const long long n = logits.size(0), c = logits.size(1);
+  pending.rows = n;
   if (n == 0) return;
   const int dev = logits.device().index;
   cudaStream_t st = stream(dev);
-  // Everything the host needs back lives in one buffer so that one copy (one synchronisation,
-  // which returning the loss needs anyway) brings it: bytes [0, 8) the first bad row (all ones
-  // = none), then the n per-row losses, then the n per-row label ranks (one byte each).
+  // Everything the host needs back lives in one buffer, so one asynchronous copy brings it:
+  // bytes [0, 8) the first bad row (all ones = none), then the n per-row losses, then the n
+  // per-row label ranks (one byte each).
+  const size_t bytes = static_cast<size_t>(8 + 5 * n);
   Tensor report = Tensor::empty({8 + 5 * n}, DType::UInt8, logits.device());
   uint8_t* base = report.data<uint8_t>();
   auto* first_bad = reinterpret_cast<unsigned long long*>(base);
@@ -295,27 +298,57 @@ void cross_entropy(const Tensor& logits, const Tensor& labels, Tensor& dlogits,
     default: PCN_LAUNCH(cross_entropy_kernel1, row_blocks(n), kBlock1, 0, st, PCN_CE_ARGS); break;
   }
 #undef PCN_CE_ARGS
-  std::vector<uint8_t> host(static_cast<size_t>(8 + 5 * n));
-  report.copy_to_host(host.data());  // waits for the kernel
+  // The copy into page-locked memory (cached blocks: no allocation in steady state) and its
+  // event; the report's device block returns to the caching allocator in stream order.
+  pending.host = allocate_pinned(bytes);
+  CUDA_CHECK(cudaMemcpyAsync(pending.host.get(), base, bytes, cudaMemcpyDeviceToHost, st));
+  cudaEvent_t event;
+  CUDA_CHECK(cudaEventCreateWithFlags(&event, cudaEventDisableTiming));
+  pending.copied = std::shared_ptr<void>(event, [](void* e) {
+    cudaEventDestroy(static_cast<cudaEvent_t>(e));  // a deleter cannot throw: errors dropped
+  });
+  CUDA_CHECK(cudaEventRecord(event, st));
+  pending.labels = labels;
+}
+
+void cross_entropy_finish(CrossEntropyPending& pending) {
+  const int64_t n = pending.rows;
+  if (n == 0 || !pending.host) return;
+  CUDA_CHECK(cudaEventSynchronize(static_cast<cudaEvent_t>(pending.copied.get())));
+  const uint8_t* host = static_cast<const uint8_t*>(pending.host.get());
+  CrossEntropyStats& stats = pending.stats;
   unsigned long long bad;
-  std::memcpy(&bad, host.data(), 8);
+  std::memcpy(&bad, host, 8);
   if (bad != ~0ULL) {
     int32_t label = 0;
-    CUDA_CHECK(cudaMemcpyAsync(&label, lab + bad, sizeof label, cudaMemcpyDeviceToHost, st));
+    cudaStream_t st = stream(pending.labels.device().index);
+    CUDA_CHECK(cudaMemcpyAsync(&label, pending.labels.data<int32_t>() + bad, sizeof label,
+                               cudaMemcpyDeviceToHost, st));
     CUDA_CHECK(cudaStreamSynchronize(st));
     stats.bad_row = static_cast<int64_t>(bad);
     stats.bad_label = label;
-    return;
+  } else {
+    std::vector<float> losses(static_cast<size_t>(n));
+    std::memcpy(losses.data(), host + 8, 4 * static_cast<size_t>(n));
+    double total = 0.0;
+    for (float l : losses) total += l;
+    stats.loss_sum = total;
+    for (const uint8_t* r = host + 8 + 4 * n; r != host + 8 + 5 * n; ++r) {
+      stats.top1_hits += *r < 1;
+      stats.top5_hits += *r < 5;
+    }
   }
-  std::vector<float> losses(static_cast<size_t>(n));
-  std::memcpy(losses.data(), host.data() + 8, 4 * static_cast<size_t>(n));
-  double total = 0.0;
-  for (float l : losses) total += l;
-  stats.loss_sum = total;
-  for (const uint8_t* r = host.data() + 8 + 4 * n; r != host.data() + 8 + 5 * n; ++r) {
-    stats.top1_hits += *r < 1;
-    stats.top5_hits += *r < 5;
-  }
+  pending.host.reset();  // back to the pinned cache
+  pending.copied.reset();
+  pending.labels = Tensor();
+}
+
+void cross_entropy(const Tensor& logits, const Tensor& labels, Tensor& dlogits,
+                   CrossEntropyStats& stats, int version) {
+  CrossEntropyPending pending;
+  cross_entropy_start(logits, labels, dlogits, pending, version);
+  cross_entropy_finish(pending);
+  stats = pending.stats;
 }
 
 }  // namespace pcn::cuda

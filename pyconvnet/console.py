@@ -52,8 +52,11 @@ def format_duration(seconds: float) -> str:
 
 
 class Progress:
-    """The progress line. On a terminal it is rewritten in place; in a log it is printed at every
-    tenth of the total (every_seconds=None) or every `every_seconds` seconds, and at the end."""
+    """The progress line. On a terminal it is rewritten in place (at most every TTY_SECONDS when
+    the caller asks due() first); in a log it is printed at every tenth of the total
+    (every_seconds=None) or every `every_seconds` seconds, and at the end."""
+
+    TTY_SECONDS = 0.25
 
     def __init__(self, stream=None, every_seconds: float | None = None):
         self.stream = stream or sys.stdout
@@ -62,10 +65,23 @@ class Progress:
         self.last_len = 0
         self.last_time = time.monotonic()
 
+    def due(self, done: int, total: int) -> bool:
+        """Whether step(.., done, total) would show a line now: a caller whose text costs
+        something to make (the trainer's loss waits for the GPU) asks first."""
+        now = time.monotonic()
+        if done == total:
+            return True
+        if self.tty:
+            return now - self.last_time >= self.TTY_SECONDS
+        if self.every_seconds is not None:
+            return now - self.last_time >= self.every_seconds
+        return done % max(1, total // 10) == 0
+
     def step(self, text: str, done: int, total: int, final: bool = False) -> None:
         """Shows `text`, the state after `done` of `total` units; final: the last update."""
         now = time.monotonic()
         if self.tty:
+            self.last_time = now
             pad = max(0, self.last_len - len(text))
             self.stream.write("\r" + text + " " * pad + ("\n" if final else ""))
             self.last_len = 0 if final else len(text)

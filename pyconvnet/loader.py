@@ -14,11 +14,14 @@ What happens per batch, on a background thread, `prefetch` batches ahead of the 
 2. the images are read with pread() (several threads) straight from the .npy file into a staging
    slot's host buffer: page-locked memory for a CUDA device, so that
 3. the copy to the device runs asynchronously on a copy stream, overlapping the kernels of the
-   training step in flight (csrc/staging.h), and the op stream waits for it on the GPU, not the host;
-4. the augmentation kernel (pyconvnet.ops.augment) turns the uint8 batch into the float32 input on
-   the device: random crop, reflection and PCA lighting for "train" (draws: pyconvnet.augment),
-   the centre crop for "center", the ten crops for "ten" (10 outputs per image), or a uint8 copy
-   for "none"; the labels are copied out of the slot the same way, and kept on the host too.
+   training step in flight (csrc/staging.h); the augmentation parameters are drawn meanwhile;
+4. when the training loop takes the batch, its op stream waits for the copy (on the GPU, not the
+   host: the step in flight is never held up by the copy) and the augmentation kernel
+   (pyconvnet.ops.augment) turns the uint8 batch into the float32 input on the device: random
+   crop, reflection and PCA lighting for "train" (draws: pyconvnet.augment), the centre crop for
+   "center", the ten crops for "ten" (10 outputs per image), or a uint8 copy for "none"; the
+   labels are copied out of the slot the same way, and kept on the host too. (On the CPU the
+   background thread does this step too.)
 The training loop receives tensors of its own (never the slot's buffers), so a batch stays valid
 for as long as it is kept. Everything the batch contains is a function of (seed, epoch, step):
 loader.epoch(e, start_step=s) yields exactly the batches s, s+1, ... of an uninterrupted epoch e.
@@ -59,6 +62,26 @@ class _Failure:
         self.exc = exc
 
 
+class _Slot:
+    """A staging slot of the ring and whether the loader may refill it: `free` is set once the
+    consumer has released it (or it was never handed over)."""
+
+    def __init__(self, slot):
+        self.slot = slot
+        self.free = threading.Event()
+        self.free.set()
+
+
+class _Uploaded(NamedTuple):
+    """A batch whose copy to the device is in flight: what the consumer needs to finish it."""
+    entry: _Slot
+    indices: np.ndarray
+    epoch: int
+    step: int
+    labels_host: np.ndarray
+    params: object  # augment.Params, or None for "none"
+
+
 class Loader:
     """Iterates over the batches of one split of a prepared dataset (see the module docstring).
 
@@ -87,6 +110,7 @@ class Loader:
             raise ValueError(f"Loader: prefetch must be >= 1; got {prefetch}")
         self.batch_size = batch_size
         self.device = device
+        self._on_device = str(device).startswith("cuda")
         self.seed = int(seed)
         self.shuffle = self.transform == "train" if shuffle is None else bool(shuffle)
         self.drop_last = self.shuffle if drop_last is None else bool(drop_last)
@@ -102,7 +126,9 @@ class Loader:
         self._read_threads = int(read_threads)
         self._readers = concurrent.futures.ThreadPoolExecutor(read_threads) if read_threads > 1 else None
         self._mean = tensor(self.data.mean, device) if self.transform != "none" else None
-        self._slots = {}  # batch size -> list of staging slots (a ring of prefetch + 1)
+        # batch size -> a ring of prefetch + 2 staging slots: `prefetch` queued, one being
+        # filled, one whose batch the consumer is finishing
+        self._slots = {}
         self._active = False
 
     # ------------------------------------------------------------------ what each step holds
@@ -168,16 +194,24 @@ class Loader:
                 self.wait_seconds += time.perf_counter() - t0
                 if isinstance(item, _Failure):
                     raise item.exc
-                yield item
+                yield self._finish(item) if isinstance(item, _Uploaded) else item
         finally:
             stop.set()
             while thread.is_alive():
                 try:
-                    out.get(timeout=0.05)  # unblocks a producer waiting to put
+                    self._drop(out.get(timeout=0.05))  # unblocks a producer waiting to put
                 except queue.Empty:
                     pass
             thread.join()
+            while not out.empty():
+                self._drop(out.get_nowait())
             self._active = False
+
+    @staticmethod
+    def _drop(item):
+        """An uploaded batch nobody will take: its slot may be refilled (nothing read it)."""
+        if isinstance(item, _Uploaded):
+            item.entry.free.set()
 
     def _produce(self, epoch, start_step, out, stop):
         try:
@@ -188,11 +222,19 @@ class Loader:
                     return
                 idx = self.batch_indices(epoch, step, order)
                 ring = self._ring(len(idx))
-                slot = ring.pop(0)
+                entry = ring.pop(0)
+                ring.append(entry)
+                while not entry.free.wait(timeout=0.1):  # the consumer still finishes its batch
+                    if stop.is_set():
+                        return
+                entry.free.clear()
                 try:
-                    batch = self._make(slot, epoch, step, idx)
-                finally:
-                    ring.append(slot)
+                    batch = self._upload(entry, epoch, step, idx)
+                except BaseException:
+                    entry.free.set()
+                    raise
+                if not self._on_device:
+                    batch = self._finish(batch)  # the CPU: all the work on this thread
                 while not stop.is_set():
                     try:
                         out.put(batch, timeout=0.1)
@@ -210,24 +252,36 @@ class Loader:
     def _ring(self, n):
         if n not in self._slots:
             spec = [((n, self.size, self.size, 3), "uint8"), ((n,), "int32")]
-            self._slots[n] = [_C.StagingSlot(spec, self.device) for _ in range(self.prefetch + 1)]
+            self._slots[n] = [_Slot(_C.StagingSlot(spec, self.device)) for _ in range(self.prefetch + 2)]
         return self._slots[n]
 
-    def _make(self, slot, epoch, step, idx):
+    def _upload(self, entry, epoch, step, idx):
+        """The loader thread's part of a batch: read into the slot, start the copy, draw the
+        augmentation parameters."""
+        slot = entry.slot
         slot.wait_uploaded()  # the slot's previous copy no longer reads the host buffers
         self._read(idx, slot.host(0))
         labels_host = self._labels[idx]
         slot.host(1)[:] = labels_host
         slot.upload()
+        params = None if self.transform == "none" else self.params(epoch, idx)
+        return _Uploaded(entry, idx, epoch, step, labels_host, params)
+
+    def _finish(self, up):
+        """The consumer's part (on the CPU, the loader thread's): the op stream waits for the
+        copy, the batch is augmented (or copied) out of the slot, and the slot is released."""
+        slot = up.entry.slot
         try:
-            if self.transform == "none":
+            slot.acquire()
+            if up.params is None:
                 inputs = slot.clone(0)
             else:
-                inputs = augment.apply(slot.device_buffer(0), self._mean, self.params(epoch, idx), self.crop)
+                inputs = augment.apply(slot.device_buffer(0), self._mean, up.params, self.crop)
             labels = slot.clone(1)
         finally:
             slot.release()
-        return Batch(inputs, labels, idx, epoch, step, labels_host)
+            up.entry.free.set()
+        return Batch(inputs, labels, up.indices, up.epoch, up.step, up.labels_host)
 
     def _read(self, idx, dest):
         """pread() each image of `idx` into the rows of `dest` (uint8 (n, S, S, 3))."""
@@ -261,8 +315,8 @@ class Loader:
         if self._active:
             raise RuntimeError("Loader.close: an epoch is still being iterated; close it first")
         for ring in self._slots.values():
-            for slot in ring:
-                slot.close()
+            for entry in ring:
+                entry.slot.close()
         self._slots.clear()
         if self._readers is not None:
             self._readers.shutdown()

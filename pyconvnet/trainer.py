@@ -22,7 +22,7 @@ from .console import Progress, format_duration
 from .errors import UserError
 from .inference import model_state
 from .metrics import evaluate
-from .models import Sequential, loss_and_grad
+from .models import Sequential
 from .rundir import RunDir
 from .tensor import tensor, zeros
 
@@ -64,6 +64,8 @@ class Trainer:
     max_drops, seed, device, drop_last, log_every.
     """
 
+    MAX_PENDING = 64  # steps whose loss may wait on the device before one is read
+
     def __init__(self, model: Sequential, data, config: dict, run_dir, out=sys.stdout):
         self.model, self.data, self.config = model, data, dict(config)
         self.run = run_dir if isinstance(run_dir, RunDir) else RunDir(run_dir)
@@ -76,6 +78,7 @@ class Trainer:
         self.epoch, self.step = 0, 0  # next position: epoch index (0-based) and step within it
         self.history: list = []
         self.running = self._fresh_running()
+        self.pending: list = []  # (step, batch size, pending loss) of steps not read yet
 
     @staticmethod
     def _fresh_running():
@@ -137,18 +140,40 @@ class Trainer:
         self.run.log(record)
 
     # ------------------------------------------------------------------ one step
-    def train_step(self, x, labels, global_step: int) -> tuple[float, tuple[int, int]]:
-        """(loss, (top-1 hits, top-5 hits)) of one SGD step; the hits are counted on the device."""
+    def train_step(self, x, labels, global_step: int):
+        """Enqueues one SGD step and returns its pending loss: .read() gives (loss, top-1 hits,
+        top-5 hits), counted on the device, waiting for them only then. The step itself never
+        waits for the GPU, so the host runs ahead and queues the next batch's work."""
         self.model.set_dropout_seed(self.config["seed"], global_step)
-        loss, _, hits = loss_and_grad(self.model, x, labels, hits=True)
-        if not math.isfinite(loss):
-            raise FloatingPointError(loss)
+        pending, dlogits = ops.cross_entropy_async(self.model.forward(x, train=True), labels)
+        self.model.backward(dlogits)
         lr, m, wd = self.schedule.lr, self.config["momentum"], self.config["weight_decay"]
         for key, layer, p in self.model.parameters():
             ops.sgd_update(layer.params[p], layer.grads[p], self.velocity[key], lr * layer.lr_mult, m, wd)
         for layer in self.model.layers:
             layer.grads = {}
-        return loss, hits
+        return pending
+
+    def _collect(self, keep: int = 0) -> float | None:
+        """Reads the pending losses of the steps since the last call but the newest `keep`, in
+        step order, into the running sums (exactly as if each had been read at its step);
+        returns the last loss read. keep > 0 reads only steps the GPU is past (it still has the
+        newer ones queued), so the read does not drain its queue. A non-finite loss stops the
+        run, naming its step."""
+        loss = None
+        r = self.running
+        ready, self.pending = self.pending[:len(self.pending) - keep], self.pending[len(self.pending) - keep:]
+        for step, n, pending in ready:
+            loss, hits1, hits5 = pending.read()
+            if not math.isfinite(loss):
+                self.pending = []
+                self.print("")
+                raise UserError(self._stopped(f"the loss became {loss}", f"at epoch {self.epoch + 1}, step {step}"))
+            r["loss_sum"] += loss * n
+            r["seen"] += n
+            r["err1"] += n - hits1
+            r["err5"] += n - hits5
+        return loss
 
     # ------------------------------------------------------------------ evaluation
     def evaluate(self, split: str = "val", ten_crop: bool = False) -> dict:
@@ -169,33 +194,32 @@ class Trainer:
         try:
             while self.epoch < epochs:
                 t_epoch = time.perf_counter() - self.running["time"]
-                t_last = time.perf_counter()
+                t_last, seen_last = time.perf_counter(), self.running["seen"]
                 batches = self.data.train_batches(bs, self.epoch, self.step, cfg["drop_last"])
                 for x, labels, labels_host in batches:
                     global_step = self.epoch * steps + self.step
-                    try:
-                        loss, (hits1, hits5) = self.train_step(x, labels, global_step)
-                    except FloatingPointError as e:
-                        self.print("")
-                        raise UserError(self._stopped(f"the loss became {e.args[0]}")) from None
-                    r = self.running
-                    n = len(labels_host)
-                    r["loss_sum"] += loss * n
-                    r["seen"] += n
-                    r["err1"] += n - hits1
-                    r["err5"] += n - hits5
+                    self.pending.append((self.step + 1, len(labels_host), self.train_step(x, labels, global_step)))
                     self.step += 1
+                    log = cfg.get("log_every") and self.step % cfg["log_every"] == 0
+                    # The losses stay on the device until a line shows them or a checkpoint
+                    # needs them: reading one waits for its step.
+                    if not (self.progress.due(self.step, steps) or log or interrupted["flag"]):
+                        if len(self.pending) >= self.MAX_PENDING:
+                            self._collect(keep=2)
+                        continue
+                    loss = self._collect()
+                    r = self.running
                     now = time.perf_counter()
                     r["time"] = now - t_epoch
-                    ips = n / max(now - t_last, 1e-9)
-                    t_last = now
+                    ips = (r["seen"] - seen_last) / max(now - t_last, 1e-9)
+                    t_last, seen_last = now, r["seen"]
                     done = self.epoch * steps + self.step
                     eta = r["time"] / max(self.step, 1) * (epochs * steps - done)
                     self.progress.step(
                         f"epoch {self.epoch + 1}/{epochs} step {self.step}/{steps} loss {loss:.4f} "
                         f"top-1 {100 * (1 - r['err1'] / r['seen']):.1f}% {ips:,.0f} img/s ETA {format_duration(eta)}",
                         self.step, steps)
-                    if cfg.get("log_every") and self.step % cfg["log_every"] == 0:
+                    if log:
                         self.log({"event": "step", "epoch": self.epoch + 1, "step": self.step, "loss": loss,
                                   "lr": self.schedule.lr, "images_per_s": ips})
                     if interrupted["flag"]:
@@ -204,6 +228,7 @@ class Trainer:
                                    f"checkpoint saved to {path}")
                         self.print(f"resume with: python -m pyconvnet.train --resume {self.run_dir}")
                         return {"interrupted": interrupted["flag"]}
+                self._collect()
                 self._end_epoch(steps)
                 if interrupted["flag"]:  # Ctrl-C during validation: the epoch's checkpoint is saved
                     self.print(f"interrupted after epoch {self.epoch}; checkpoint saved to "

@@ -174,6 +174,7 @@ def test_staging_slot_round_trip(device, rng):
         host[:] = a
         slot.host(1)[:] = [7, 8, 9]
         slot.upload()
+        slot.acquire()  # the op stream waits for the copy before the clones read the buffers
         copy = slot.clone(0)
         labels = slot.clone(1)
         slot.release()

@@ -400,3 +400,55 @@ def test_a_full_disk_while_saving_a_checkpoint_is_one_line_and_leaves_no_tempora
     assert len(lines) == 1 and lines[0].startswith(f"error: cannot write the checkpoint {tmp_path / 'r'}"), proc.stderr
     assert "File too large" in lines[0] or "No space left" in lines[0]
     assert sorted(p.name for p in (tmp_path / "r").iterdir()) == ["config.json", "lock", LOG_NAME]
+
+
+def test_losses_read_late_are_the_losses_of_their_steps(tiny_data, tmp_path):
+    """The step leaves its loss on the device and the trainer reads it only when a line shows it
+    (here every 4th of 40 steps): the printed losses, the epoch's history and the weights are
+    those of a run that reads every step's loss at once (a log record every step)."""
+    base = ["--data", tiny_data, "--epochs", "1", *TINY, "--batch-size", "2"]
+    _, late = run_train([*base, "--log-every", "0", "--out", str(tmp_path / "late")])
+    run_train([*base, "--log-every", "1", "--out", str(tmp_path / "every")])
+    losses = {r["step"]: r["loss"] for r in log_records(tmp_path / "every") if r["event"] == "step"}
+    printed = [line for line in late.splitlines() if line.startswith("epoch 1/1 step ")]
+    assert len(printed) == 10
+    for line in printed:
+        step, loss = int(line.split()[3].split("/")[0]), float(line.split()[5])
+        assert step % 4 == 0 and f"{loss:.4f}" == f"{losses[step]:.4f}", (line, losses[step])
+    a, meta_a = weights(tmp_path / "late")
+    b, meta_b = weights(tmp_path / "every")
+    assert_same_history(meta_a, meta_b)
+    for k in a:
+        assert np.array_equal(a[k], b[k]), k
+
+
+@pytest.mark.cuda
+@pytest.mark.skipif(not pyconvnet.cuda.is_simulated(), reason="counts the host's waits in the CUDA simulator's runtime")
+def test_a_training_step_enqueues_without_waiting_for_the_device(tmp_path, rng):
+    """Trainer.train_step (forward, fused loss, backward, SGD update) never waits for the GPU:
+    the simulator's runtime counts no host synchronisation while it runs; reading the loss
+    afterwards waits, and gives the loss a synchronous step computes."""
+    from pyconvnet import _C, ops
+    from pyconvnet.models import alexnet, loss_and_grad
+    x = (rng.standard_normal((2, 3, 64, 64)) * 50).astype(np.float32)
+    y = rng.integers(0, 5, 2).astype(np.int32)
+    config = dict(lr=0.01, momentum=0.9, weight_decay=0.0005, lr_drop_epochs=[], patience=1, max_drops=0,
+                  seed=4, device="cuda")
+    model = alexnet(num_classes=5, input_size=64, width=0.125, seed=2, init="he").to("cuda")
+    trainer = Trainer(model, None, config, tmp_path / "r", out=io.StringIO())
+    xt, yt = pyconvnet.tensor(x, "cuda"), pyconvnet.tensor(y, "cuda")
+    trainer.train_step(xt, yt, 0).read()  # the caches warm up (allocations, tap tables)
+    before = _C._sim_host_waits()
+    pending = trainer.train_step(xt, yt, 1)
+    assert _C._sim_host_waits() == before, "the step waited for the device"
+    loss, hits1, hits5 = pending.read()
+    assert _C._sim_host_waits() > before
+    # The same two steps, each loss read at once.
+    model = alexnet(num_classes=5, input_size=64, width=0.125, seed=2, init="he").to("cuda")
+    velocity = {key: pyconvnet.zeros(layer.params[p].shape, device="cuda") for key, layer, p in model.parameters()}
+    for step in range(2):
+        model.set_dropout_seed(4, step)
+        sync_loss, _, (sync1, sync5) = loss_and_grad(model, xt, yt, hits=True)
+        for key, layer, p in model.parameters():
+            ops.sgd_update(layer.params[p], layer.grads[p], velocity[key], 0.01 * layer.lr_mult, 0.9, 0.0005)
+    assert (loss, hits1, hits5) == (sync_loss, sync1, sync5)

@@ -98,4 +98,12 @@ void cross_entropy(const Tensor& logits, const Tensor& labels, Tensor& dlogits,
   stats.loss_sum = total;
 }
 
+void cross_entropy_start(const Tensor& logits, const Tensor& labels, Tensor& dlogits,
+                         CrossEntropyPending& pending, int version) {
+  pending.rows = logits.size(0);
+  cross_entropy(logits, labels, dlogits, pending.stats, version);
+}
+
+void cross_entropy_finish(CrossEntropyPending&) {}
+
 }  // namespace pcn::cpu

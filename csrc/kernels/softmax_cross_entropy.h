@@ -1,6 +1,7 @@
 // Softmax and cross-entropy kernels (the maths: csrc/ops/softmax_cross_entropy.h).
 #pragma once
 #include <cstdint>
+#include <memory>
 
 #include "csrc/tensor.h"
 #include "kernels.h"
@@ -27,10 +28,28 @@ struct CrossEntropyStats {
 inline constexpr OpVersions kSoftmaxVersions{{1, 1}, {2, 2}};
 inline constexpr OpVersions kCrossEntropyVersions{{1, 1}, {2, 2}};
 
+// A cross-entropy whose statistics may still be on their way from the device: the CPU kernel
+// fills `stats` at once; the CUDA kernels leave their per-row report (8 + 5*rows bytes: the
+// first bad row, ~0 = none; the row losses; the label ranks) in page-locked `host` memory,
+// copied asynchronously, `copied` recorded after the copy. The training step enqueues its loss
+// this way and reads it later, so it never waits for the device.
+struct CrossEntropyPending {
+  int64_t rows = 0;
+  CrossEntropyStats stats;       // complete after cross_entropy_finish (at once on the CPU)
+  std::shared_ptr<void> host;    // CUDA: the report
+  std::shared_ptr<void> copied;  // CUDA: the copy's event (a cudaEvent_t), destroyed with it
+  Tensor labels;                 // CUDA: to read a bad row's label
+};
+
 PCN_KERNELS(
 void softmax_forward(const Tensor& x, Tensor& probs, int version);
 void cross_entropy(const Tensor& logits, const Tensor& labels, Tensor& dlogits,
                    CrossEntropyStats& stats, int version);
+// cross_entropy in two halves: the first enqueues (no host wait on CUDA), the second waits for
+// the copy and fills pending.stats.
+void cross_entropy_start(const Tensor& logits, const Tensor& labels, Tensor& dlogits,
+                         CrossEntropyPending& pending, int version);
+void cross_entropy_finish(CrossEntropyPending& pending);
 )
 
 }  // namespace pcn
