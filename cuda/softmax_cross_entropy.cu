@@ -300,13 +300,18 @@ void cross_entropy_start(const Tensor& logits, const Tensor& labels, Tensor& dlo
 #undef PCN_CE_ARGS
   // The copy into page-locked memory (cached blocks: no allocation in steady state) and its
   // event; the report's device block returns to the caching allocator in stream order.
-  pending.host = allocate_pinned(bytes);
-  CUDA_CHECK(cudaMemcpyAsync(pending.host.get(), base, bytes, cudaMemcpyDeviceToHost, st));
   cudaEvent_t event;
   CUDA_CHECK(cudaEventCreateWithFlags(&event, cudaEventDisableTiming));
   pending.copied = std::shared_ptr<void>(event, [](void* e) {
     cudaEventDestroy(static_cast<cudaEvent_t>(e));  // a deleter cannot throw: errors dropped
   });
+  // The pinned block goes back to its cache only after the copy into it is done, also when the
+  // result is dropped unread (errors dropped: a deleter cannot throw).
+  std::shared_ptr<void> block = allocate_pinned(bytes);
+  pending.host = std::shared_ptr<void>(block.get(), [block, copied = pending.copied](void*) {
+    cudaEventSynchronize(static_cast<cudaEvent_t>(copied.get()));
+  });
+  CUDA_CHECK(cudaMemcpyAsync(block.get(), base, bytes, cudaMemcpyDeviceToHost, st));
   CUDA_CHECK(cudaEventRecord(event, st));
   pending.labels = labels;
 }
@@ -338,7 +343,7 @@ void cross_entropy_finish(CrossEntropyPending& pending) {
       stats.top5_hits += *r < 5;
     }
   }
-  pending.host.reset();  // back to the pinned cache
+  pending.host.reset();  // back to the pinned cache (the copy is done)
   pending.copied.reset();
   pending.labels = Tensor();
 }

@@ -140,3 +140,20 @@ def test_cross_entropy_rejects_bad_tensors(device):
         ops.softmax(pyconvnet.zeros(28, device=device))
     with pytest.raises(ValueError, match="softmax: argument 'version' " + version_rule("softmax", device) + "; got 5"):
         ops.softmax(x, version=5)
+
+
+def test_cross_entropy_async_reads_what_cross_entropy_returns(device, rng):
+    # The training step's form: the loss and hits stay on the device until read(); a result
+    # dropped unread gives its pinned buffer back only once the copy into it is done.
+    logits = pyconvnet.tensor(rng.standard_normal((37, 10)).astype(np.float32), device)
+    labels = pyconvnet.tensor(rng.integers(0, 10, 37).astype(np.int32), device)
+    loss, dlogits, hits = ops.cross_entropy(logits, labels, hits=True)
+    for _ in range(3):
+        ops.cross_entropy_async(logits, labels)  # dropped unread
+    pending, dlogits2 = ops.cross_entropy_async(logits, labels)
+    assert pending.read() == (loss, *hits) == pending.read()
+    assert np.array_equal(dlogits.numpy(), dlogits2.numpy())
+    bad = pyconvnet.tensor(np.array([3] * 36 + [10], np.int32), device)
+    pending, _ = ops.cross_entropy_async(logits, bad)
+    with pytest.raises(ValueError, match=r"cross_entropy: argument 'labels' must hold class indices in \[0, 10\); got labels\[36\] = 10"):
+        pending.read()
