@@ -241,6 +241,8 @@ class Loader:
                         break
                     except queue.Full:
                         pass
+                else:  # stopped before the consumer took it: nobody will
+                    self._drop(batch)
         except BaseException as e:  # handed to the consumer, which raises it
             while not stop.is_set():
                 try:
