@@ -34,5 +34,6 @@ void bind_dropout(py::module_& m);
 void bind_softmax_cross_entropy(py::module_& m);
 void bind_sgd_update(py::module_& m);
 void bind_augment(py::module_& m);
+void bind_tf32(py::module_& m);       // tf32.cpp: the tensor-core instructions, for their tests
 void bind_simulator(py::module_& m);  // simulator.cpp (sim/bindings.cpp in the simulator build)
 }  // namespace pcn::bindings

@@ -45,6 +45,7 @@ PYBIND11_MODULE(_C, m) {
   bind_softmax_cross_entropy(m);
   bind_sgd_update(m);
   bind_augment(m);
+  bind_tf32(m);
   bind_simulator(m);
 
   // The CPU kernels' instruction-set path (csrc/cpu/isa.h) and thread count.

@@ -101,6 +101,7 @@ struct Fiber {
   uint64_t value = 0;
   int arg = 0, width = 32;
   uint64_t result = 0;
+  const void* blob = nullptr;  // warp_gather's value, `arg` bytes
 };
 
 namespace {
@@ -119,6 +120,7 @@ const char* sync_name(Sync k) {
     case Sync::kBallot: return "__ballot_sync";
     case Sync::kAny: return "__any_sync";
     case Sync::kAll: return "__all_sync";
+    case Sync::kMma: return "mma.sync";
   }
   return "?";
 }
@@ -182,6 +184,7 @@ struct Worker {
   std::vector<char*> stacks;  // usable bottom of each stack (a guard page lies below)
   std::vector<int> free_stacks;
   std::vector<int> order;
+  std::vector<char> gathered;  // warp_gather's results: 32 * kMaxGatherBytes per warp
   Fiber* current = nullptr;
   const Kernel* kernel = nullptr;
   char* dynamic_shared = nullptr;
@@ -320,6 +323,32 @@ bool Worker::resolve_warps() {
                                             " is not a power of 2 in [1, 32]");
         return progress;
       }
+      if (f.kind == Sync::kMma) {
+        // Every lane's value side by side in the warp's slot; each lane reads them on resuming,
+        // before its next scheduling point, and none can reach the next gather's resolution
+        // before all have.
+        const size_t bytes = static_cast<size_t>(f.arg);
+        char* slot = gathered.data() + static_cast<size_t>(base / 32) * 32 * kMaxGatherBytes;
+        for (int j = 0; j < 32; ++j) {
+          if (!((f.mask >> j) & 1u)) continue;
+          const Fiber& g = fibers[base + j];
+          if (static_cast<size_t>(g.arg) != bytes) {
+            fail(cudaErrorLaunchFailure, g, "synccheck: " + op + ": lane " + std::to_string(j) +
+                                                " exchanges " + std::to_string(g.arg) +
+                                                " bytes, lane " + std::to_string(l) + " " +
+                                                std::to_string(bytes));
+            return progress;
+          }
+          std::memcpy(slot + j * bytes, g.blob, bytes);
+        }
+        for (int j = 0; j < 32; ++j) {
+          if (!((f.mask >> j) & 1u)) continue;
+          fibers[base + j].result = reinterpret_cast<uintptr_t>(slot);
+          fibers[base + j].state = State::kRunnable;
+        }
+        progress = true;
+        continue;
+      }
       uint64_t ballot = 0;
       for (int j = 0; j < 32; ++j)
         if ((f.mask >> j) & 1u) ballot |= (fibers[base + j].value != 0) << j;
@@ -368,6 +397,7 @@ void Worker::run_block(uint3 block) {
   const int n = static_cast<int>(k.block.x * k.block.y * k.block.z);
   fibers.resize(static_cast<size_t>(n));
   order.resize(static_cast<size_t>(n));
+  gathered.resize(static_cast<size_t>((n + 31) / 32) * 32 * kMaxGatherBytes);
   for (int i = 0; i < n; ++i) {
     Fiber& f = fibers[i];
     f = Fiber();
@@ -609,6 +639,30 @@ uint64_t warp_op(Sync kind, unsigned mask, uint64_t value, int arg, int width, c
   f->width = width;
   pcn_sim_switch(&f->sp, w.sched_sp);
   return f->result;
+}
+
+const void* warp_gather(Sync kind, unsigned mask, const void* mine, size_t bytes, const char* file,
+                        int line) {
+  Worker& w = running_worker();
+  Fiber* f = w.current;
+  if (bytes > kMaxGatherBytes) {
+    w.fail(cudaErrorLaunchFailure, *f, std::string("simulator: ") + sync_name(kind) + " at " +
+                                           file + ":" + std::to_string(line) + " exchanges " +
+                                           std::to_string(bytes) + " bytes per lane (at most " +
+                                           std::to_string(kMaxGatherBytes) + ")");
+    bytes = 0;
+  }
+  f->state = State::kWarp;
+  f->kind = kind;
+  f->file = file;
+  f->line = line;
+  f->mask = mask;
+  f->value = 0;
+  f->arg = static_cast<int>(bytes);
+  f->width = 32;
+  f->blob = mine;
+  pcn_sim_switch(&f->sp, w.sched_sp);
+  return reinterpret_cast<const void*>(static_cast<uintptr_t>(f->result));
 }
 
 unsigned active_mask() {

@@ -7,6 +7,7 @@
 
 #include "csrc/cuda_check.h"
 #include "cuda/launch.cuh"
+#include "cuda/ptx.cuh"
 
 namespace pcn_sim {
 namespace {
@@ -42,6 +43,15 @@ __global__ void bug_warp_divergent(float* out) {
   if (threadIdx.x < 16) v = __shfl_down_sync(0xffffffffu, v, 1);
   else v = __shfl_up_sync(0xffffffffu, v, 1);
   out[threadIdx.x] = v;
+}
+
+// synccheck: lane 7 exits, the others run a warp-wide mma.sync.
+__global__ void bug_mma_exited(float* out) {
+  if (threadIdx.x == 7) return;
+  float acc[4] = {0.0f, 0.0f, 0.0f, 0.0f};
+  const float a[4] = {1.0f, 1.0f, 1.0f, 1.0f}, b[2] = {1.0f, 1.0f};
+  pcn::cuda::mma_m16n8k8_tf32(acc, a, b);
+  out[threadIdx.x] = acc[0];
 }
 
 // memcheck: thread n writes one element past the end.
@@ -162,6 +172,12 @@ const std::map<std::string, Test>& tests() {
       {"warp_divergent", [] {
          Buffer out(32);
          PCN_LAUNCH(bug_warp_divergent, 1, 32, 0, stream(0), out.p);
+         sync();
+         return std::vector<double>{};
+       }},
+      {"mma_exited", [] {
+         Buffer out(32);
+         PCN_LAUNCH(bug_mma_exited, 1, 32, 0, stream(0), out.p);
          sync();
          return std::vector<double>{};
        }},

@@ -29,6 +29,7 @@ def _run(name, schedule="forward"):
     ("barrier_divergent", "bug_barrier_divergent", "(0,0,0)", "(0,0,0)", r"synccheck: divergent barriers: __syncthreads at .*selftest.cu:\d+ while thread \(1,0,0\) waits at __syncthreads at .*selftest.cu:\d+"),
     ("warp_exited", "bug_warp_exited", "(0,0,0)", "(0,0,0)", r"synccheck: __shfl_xor_sync at .*selftest.cu:\d+ with mask 0xffffffff names lane 3 \(thread \(3,0,0\)\), which has exited"),
     ("warp_divergent", "bug_warp_divergent", "(0,0,0)", "(0,0,0)", r"synccheck: __shfl_down_sync at .*selftest.cu:\d+ with mask 0xffffffff never completes: lane 16 \(thread \(16,0,0\)\) waits at __shfl_up_sync"),
+    ("mma_exited", "bug_mma_exited", "(0,0,0)", "(0,0,0)", r"synccheck: mma.sync at .*selftest.cu:\d+ with mask 0xffffffff names lane 7 \(thread \(7,0,0\)\), which has exited"),
     ("out_of_bounds", "bug_out_of_bounds", "(0,0,0)", "(256,0,0)", r"memcheck: invalid write at 0x[0-9a-f]+: 0 bytes past the end of the 1024-byte allocation at 0x[0-9a-f]+ on cuda:0"),
     ("use_after_free", "copy_kernel", "(0,0,0)", "(0,0,0)", r"memcheck: invalid read at 0x[0-9a-f]+: inside the freed 256-byte allocation"),
 ])
