@@ -1,6 +1,8 @@
 // The linear layer on CUDA: each pass is one SGEMM (its version is the layer's version:
 // 1 = one output per thread, 2 = 64x64x8 shared-memory tiles (gemm.cu), 3 = 128x128 tiles with
-// 8x8 outputs per thread (gemm_v3.cu)), plus the bias gradient's fixed-order reduction.
+// 8x8 outputs per thread (gemm_v3.cu), 4 and 5 = the same tiles on TF32 and 3xTF32 tensor cores
+// (gemm_tc.cuh), the registry's precision of the version picking the core), plus the bias
+// gradient's fixed-order reduction.
 #include "csrc/kernels/linear.h"
 #include "gemm.cuh"
 #include "gemm_v3.cuh"
@@ -8,12 +10,15 @@
 namespace pcn::cuda {
 
 namespace {
-// The pass's SGEMM in `version` (3: sgemm3, whose transposes the pass fixes).
+// The pass's SGEMM in `version` (3-5: sgemm3, whose transposes the pass fixes).
 void gemm(int version, Pass3 pass, bool trans_a, bool trans_b, int M, int N, int K,
           const float* A, int lda, const float* B, int ldb, float* C, int ldc, const float* bias,
           cudaStream_t stream) {
-  if (version == 3) sgemm3(pass, M, N, K, A, lda, B, ldb, C, ldc, bias, stream);
-  else sgemm(version, trans_a, trans_b, M, N, K, A, lda, B, ldb, C, ldc, bias, stream);
+  if (version >= 3) {
+    sgemm3(pass, M, N, K, A, lda, B, ldb, C, ldc, bias, kLinearVersions.cuda.of(version), stream);
+  } else {
+    sgemm(version, trans_a, trans_b, M, N, K, A, lda, B, ldb, C, ldc, bias, stream);
+  }
 }
 }  // namespace
 

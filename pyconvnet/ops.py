@@ -63,11 +63,31 @@ def _device(device, who: str) -> str:
 # ---------------------------------------------------------------------------------------------
 
 
-def versions(op: str, device: str = "cpu") -> list:
+PRECISIONS = ("fp32", "tf32", "3xtf32")  # a kernel version's arithmetic (precision())
+
+
+def versions(op: str, device: str = "cpu", precision: str | None = None) -> list:
     """The numbered kernel versions of `op` (one of OPS) on `device`, [1, ..., count]: each can be
-    passed as `version=`. ValueError for an unknown op or device."""
+    passed as `version=`; with `precision` (one of PRECISIONS) only the versions of that
+    arithmetic. ValueError for an unknown op, device or precision."""
     count, _ = _C.kernel_versions(op, _device(device, "versions"))
-    return list(range(1, count + 1))
+    if precision is None:
+        return list(range(1, count + 1))
+    if precision not in PRECISIONS:
+        raise ValueError(f"versions: argument 'precision' must be one of {', '.join(PRECISIONS)}; got {precision!r}")
+    return [v for v, p in enumerate(_C.kernel_precisions(op, device), 1) if p == precision]
+
+
+def precision(op: str, device: str = "cpu", version: int = 0) -> str:
+    """The arithmetic of `op`'s kernel `version` on `device` (0: the default): "fp32" (FP32
+    products and sums), "tf32" (tensor cores, operands rounded to TF32's 10-bit mantissa, FP32
+    sums) or "3xtf32" (tensor cores, each operand split into two TF32 parts: FP32-accurate).
+    ValueError for a version the device does not have."""
+    count, best = _C.kernel_versions(op, _device(device, "precision"))
+    v = _version(version, "precision")
+    if not 0 <= v <= count:
+        raise ValueError(f"precision: argument 'version' must be one of 0..{count} for {op} on {device}; got {v}")
+    return _C.kernel_precisions(op, device)[(v or best) - 1]
 
 
 def default_version(op: str, device: str = "cpu") -> int:

@@ -47,7 +47,7 @@ def assert_close(actual, expected, rtol=1e-4, atol=1e-5, what="result"):
     worst = np.unravel_index(np.argmax(used), used.shape)
     share = float(used[worst])
     assert share <= 1.0, (f"{what}: {np.sum(used > 1)} of {a.size} elements out of tolerance "
-                          f"(atol={atol}, rtol={rtol}); worst at {worst}: got {a[worst]!r}, expected {e[worst]!r}, "
+                          f"(atol={np.broadcast_to(atol, used.shape)[worst]:.3g}, rtol={rtol}); worst at {worst}: got {a[worst]!r}, expected {e[worst]!r}, "
                           f"{share:.1f}x the tolerance")
     return share
 

@@ -6,7 +6,7 @@ import pytest
 import pyconvnet
 from pyconvnet import _C, ops, reference as ref
 from conftest import requires_cuda
-from float32_sums import assert_sum_close
+from float32_sums import assert_products_close
 from helpers import simulated
 
 # (N, in, out)
@@ -43,19 +43,27 @@ def _make(rng, case):
     return x, w, b, dy
 
 
-def _abs_sums(x, w, b, dy):
-    """The sums of |terms| of y, dx, dw, db (float32_sums). They only set the tolerance's scale,
-    so float32 NumPy is precise enough, and much faster than the reference for fc6."""
-    ax, aw, ady = np.abs(x), np.abs(w), np.abs(dy)
+def _abs_sums(x, w, b, dy, f=np.abs):
+    """The sums of |terms| of y, dx, dw, db (float32_sums); with f = np.square the sums of the
+    products' squares (the bias, added in FP32, left out), for a TF32 version's tolerance. They
+    only set the tolerance's scale, so float32 NumPy is precise enough, and much faster than the
+    reference for fc6."""
+    ax, aw, ady = f(x), f(w), f(dy)
     y = ax @ aw.T
-    return (y if b is None else y + np.abs(b)), ady @ aw, ady.T @ ax, ady.sum(axis=0)
+    return (y if b is None or f is np.square else y + f(b)), ady @ aw, ady.T @ ax, ady.sum(axis=0)
 
 
-def _check_all(got, expected, bounds, case, what):
+def _squares(device, x, w, dy):
+    return _abs_sums(x, w, None, dy, np.square) if ops.versions("linear", device, precision="tf32") else None
+
+
+def _check_all(got, expected, bounds, squares, case, precision, what):
     n, fin, fout = case
-    for name, a, e, bound, terms in zip(("y", "dx", "dw", "db"), got, expected, bounds, (fin, fout, n, n)):
+    for i, (name, a, e, bound, terms) in enumerate(zip(("y", "dx", "dw", "db"), got, expected, bounds, (fin, fout, n, n))):
         if a is not None:
-            assert_sum_close(a, e, bound, terms, what=f"{what}: {name}")
+            prec = "fp32" if name == "db" else precision  # db: an FP32 sum of dy in every version
+            assert_products_close(a, e, bound, squares[i] if prec == "tf32" else None, terms, prec,
+                                  what=f"{what}: {name}")
 
 
 @pytest.mark.parametrize("name", list(CASES))
@@ -63,13 +71,14 @@ def test_linear_matches_reference(device, rng, name):
     case = _case(name, device)
     x, w, b, dy = _make(rng, case)
     expected = (ref.linear(x, w, b),) + ref.linear_backward(dy, x, w)
-    bounds = _abs_sums(x, w, b, dy)
+    bounds, squares = _abs_sums(x, w, b, dy), _squares(device, x, w, dy)
     xt, wt, bt, dyt = (pyconvnet.tensor(a, device) for a in (x, w, b, dy))
     for version in ops.versions("linear", device):
         y = ops.linear(xt, wt, bt, version=version)
         assert y.device.startswith(device)
         got = (y,) + ops.linear_backward(dyt, xt, wt, version=version)
-        _check_all(got, expected, bounds, case, f"{name} on {device}, version {version}")
+        _check_all(got, expected, bounds, squares, case, ops.precision("linear", device, version),
+                   f"{name} on {device}, version {version}")
 
 
 def test_linear_default_version_is_one_of_the_versions(device, rng):
@@ -84,12 +93,13 @@ def test_linear_without_bias_or_input_grad(device, rng):
     case = CASES["off_tile_sizes"]
     x, w, _, dy = _make(rng, case)
     expected = (ref.linear(x, w),) + ref.linear_backward(dy, x, w)
-    bounds = _abs_sums(x, w, None, dy)
+    bounds, squares = _abs_sums(x, w, None, dy), _squares(device, x, w, dy)
     xt, wt, dyt = (pyconvnet.tensor(a, device) for a in (x, w, dy))
     for version in ops.versions("linear", device):
         got = (ops.linear(xt, wt, version=version),) + ops.linear_backward(dyt, xt, wt, input_grad=False, version=version)
         assert got[1] is None
-        _check_all(got, expected, bounds, case, f"no bias, no dx, version {version}")
+        _check_all(got, expected, bounds, squares, case, ops.precision("linear", device, version),
+                   f"no bias, no dx, version {version}")
 
 
 def test_linear_pass_entry_points_match_backward(device, rng):
@@ -120,11 +130,13 @@ def test_linear_cpu_and_cuda_agree(rng, name):
     case = _case(name, "cuda")
     x, w, b, dy = _make(rng, case)
     bounds = tuple(2 * a for a in _abs_sums(x, w, b, dy))
+    squares = _squares("cuda", x, w, dy)  # a TF32 version's operand rounding is CUDA's alone
     cpu = tuple(t.numpy() for t in (ops.linear(x, w, b),) + ops.linear_backward(dy, x, w))
     xt, wt, bt, dyt = (pyconvnet.tensor(a, "cuda") for a in (x, w, b, dy))
     for version in ops.versions("linear", "cuda"):
         got = (ops.linear(xt, wt, bt, version=version),) + ops.linear_backward(dyt, xt, wt, version=version)
-        _check_all(got, cpu, bounds, case, f"{name}: cuda version {version} vs cpu")
+        _check_all(got, cpu, bounds, squares, case, ops.precision("linear", "cuda", version),
+                   f"{name}: cuda version {version} vs cpu")
 
 
 # ------------------------------------------------------------------------------- bad input
