@@ -514,6 +514,17 @@ def sample_dataset(count: int, size: int = 256) -> str:
     return out
 
 
+def benchmark_precision(requested: str, device: str, prog: str) -> dict:
+    """The conv2d and linear kernel versions a --precision value (fp32 | tf32) runs on `device`
+    (pyconvnet.console.resolve_precision: fp32 the FP32-accurate defaults, tf32 the TF32
+    tensor-core versions); exits with the message for a bad value or a device without TF32."""
+    from pyconvnet.console import UserError, resolve_precision
+    try:
+        return resolve_precision(requested, device)
+    except UserError as e:
+        sys.exit(f"{prog}: {e}")
+
+
 def benchmark_device(requested, prog: str) -> str:
     """The device a benchmark runs on: `requested` ("cpu", "cuda", "cuda:N"), or CUDA when usable
     else the CPU; exits with a message when CUDA is asked for and unusable or simulated."""

@@ -6,9 +6,15 @@
 #
 # 1. device and tool versions (nvidia-smi, nvcc, Python, PyTorch)
 # 2. build and install: pip install --no-build-isolation --no-deps .
-# 3. the whole test suite, CUDA tests included: python3 -m pytest -q tests
-# 4. benchmarks/bench_kernels.py on cuda:0 at batch 128, against cuDNN/cuBLAS
-# 5. benchmarks/bench_e2e.py on cuda:0 at batch 128, against PyTorch
+# 3. first the inline-PTX wrappers (cuda/ptx.cuh: cvt.rna.tf32, mma.sync m16n8k8 TF32) against
+#    their scalar references on the device (the CUDA tests of tests/test_ptx.py): the tensor-core
+#    versions' fragment layouts have run only on the simulator before; then the whole test suite,
+#    CUDA tests included: python3 -m pytest -q tests
+# 4. benchmarks/bench_kernels.py on cuda:0 at batch 128, every kernel version (the FP32 default,
+#    the TF32 and 3xTF32 tensor-core versions 4 and 5 of conv2d and linear) against cuDNN/cuBLAS
+#    with TF32 off (the ratio) and on (the tf32 column)
+# 5. benchmarks/bench_e2e.py on cuda:0 at batch 128, against PyTorch; then pyconvnet alone at
+#    --precision tf32 (optional: if time allows)
 # 6. compute-sanitizer memcheck over the CUDA tests of the op test files
 # 7. the CUDA tests again with PYCONVNET_SYNC_LAUNCHES=1 (a fault is reported at its launch)
 # 8. python -m pyconvnet.train --device cuda for TRAIN_EPOCHS epochs (default 2), into e2e.txt
@@ -125,6 +131,7 @@ run_step build 300 "$OUT/build.log" env PIP_BREAK_SYSTEM_PACKAGES=1 CMAKE_BUILD_
   >>"$SUITE" 2>&1 || say "pyconvnet does not import after the build (see build.log)"
 
 # ------------------------------------------------------------------ 3. tests
+run_step ptx-wrappers 60 "$OUT/tests.log" "$PY" -m pytest -q -rfEs -p no:cacheprovider -m cuda tests/test_ptx.py
 run_step tests 150 "$OUT/tests.log" "$PY" -m pytest -q -rfEs -p no:cacheprovider tests
 
 # ------------------------------------------------------------------ 4-5. benchmarks
@@ -137,6 +144,8 @@ run_step kernel-benchmark $((klimit + 40)) "$OUT/kernels.txt" \
   "$PY" benchmarks/bench_kernels.py --device cuda:0 --batch "$BATCH" --time-limit "$klimit" --json "$OUT/kernels.json"
 run_step e2e-benchmark 150 "$OUT/e2e.txt" \
   "$PY" benchmarks/bench_e2e.py --device cuda:0 --batch "$BATCH" --json "$OUT/e2e.json"
+OPTIONAL_STEP=1 run_step e2e-benchmark-tf32 60 "$OUT/e2e.txt" \
+  "$PY" benchmarks/bench_e2e.py --device cuda:0 --batch "$BATCH" --precision tf32 --no-torch --no-loader --steps 10
 
 # ------------------------------------------------------------------ 6. compute-sanitizer
 SAN=$(command -v compute-sanitizer || true)

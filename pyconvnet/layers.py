@@ -17,10 +17,15 @@ def _pair(v):
 
 
 class Layer:
-    """Base class. Subclasses set `name` and, if they learn, `params`."""
+    """Base class. Subclasses set `name` and, if they learn, `params`. A layer whose arithmetic is
+    one of the kernel-versioned GEMM ops names it in `op` ("conv2d", "linear") and runs kernel
+    `version` of it (0: the device's default; Sequential.set_versions sets it)."""
+
+    op: str | None = None
 
     def __init__(self, name: str):
         self.name = name
+        self.version = 0
         self.params: dict = {}
         self.grads: dict = {}
         # The learning rate of this layer's parameters is the trainer's times lr_mult (as
@@ -50,6 +55,8 @@ class Layer:
 class Conv2d(Layer):
     """Grouped 2D convolution. Weights (K, C/groups, R, S) ~ N(0, std), bias = `bias`."""
 
+    op = "conv2d"
+
     def __init__(self, name, in_channels, out_channels, kernel, stride=1, padding=0, groups=1,
                  std=0.01, bias=0.0, input_grad=True, rng=None):
         super().__init__(name)
@@ -73,11 +80,12 @@ class Conv2d(Layer):
 
     def forward(self, x, train=True):
         self.x = x if train else None
-        return ops.conv2d(x, self.params["weight"], self.params["bias"], self.stride, self.padding, self.groups)
+        return ops.conv2d(x, self.params["weight"], self.params["bias"], self.stride, self.padding, self.groups,
+                          version=self.version)
 
     def backward(self, dy):
         dx, dw, db = ops.conv2d_backward(dy, self.x, self.params["weight"], self.stride, self.padding,
-                                         self.groups, input_grad=self.input_grad)
+                                         self.groups, input_grad=self.input_grad, version=self.version)
         self.grads = {"weight": dw, "bias": db}
         self.x = None
         return dx
@@ -85,6 +93,8 @@ class Conv2d(Layer):
 
 class Linear(Layer):
     """y = x w^T + b. Weights (out, in) ~ N(0, std), bias = `bias`."""
+
+    op = "linear"
 
     def __init__(self, name, in_features, out_features, std=0.01, bias=0.0, rng=None):
         super().__init__(name)
@@ -100,10 +110,10 @@ class Linear(Layer):
 
     def forward(self, x, train=True):
         self.x = x if train else None
-        return ops.linear(x, self.params["weight"], self.params["bias"])
+        return ops.linear(x, self.params["weight"], self.params["bias"], version=self.version)
 
     def backward(self, dy):
-        dx, dw, db = ops.linear_backward(dy, self.x, self.params["weight"])
+        dx, dw, db = ops.linear_backward(dy, self.x, self.params["weight"], version=self.version)
         self.grads = {"weight": dw, "bias": db}
         self.x = None
         return dx

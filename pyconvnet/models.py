@@ -61,6 +61,13 @@ class Sequential:
             if isinstance(layer, Dropout):
                 layer.seed = dropout_key(seed, step, i)
 
+    def set_versions(self, versions: dict) -> None:
+        """Run kernel version versions[op] (pyconvnet.ops.versions) in every layer of that op,
+        e.g. {"conv2d": 4, "linear": 4}; 0 is the device's default."""
+        for layer in self.layers:
+            if layer.op in versions:
+                layer.version = int(versions[layer.op])
+
     def to(self, device: str) -> "Sequential":
         for layer in self.layers:
             layer.to(device)

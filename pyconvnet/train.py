@@ -13,7 +13,7 @@ import sys
 
 from . import checkpoint, cuda
 from ._C import OutOfMemoryError
-from .console import HelpFormatter, UserError, resolve_device, run_command
+from .console import HelpFormatter, UserError, resolve_device, resolve_precision, run_command
 from .models import MIN_INPUT_SIZE
 from .rundir import CHECKPOINT_NAME, RunDir, check_usable
 
@@ -47,9 +47,11 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--data", metavar="DIR", help="a prepared dataset (python -m pyconvnet.prepare) or an "
                    "ImageNet-style image tree, which is prepared first (default: the built-in dataset)")
     p.add_argument("--device", default="auto", help="auto, cpu, cuda or cuda:N (auto: cuda if available)")
+    p.add_argument("--precision", help="fp32 (default: FP32-accurate kernels) or tf32 (the convolutions and "
+                   "fully-connected layers on TF32 tensor cores, operands rounded to 10-bit mantissas; CUDA only)")
     p.add_argument("--out", metavar="RUN_DIR", help="where the checkpoint and logs go (default: runs/<date-time>)")
     p.add_argument("--resume", metavar="RUN_DIR", help="continue the run in RUN_DIR from its checkpoint, with "
-                   "its settings (--epochs, --lr and --device may be changed)")
+                   "its settings (--epochs, --lr, --device and --precision may be changed)")
     p.add_argument("--seed", type=int, help="seed of initialisation, shuffling, augmentation, dropout (default: 0)")
     p.add_argument("--epochs", type=int, help="epochs to train " + _defaults("epochs"))
     p.add_argument("--batch-size", type=int, help="images per step " + _defaults("batch_size"))
@@ -135,8 +137,8 @@ def _config(args, device: str) -> dict:
     seed = 0 if args.seed is None else args.seed
     if not 0 <= seed < 2 ** 64:
         raise UserError(f"--seed must be in [0, 2^64); got {seed}")
-    base.update(seed=seed, device=device, patience=args.patience, max_drops=args.max_drops,
-                drop_last=args.drop_last, log_every=args.log_every)
+    base.update(seed=seed, device=device, precision=args.precision or "fp32", patience=args.patience,
+                max_drops=args.max_drops, drop_last=args.drop_last, log_every=args.log_every)
     return base
 
 
@@ -156,8 +158,8 @@ def _resume(args, out):
     ignored = [f for f in ("data", "out", "seed", "batch_size", "momentum", "weight_decay", "lr_drop_epochs",
                            "width", "init", "crop_size", "image_size") if getattr(args, f) is not None]
     if ignored:
-        raise UserError(f"--resume continues a run with its own settings; only --epochs, --lr and --device "
-                        f"may change (got {', '.join('--' + f.replace('_', '-') for f in ignored)})")
+        raise UserError(f"--resume continues a run with its own settings; only --epochs, --lr, --device and "
+                        f"--precision may change (got {', '.join('--' + f.replace('_', '-') for f in ignored)})")
     if args.epochs is not None:
         _check_epochs(args.epochs)
     if args.lr is not None:
@@ -176,6 +178,12 @@ def _resume(args, out):
         if device != config["device"]:
             print(f"note: resuming on {device} (the run started on {config['device']})", file=out)
         config["device"] = device
+        precision = args.precision or config.get("precision", "fp32")
+        versions = resolve_precision(precision, device)
+        if precision != config.get("precision", "fp32"):
+            print(f"note: resuming at --precision {precision} (the run started at "
+                  f"{config.get('precision', 'fp32')})", file=out)
+        config["precision"] = precision
         if args.epochs is not None:
             config["epochs"] = args.epochs
         final_only = meta["epoch"] >= config["epochs"]
@@ -184,6 +192,7 @@ def _resume(args, out):
                             f"{meta['epoch']} to train on")
         try:
             model = from_config(meta["model_config"]).to(device)
+            model.set_versions(versions)
         except (ValueError, TypeError) as e:
             raise checkpoint.CheckpointError(f"checkpoint {run.checkpoint}: not a model checkpoint of this "
                                              f"pyconvnet ({e})") from None
@@ -218,6 +227,7 @@ def _start(args, out):
 
     device = resolve_device(args.device)
     config = _config(args, device)
+    versions = resolve_precision(config["precision"], device)
     run_dir = check_usable(args.out or f"runs/{datetime.datetime.now():%Y%m%d-%H%M%S}")
     if (run_dir / CHECKPOINT_NAME).exists():
         RunDir(run_dir).open().close()  # a trainer still running there is named first
@@ -236,6 +246,7 @@ def _start(args, out):
                             "another --out")
         model = alexnet(num_classes=dataset.num_classes, input_size=config["crop_size"], width=config["width"],
                         seed=config["seed"], init=config["init"]).to(device)
+        model.set_versions(versions)
         run.write_config({"train": config, "model": model.config})
         run.log_path.unlink(missing_ok=True)  # a log without a checkpoint is from a run that never saved
         trainer = Trainer(model, dataset, config, run, out=out)
@@ -244,7 +255,8 @@ def _start(args, out):
         dataset.close()
         raise
     print(f"{model.name} on {device}"
-          f"{' (' + cuda.device_name(int(device[5:]) if ':' in device else 0) + ')' if device != 'cpu' else ''}: "
+          f"{' (' + cuda.device_name(int(device[5:]) if ':' in device else 0) + ')' if device != 'cpu' else ''}"
+          f"{', TF32 tensor cores' if config['precision'] == 'tf32' else ''}: "
           f"{model.num_parameters():,} parameters, {dataset.describe()}", file=out)
     print(f"batch {config['batch_size']}, lr {config['lr']:g}, momentum {config['momentum']}, weight decay "
           f"{config['weight_decay']}, {config['epochs']} epochs, lr /10 "

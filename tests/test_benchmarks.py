@@ -48,3 +48,34 @@ def test_versions_come_from_the_registry(device):
         op = case.op.removesuffix("_backward")
         assert versions == pyconvnet.ops.versions(op, device) and default == pyconvnet.ops.default_version(op, device)
         assert default in versions, case.key
+
+
+@pytest.mark.parametrize("script", [bench_kernels, bench_e2e])
+def test_precision_flag_is_checked(script, capsys):
+    prog = script.__name__
+    with pytest.raises(SystemExit, match=rf"^{prog}: --precision must be fp32 or tf32; got 'fp16'$"):
+        script.main(["--device", "cpu", "--precision", "fp16"])
+    with pytest.raises(SystemExit, match=rf"^{prog}: --precision tf32: cpu has no TF32 kernels for conv2d and linear"):
+        script.main(["--device", "cpu", "--precision", "tf32"])
+
+
+def test_tf32_precision_makes_the_tf32_versions_the_gemm_defaults():
+    tf32 = {"conv2d": 4, "linear": 4}
+    for op, want in (("conv2d", 4), ("conv2d_backward", 4), ("linear", 4), ("relu", pyconvnet.ops.default_version("relu", "cuda"))):
+        versions, default = bench_kernels.registered_versions(op, "cuda", tf32)
+        assert default == want and default in versions, op
+
+
+def test_gpu_suite_names_test_files_that_exist():
+    import pathlib
+    import re
+    import subprocess
+    root = pathlib.Path(__file__).resolve().parents[1]
+    suite = root / "benchmarks" / "gpu_suite.sh"
+    assert subprocess.run(["bash", "-n", str(suite)]).returncode == 0
+    text = suite.read_text()
+    named = re.findall(r"\btests/[\w/]+\.py\b", text)
+    assert "tests/test_ptx.py" in named
+    assert all((root / p).is_file() for p in named), named
+    # The wrappers' check comes before the whole suite.
+    assert text.index("run_step ptx-wrappers") < text.index("run_step tests ")
