@@ -321,3 +321,28 @@ def test_conv2d_known_answer_grouped(device):
         assert dx.numpy().ravel().tolist() == [10, 100, 2 * 1000, 2 * 10000], version
         assert dw.numpy().ravel().tolist() == [1, 2, 2 * 3, 2 * 4], version
         assert db.numpy().tolist() == [1, 2], version
+
+
+@requires_cuda
+@pytest.mark.cuda
+@pytest.mark.parametrize("name", ["off_tile_sizes", "large_tiles_data_strided"])
+def test_conv2d_tensor_core_versions_on_every_cuda_device(rng, name):
+    """The TF32 and 3xTF32 versions on each CUDA device (two in the simulator build): within
+    their tolerances of the reference, and bit-identical across devices."""
+    case = _case(name, "cuda")
+    x, w, b, dy, kw = _make(rng, case)
+    expected = (ref.conv2d(x, w, b, **kw),) + ref.conv2d_backward(dy, x, w, **kw)
+    bounds, squares = _sums(x, w, b, dy, kw), _squares("cuda", x, w, dy, kw)
+    tc = ops.versions("conv2d", "cuda", precision="tf32") + ops.versions("conv2d", "cuda", precision="3xtf32")
+    for version in tc:
+        runs = []
+        for index in range(min(2, pyconvnet.cuda.device_count())):
+            dev = f"cuda:{index}"
+            xt, wt, bt, dyt = (pyconvnet.tensor(a, dev) for a in (x, w, b, dy))
+            got = (ops.conv2d(xt, wt, bt, **kw, version=version),) + ops.conv2d_backward(dyt, xt, wt, **kw, version=version)
+            assert all(t.device == dev for t in got)
+            _check_all(got, expected, bounds, squares, case, ops.precision("conv2d", dev, version),
+                       f"{name} on {dev}, version {version}")
+            runs.append([t.numpy() for t in got])
+        for what, a, c in zip(("y", "dx", "dw", "db"), runs[0], runs[-1]):
+            assert np.array_equal(a, c), f"version {version}: {what} differs between cuda:0 and cuda:1"

@@ -185,3 +185,26 @@ def test_linear_rejects_mixed_devices():
         ops.linear(_zeros((2, 5), "cpu"), _zeros((3, 5), "cuda"))
     with pytest.raises(ValueError, match=r"linear_backward: all tensors must be on one device; 'dy' is on cpu but 'x' is on cuda:0"):
         ops.linear_backward(_zeros((2, 3), "cpu"), _zeros((2, 5), "cuda"), _zeros((3, 5), "cuda"))
+
+
+@requires_cuda
+@pytest.mark.cuda
+def test_linear_tensor_core_versions_on_every_cuda_device(rng):
+    """The TF32 and 3xTF32 versions on each CUDA device (two in the simulator build): within
+    their tolerances of the reference, and bit-identical across devices."""
+    case = CASES["large_tiles_out"]
+    x, w, b, dy = _make(rng, case)
+    expected = (ref.linear(x, w, b),) + ref.linear_backward(dy, x, w)
+    bounds, squares = _abs_sums(x, w, b, dy), _squares("cuda", x, w, dy)
+    tc = ops.versions("linear", "cuda", precision="tf32") + ops.versions("linear", "cuda", precision="3xtf32")
+    for version in tc:
+        runs = []
+        for index in range(min(2, pyconvnet.cuda.device_count())):
+            dev = f"cuda:{index}"
+            xt, wt, bt, dyt = (pyconvnet.tensor(a, dev) for a in (x, w, b, dy))
+            got = (ops.linear(xt, wt, bt, version=version),) + ops.linear_backward(dyt, xt, wt, version=version)
+            _check_all(got, expected, bounds, squares, case, ops.precision("linear", dev, version),
+                       f"on {dev}, version {version}")
+            runs.append([t.numpy() for t in got])
+        for what, a, c in zip(("y", "dx", "dw", "db"), runs[0], runs[-1]):
+            assert np.array_equal(a, c), f"version {version}: {what} differs between cuda:0 and cuda:1"
