@@ -7,7 +7,7 @@ import pyconvnet
 from pyconvnet import _C, ops, reference as ref
 from conftest import requires_cuda
 from float32_sums import assert_products_close
-from helpers import simulated
+from helpers import same_on_every_cuda_device, simulated
 
 
 def _pair(v):
@@ -334,15 +334,12 @@ def test_conv2d_tensor_core_versions_on_every_cuda_device(rng, name):
     expected = (ref.conv2d(x, w, b, **kw),) + ref.conv2d_backward(dy, x, w, **kw)
     bounds, squares = _sums(x, w, b, dy, kw), _squares("cuda", x, w, dy, kw)
     tc = ops.versions("conv2d", "cuda", precision="tf32") + ops.versions("conv2d", "cuda", precision="3xtf32")
+
+    def run(dev):
+        xt, wt, bt, dyt = (pyconvnet.tensor(a, dev) for a in (x, w, b, dy))
+        return (ops.conv2d(xt, wt, bt, **kw, version=version),) + ops.conv2d_backward(dyt, xt, wt, **kw, version=version)
+
     for version in tc:
-        runs = []
-        for index in range(min(2, pyconvnet.cuda.device_count())):
-            dev = f"cuda:{index}"
-            xt, wt, bt, dyt = (pyconvnet.tensor(a, dev) for a in (x, w, b, dy))
-            got = (ops.conv2d(xt, wt, bt, **kw, version=version),) + ops.conv2d_backward(dyt, xt, wt, **kw, version=version)
-            assert all(t.device == dev for t in got)
+        for dev, got in same_on_every_cuda_device(run, f"{name}, version {version}").items():
             _check_all(got, expected, bounds, squares, case, ops.precision("conv2d", dev, version),
                        f"{name} on {dev}, version {version}")
-            runs.append([t.numpy() for t in got])
-        for what, a, c in zip(("y", "dx", "dw", "db"), runs[0], runs[-1]):
-            assert np.array_equal(a, c), f"version {version}: {what} differs between cuda:0 and cuda:1"

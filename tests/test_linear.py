@@ -7,7 +7,7 @@ import pyconvnet
 from pyconvnet import _C, ops, reference as ref
 from conftest import requires_cuda
 from float32_sums import assert_products_close
-from helpers import simulated
+from helpers import same_on_every_cuda_device, simulated
 
 # (N, in, out)
 CASES = {
@@ -197,14 +197,12 @@ def test_linear_tensor_core_versions_on_every_cuda_device(rng):
     expected = (ref.linear(x, w, b),) + ref.linear_backward(dy, x, w)
     bounds, squares = _abs_sums(x, w, b, dy), _squares("cuda", x, w, dy)
     tc = ops.versions("linear", "cuda", precision="tf32") + ops.versions("linear", "cuda", precision="3xtf32")
+
+    def run(dev):
+        xt, wt, bt, dyt = (pyconvnet.tensor(a, dev) for a in (x, w, b, dy))
+        return (ops.linear(xt, wt, bt, version=version),) + ops.linear_backward(dyt, xt, wt, version=version)
+
     for version in tc:
-        runs = []
-        for index in range(min(2, pyconvnet.cuda.device_count())):
-            dev = f"cuda:{index}"
-            xt, wt, bt, dyt = (pyconvnet.tensor(a, dev) for a in (x, w, b, dy))
-            got = (ops.linear(xt, wt, bt, version=version),) + ops.linear_backward(dyt, xt, wt, version=version)
+        for dev, got in same_on_every_cuda_device(run, f"version {version}").items():
             _check_all(got, expected, bounds, squares, case, ops.precision("linear", dev, version),
                        f"on {dev}, version {version}")
-            runs.append([t.numpy() for t in got])
-        for what, a, c in zip(("y", "dx", "dw", "db"), runs[0], runs[-1]):
-            assert np.array_equal(a, c), f"version {version}: {what} differs between cuda:0 and cuda:1"
