@@ -37,9 +37,8 @@ def load_model(arg, device: str = "cpu") -> tuple[Sequential, dict, pathlib.Path
         model = from_config(meta["model_config"])
     except (ValueError, TypeError) as e:
         raise checkpoint.CheckpointError(f"checkpoint {path}: not a model checkpoint of this pyconvnet ({e})") from None
-    shapes = {key: tuple(layer.params[p].shape) for key, layer, p in model.parameters()}
     weights = {k: v for k, v in arrays.items() if k.startswith("model/")}
-    checkpoint.check_arrays(path, weights, shapes)
+    checkpoint.check_arrays(path, weights, model.param_shapes())
     model.to(device).load_state_dict(model_state(arrays))
     return model, meta, path
 
