@@ -96,6 +96,9 @@ def network_input(dataset: PreparedDataset, split: str, indices, crop: int, devi
 
 def fc7_features(model, x):
     """The network's fc7 activations (after ReLU) for input x: float32 (N, fc7 width), on x's device."""
+    if getattr(model, "columns", None) is not None:
+        raise ValueError(f"{model.name}: fc7 features come from a network on one device; it is in two columns "
+                         f"on {' and '.join(model.columns.devices)} (model.to(device) joins them)")
     for layer in model.layers:
         x = layer.forward(x, train=False)
         if layer.name == FEATURE_LAYER:

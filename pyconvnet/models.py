@@ -149,7 +149,8 @@ class Sequential:
             layer.params[p] = tensor(np.ascontiguousarray(parts[key], dtype=np.float32), layer.params[p].device)
 
     def summary(self) -> str:
-        lines = [f"{self.name}: input {self.input_shape}, {self.num_parameters():,} parameters"]
+        where = f", two columns on {' and '.join(self.columns.devices)}" if self.columns is not None else ""
+        lines = [f"{self.name}: input {self.input_shape}, {self.num_parameters():,} parameters{where}"]
         for layer, shape in zip(self.layers, self.shapes):
             n = sum(int(np.prod(self._param_shapes[f"{layer.name}.{p}"])) for p in self._params_of(layer))
             lines.append(f"  {layer.name:<8} {type(layer).__name__:<10} -> {str(shape):<16} {n:>12,}")

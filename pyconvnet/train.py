@@ -49,7 +49,7 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--device", default="auto", help="auto, cpu, cuda or cuda:N (auto: cuda if available)")
     p.add_argument("--devices", metavar="DEV0,DEV1", help="the paper's two columns on two GPUs, e.g. "
                    "cuda:0,cuda:1: column 1's half of every layer on the first, column 2's on the second "
-                   "(instead of --device)"),
+                   "(instead of --device)")
     p.add_argument("--out", metavar="RUN_DIR", help="where the checkpoint and logs go (default: runs/<date-time>)")
     p.add_argument("--resume", metavar="RUN_DIR", help="continue the run in RUN_DIR from its checkpoint, with "
                    "its settings (--epochs, --lr, --device and --devices may be changed)")

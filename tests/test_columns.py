@@ -5,6 +5,7 @@ import pytest
 
 import pyconvnet
 from pyconvnet import _C, columns
+from pyconvnet.inference import fc7_features
 from pyconvnet.models import alexnet, loss_and_grad
 from tinyrun import TINY, make_tiny_data, run_train
 
@@ -163,6 +164,9 @@ def test_columns_move_to_one_device_and_back(rng, layout):
     state = {k: rng.standard_normal(v.shape).astype(np.float32) for k, v in model.state_dict().items()}
     model.load_state_dict(state)
     assert all(np.array_equal(model.state_dict()[k], state[k]) for k in state)
+    assert f"two columns on {layout[0]} and {layout[1]}" in model.summary().splitlines()[0]
+    with pytest.raises(ValueError, match="fc7 features come from a network on one device"):
+        fc7_features(model, pyconvnet.zeros((1, 3, 63, 63), device=layout[0]))
     model.to(layout[1])
     assert model.columns is None and {layer.params[p].device for _, layer, p in model.parameters()} == {layout[1]}
     assert all(np.array_equal(model.state_dict()[k], state[k]) for k in state)
