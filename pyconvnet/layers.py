@@ -192,18 +192,24 @@ class MaxPool2d(Layer):
 
 class Dropout(Layer):
     """Inverted dropout. The mask of each step comes from `seed` (set by the model before every
-    training step), so a run is reproducible and CPU and CUDA draw the same masks."""
+    training step), so a run is reproducible and CPU and CUDA draw the same masks. `part`
+    (offset, width): the layer is one column's features [offset, ...) of a layer `width` wide,
+    and draws that part of its mask (ops.dropout)."""
 
     def __init__(self, name, p=0.5):
         super().__init__(name)
         self.p = p
         self.seed = 0
+        self.part = None
 
     def forward(self, x, train=True):
         if not train or self.p == 0:
             self.mask = None
             return x
-        y, self.mask = ops.dropout(x, self.p, self.seed)
+        if self.part is None:
+            y, self.mask = ops.dropout(x, self.p, self.seed)
+        else:
+            y, self.mask = ops.dropout(x, self.p, self.seed, part=self.part)
         return y
 
     def backward(self, dy):
