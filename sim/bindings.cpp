@@ -9,6 +9,7 @@ namespace pcn::bindings {
 void bind_simulator(py::module_& m) {
   m.def("cuda_is_simulated", [] { return true; });
   m.def("_sim_schedule", &pcn_sim::schedule_name);
+  m.def("_sim_peer_checks", &pcn_sim::peer_checks);
   m.def("_sim_selftest", &pcn_sim::selftest, py::arg("name"),
         py::call_guard<py::gil_scoped_release>());
 }

@@ -9,6 +9,10 @@
 //             is made inaccessible and kept in quarantine (1 GiB of address space) so that a
 //             late use faults and is named "freed". Pinned host memory is ordinary memory the
 //             runtime remembers, so that copies from it can run asynchronously.
+//             Each device's memory carries its own memory protection key (where the CPU has
+//             them): a kernel runs with access to its device's key and those of the peers
+//             enabled with cudaDeviceEnablePeerAccess, so touching another device's memory
+//             without peer access faults and is reported by memcheck.
 //   Streams:  each stream has a worker thread that runs its queue in order, asynchronously to
 //             the host; events order streams. A copy from pageable host memory is staged at the
 //             call, a copy to pageable host memory returns when done, as documented.
@@ -88,11 +92,11 @@ const char* standard_text(cudaError_t e) {
     case cudaErrorNoDevice: return "no CUDA-capable device is detected";
     case cudaErrorInvalidDevice: return "invalid device ordinal";
     case cudaErrorInvalidResourceHandle: return "invalid resource handle";
+    case cudaErrorPeerAccessAlreadyEnabled: return "peer access is already enabled";
+    case cudaErrorPeerAccessNotEnabled: return "peer access has not been enabled";
     case cudaErrorNotReady: return "device not ready";
     case cudaErrorIllegalAddress: return "an illegal memory access was encountered";
     case cudaErrorLaunchOutOfResources: return "too many resources requested for launch";
-    case cudaErrorPeerAccessAlreadyEnabled:
-      return "peer access is already enabled";
     case cudaErrorLaunchFailure: return "unspecified launch failure";
   }
   return "unknown error";
@@ -106,7 +110,6 @@ struct Device {
   size_t used = 0;
   cudaStream_t default_stream = nullptr;
   std::vector<cudaStream_t> streams;
-  bool peer_enabled[kMaxDevices] = {};  // cudaDeviceEnablePeerAccess(peer) called on this device
 };
 
 struct Devices {
@@ -114,7 +117,14 @@ struct Devices {
   std::string problem;  // why PYCONVNET_SIM_DEVICES could not be used
   size_t capacity = 0;  // bytes per device
   Device* device[kMaxDevices] = {};
+  // The memory protection key of each device's memory, -1 where the CPU or kernel has none
+  // left (then that device's memory is reachable from every device's kernels).
+  int pkey[kMaxDevices];
 };
+
+// peer[d] has bit p set once cudaDeviceEnablePeerAccess(p) ran on device d.
+std::mutex peer_mu;
+unsigned peer[kMaxDevices] = {};
 
 const Devices& devices() {
   static const Devices& d = *[] {
@@ -135,7 +145,11 @@ const Devices& devices() {
     // An H200's 141 GB, but no more than half of this machine's memory.
     const size_t host = static_cast<size_t>(sysconf(_SC_PHYS_PAGES)) * sysconf(_SC_PAGESIZE);
     r->capacity = std::min<size_t>(size_t(143771) << 20, host / 2);
-    for (int i = 0; i < r->count; ++i) r->device[i] = new Device;
+    for (int i = 0; i < kMaxDevices; ++i) r->pkey[i] = -1;
+    for (int i = 0; i < r->count; ++i) {
+      r->device[i] = new Device;
+      if (r->count > 1) r->pkey[i] = pkey_alloc(0, 0);
+    }
     return r;
   }();
   return d;
@@ -232,6 +246,7 @@ int device_of(const void* ptr, size_t bytes, std::string* why) {
 
 // ----------------------------------------------------------------------------------- streams
 void stream_worker(cudaStream_t s) {
+  set_thread_access(~0u);  // copies and memsets reach every device's memory
   for (;;) {
     std::function<void()> op;
     {
@@ -332,6 +347,23 @@ std::string dims(dim3 v) {
 
 }  // namespace
 
+void set_thread_access(unsigned device_mask) {
+  const Devices& d = devices();
+  for (int i = 0; i < d.count; ++i)
+    if (d.pkey[i] >= 0) pkey_set(d.pkey[i], (device_mask >> i) & 1u ? 0 : PKEY_DISABLE_ACCESS);
+}
+
+int allocation_device(uintptr_t p) {
+  std::lock_guard<std::mutex> lock(memory().mu);
+  const Allocation* a = find_mapping(p);
+  return a == nullptr ? -1 : a->device;
+}
+
+bool peer_checks() {
+  const Devices& d = devices();
+  return d.count > 1 && std::all_of(d.pkey, d.pkey + d.count, [](int k) { return k >= 0; });
+}
+
 std::string describe_address(uintptr_t p) {
   std::lock_guard<std::mutex> lock(memory().mu);
   const Allocation* a = find_mapping(p);
@@ -409,6 +441,11 @@ void launch(const char* name, const std::type_info& type, const void* kernel, di
   k->grid = grid;
   k->block = block;
   k->smem = smem;
+  k->device = current_device;
+  {
+    std::lock_guard<std::mutex> lock(peer_mu);
+    k->devices = peer[current_device] | 1u << current_device;
+  }
   k->body = std::move(body);
   const int device = current_device;
   enqueue(s, [k, device] {
@@ -442,6 +479,46 @@ cudaError_t cudaSetDevice(int device) {
                                             std::to_string(devices().count) +
                                             " simulated devices");
   current_device = device;
+  return cudaSuccess;
+}
+
+cudaError_t cudaDeviceCanAccessPeer(int* can_access, int device, int peer_device) {
+  *can_access = 0;
+  if (!valid_device(device) || !valid_device(peer_device))
+    return fail(cudaErrorInvalidDevice, "cudaDeviceCanAccessPeer(" + std::to_string(device) +
+                                            ", " + std::to_string(peer_device) + "): " +
+                                            std::to_string(devices().count) + " simulated devices");
+  *can_access = device != peer_device;
+  return cudaSuccess;
+}
+
+cudaError_t cudaDeviceEnablePeerAccess(int peer_device, unsigned int flags) {
+  if (cudaError_t e = check_current()) return e;
+  const std::string call = "cudaDeviceEnablePeerAccess(" + std::to_string(peer_device) + ", " +
+                           std::to_string(flags) + ") on cuda:" + std::to_string(current_device);
+  if (flags != 0) return fail(cudaErrorInvalidValue, call + ": flags must be 0");
+  if (!valid_device(peer_device) || peer_device == current_device)
+    return fail(cudaErrorInvalidDevice, call + ": a device cannot access " +
+                                            (peer_device == current_device
+                                                 ? std::string("itself as a peer")
+                                                 : "a device that does not exist"));
+  std::lock_guard<std::mutex> lock(peer_mu);
+  if ((peer[current_device] >> peer_device) & 1u)
+    return fail(cudaErrorPeerAccessAlreadyEnabled, call + ": already enabled");
+  peer[current_device] |= 1u << peer_device;
+  return cudaSuccess;
+}
+
+cudaError_t cudaDeviceDisablePeerAccess(int peer_device) {
+  if (cudaError_t e = check_current()) return e;
+  const std::string call = "cudaDeviceDisablePeerAccess(" + std::to_string(peer_device) +
+                           ") on cuda:" + std::to_string(current_device);
+  if (!valid_device(peer_device))
+    return fail(cudaErrorInvalidDevice, call + ": no such device");
+  std::lock_guard<std::mutex> lock(peer_mu);
+  if (!((peer[current_device] >> peer_device) & 1u))
+    return fail(cudaErrorPeerAccessNotEnabled, call + ": peer access is not enabled");
+  peer[current_device] &= ~(1u << peer_device);
   return cudaSuccess;
 }
 
@@ -510,10 +587,11 @@ const char* cudaGetErrorName(cudaError_t err) {
     PCN_SIM_NAME(cudaErrorNoDevice)
     PCN_SIM_NAME(cudaErrorInvalidDevice)
     PCN_SIM_NAME(cudaErrorInvalidResourceHandle)
+    PCN_SIM_NAME(cudaErrorPeerAccessAlreadyEnabled)
+    PCN_SIM_NAME(cudaErrorPeerAccessNotEnabled)
     PCN_SIM_NAME(cudaErrorNotReady)
     PCN_SIM_NAME(cudaErrorIllegalAddress)
     PCN_SIM_NAME(cudaErrorLaunchOutOfResources)
-    PCN_SIM_NAME(cudaErrorPeerAccessAlreadyEnabled)
     PCN_SIM_NAME(cudaErrorLaunchFailure)
 #undef PCN_SIM_NAME
   }
@@ -564,6 +642,10 @@ cudaError_t cudaMalloc(void** ptr, size_t bytes) {
   a.bytes = rounded;
   a.device = current_device;
   std::memset(reinterpret_cast<void*>(a.base), 0xFF, rounded);  // NaN: initcheck
+  // Tagged after the fill: the calling thread need not have access to the device's key.
+  if (data && devices().pkey[current_device] >= 0)
+    pkey_mprotect(static_cast<char*>(m) + kPage, data, PROT_READ | PROT_WRITE,
+                  devices().pkey[current_device]);
   {
     std::lock_guard<std::mutex> lock(memory().mu);
     memory().device[reinterpret_cast<uintptr_t>(a.map)] = a;
@@ -753,37 +835,6 @@ cudaError_t cudaMemcpy2DAsync(void* dst, size_t dpitch, const void* src, size_t 
     wait_for(s, ticket);
     return sticky(device);
   }
-  return cudaSuccess;
-}
-
-// Every pair of distinct simulated devices can reach each other's memory (it is all host memory).
-cudaError_t cudaDeviceCanAccessPeer(int* can_access, int device, int peer_device) {
-  *can_access = 0;
-  if (!valid_device(device) || !valid_device(peer_device))
-    return fail(cudaErrorInvalidDevice, "cudaDeviceCanAccessPeer(" + std::to_string(device) +
-                                            ", " + std::to_string(peer_device) + "): " +
-                                            std::to_string(devices().count) +
-                                            " simulated devices");
-  *can_access = device != peer_device;
-  return cudaSuccess;
-}
-
-cudaError_t cudaDeviceEnablePeerAccess(int peer_device, unsigned int flags) {
-  if (cudaError_t e = check_current()) return e;
-  if (flags != 0)
-    return fail(cudaErrorInvalidValue, "cudaDeviceEnablePeerAccess: flags must be 0; got " +
-                                           std::to_string(flags));
-  if (!valid_device(peer_device) || peer_device == current_device)
-    return fail(cudaErrorInvalidDevice, "cudaDeviceEnablePeerAccess(" +
-                                            std::to_string(peer_device) + ") on cuda:" +
-                                            std::to_string(current_device));
-  Device& dev = *devices().device[current_device];
-  std::lock_guard<std::mutex> lock(dev.mu);
-  if (dev.peer_enabled[peer_device])
-    return fail(cudaErrorPeerAccessAlreadyEnabled,
-                "cudaDeviceEnablePeerAccess(" + std::to_string(peer_device) + ") on cuda:" +
-                    std::to_string(current_device) + ": already enabled");
-  dev.peer_enabled[peer_device] = true;
   return cudaSuccess;
 }
 

@@ -54,7 +54,7 @@ LAYERS = [
     ("kernel declarations", ["csrc/kernels/*"]),
     ("kernels", ["csrc/cpu/*", "cuda/*", "sim/selftest.*"]),
     ("dispatch", ["csrc/check.*", "csrc/ops/*"]),
-    ("bindings", ["bindings/*", "sim/bindings.cpp"]),
+    ("bindings and programs", ["bindings/*", "sim/bindings.cpp", "sim/tsan_main.cpp"]),
 ]
 
 
