@@ -72,30 +72,41 @@ static void max_pool_forward_plane(const float* x, int64_t h, int64_t w, float* 
 }
 
 // The gradient of each window goes to its first element (row-major) equal to y, or its first
-// NaN when y is NaN; nowhere when none matches (y not computed from x). For a run of up to 64
-// windows of an output row, the matching tap of each is found with vector compares and blends,
-// visiting the taps backwards so the first match is the one that stays; then the
-// windows' gradients are added in row-major window order, so a position's contributions add up
-// in window order.
+// NaN when y is NaN; nowhere when none matches (y not computed from x). The plane is first split
+// by column phase, xs[f][r][m] = x[r][m*st + f] (f < st, the `scratch` buffer), so that for every
+// tap (r, s) of a window the taps of consecutive windows of an output row are consecutive floats,
+// xs[s % st][i*st + r][j + s / st]: the search is contiguous vector compares and blends. For a
+// run of up to 64 windows of an output row the matching tap of each is found visiting the taps
+// backwards, so the first match is the one that stays; then the windows' gradients are added in
+// row-major window order, so a position's contributions add up in window order.
 template <int K, int ST>
 static void max_pool_backward_rows(const float* __restrict x, const float* __restrict y,
-                                   const float* __restrict dy, float* __restrict dx, int64_t w,
-                                   int64_t ho, int64_t wo, int64_t k, int64_t st) {
-  const int64_t kk = K > 0 ? K : k, ss = ST > 0 ? ST : st;
+                                   const float* __restrict dy, float* __restrict dx,
+                                   float* __restrict xs, int64_t h, int64_t w, int64_t ho,
+                                   int64_t wo, int64_t k, int64_t st) {
+  const int64_t kk = K > 0 ? K : k, ss = ST > 0 ? ST : st, wq = (w + ss - 1) / ss;
+  for (int64_t r = 0; r < h; ++r) {
+    const float* xr = x + r * w;
+    for (int64_t f = 0; f < ss; ++f) {
+      float* out = xs + (f * h + r) * wq;
+      const int64_t m_end = (w - f + ss - 1) / ss;  // columns m*ss + f < w
+      for (int64_t m = 0; m < m_end; ++m) out[m] = xr[m * ss + f];
+      for (int64_t m = m_end; m < wq; ++m) out[m] = 0.0f;  // never a window's tap
+    }
+  }
   constexpr int64_t kRun = 64;
   int32_t tap[kRun];
   for (int64_t i = 0; i < ho; ++i) {
-    const float* xr = x + i * ss * w;
     const float* yr = y + i * wo;
     for (int64_t j0 = 0; j0 < wo; j0 += kRun) {
       const int64_t n = wo - j0 < kRun ? wo - j0 : kRun;
       for (int64_t j = 0; j < n; ++j) tap[j] = -1;
       for (int64_t r = kk - 1; r >= 0; --r) {
         for (int64_t s = kk - 1; s >= 0; --s) {
-          const float* xs = xr + r * w + s + j0 * ss;
+          const float* xt = xs + ((s % ss) * h + i * ss + r) * wq + j0 + s / ss;
           const int32_t id = static_cast<int32_t>(r * kk + s);
           for (int64_t j = 0; j < n; ++j) {
-            const float v = xs[j * ss], m = yr[j0 + j];
+            const float v = xt[j], m = yr[j0 + j];
             const bool hit = (v == m) | ((m != m) & (v != v));
             tap[j] = hit ? id : tap[j];
           }
@@ -111,14 +122,66 @@ static void max_pool_backward_rows(const float* __restrict x, const float* __res
 }
 
 static void max_pool_backward_plane(const float* x, const float* y, const float* dy, float* dx,
-                                    int64_t h, int64_t w, int64_t ho, int64_t wo, int64_t k,
-                                    int64_t st) {
+                                    float* scratch, int64_t h, int64_t w, int64_t ho, int64_t wo,
+                                    int64_t k, int64_t st) {
   for (int64_t e = 0; e < h * w; ++e) dx[e] = 0.0f;
   if (k == 3 && st == 2) {
-    max_pool_backward_rows<3, 2>(x, y, dy, dx, w, ho, wo, k, st);
+    max_pool_backward_rows<3, 2>(x, y, dy, dx, scratch, h, w, ho, wo, k, st);
   } else {
-    max_pool_backward_rows<0, 0>(x, y, dy, dx, w, ho, wo, k, st);
+    max_pool_backward_rows<0, 0>(x, y, dy, dx, scratch, h, w, ho, wo, k, st);
   }
+}
+
+// exp(v) for softmax's shifted logits v = x - max <= 0 (NaN stays NaN; below -87, where exp is
+// under float32's smallest normal number, 0). v = n ln2 + t with n = round(v / ln2) (the 1.5 * 2^23
+// trick: adding and subtracting it rounds to an integer) and |t| <= ln2 / 2 (ln2 split in two,
+// so that n * ln2_hi is exact); exp(t) by its Taylor polynomial to t^7 (truncation < 3e-9,
+// relative), times 2^n built in the exponent field. Branch-free, so loops over it vectorise;
+// within 2 ulps of the exact exp on [-87, 0].
+static inline float exp_nonpositive(float v) {
+  const bool tiny = v < -87.0f;
+  const float vc = (tiny | (v != v)) ? 0.0f : v;
+  const float n = (vc * 1.44269504f + 12582912.0f) - 12582912.0f;
+  const float t = (vc - n * 0.693359375f) - n * -2.12194440e-4f;
+  float e = 1.0f / 5040.0f;
+  e = e * t + 1.0f / 720.0f;
+  e = e * t + 1.0f / 120.0f;
+  e = e * t + 1.0f / 24.0f;
+  e = e * t + 1.0f / 6.0f;
+  e = e * t + 0.5f;
+  e = e * t + 1.0f;
+  e = e * t + 1.0f;
+  const float scale = __builtin_bit_cast(float, (static_cast<int32_t>(n) + 127) << 23);
+  const float r = e * scale;
+  return v != v ? v : (tiny ? 0.0f : r);
+}
+
+// One row of softmax: p = exp(x - max) / S. The maximum is NaN if the row holds one; S is summed
+// in double in 8 interleaved partial sums (element i into sum i % 8; the 8 added in order at the
+// end), a fixed order that vectorises.
+static void softmax_row(const float* __restrict x, float* __restrict p, int64_t c) {
+  constexpr int L = 8;
+  float lane_max[L];
+  for (int j = 0; j < L; ++j) lane_max[j] = x[0];
+  int64_t i = 0;
+  for (; i + L <= c; i += L) {
+#pragma GCC unroll 8
+    for (int j = 0; j < L; ++j) lane_max[j] = max_keep_nan(lane_max[j], x[i + j]);
+  }
+  for (; i < c; ++i) lane_max[0] = max_keep_nan(lane_max[0], x[i]);
+  float m = lane_max[0];
+  for (int j = 1; j < L; ++j) m = max_keep_nan(m, lane_max[j]);
+  for (int64_t k = 0; k < c; ++k) p[k] = exp_nonpositive(x[k] - m);
+  double lane_sum[L] = {};
+  for (i = 0; i + L <= c; i += L) {
+#pragma GCC unroll 8
+    for (int j = 0; j < L; ++j) lane_sum[j] += static_cast<double>(p[i + j]);
+  }
+  for (int j = 0; i + j < c; ++j) lane_sum[j] += static_cast<double>(p[i + j]);
+  double sum = lane_sum[0];
+  for (int j = 1; j < L; ++j) sum += lane_sum[j];
+  const float s = static_cast<float>(sum);
+  for (int64_t k = 0; k < c; ++k) p[k] /= s;
 }
 
 // dst[p*ldd + j] = src[j*ld + p] for j < rows, p < cols: the transposing copy that packs a
@@ -274,8 +337,60 @@ static void gemm_micro_fma(int64_t kc, const float* ap, const float* bp, float* 
 }
 #endif
 
-#define PCN_SIMD_TABLE(isa_name, MR, NR, micro)                                           \
+// The peak probes. 12 chains: a multiply-add's latency (4-5 cycles) times the 2 pipes that
+// issue it is at most 10 operations in flight, so 12 independent chains keep both pipes busy
+// with nothing else in the loop. acc -> acc * m + a converges to a / (1 - m), never a denormal.
+static constexpr int kChains = 12;
+
+[[maybe_unused]] static int64_t mul_add_chains(int64_t steps, float* sink) {
+  constexpr int W = 4;  // one SSE register per chain
+  float acc[kChains][W];
+#pragma GCC unroll 16
+  for (int i = 0; i < kChains; ++i) {
+    for (int j = 0; j < W; ++j) acc[i][j] = 1.0f + 0.125f * i + 0.01f * j;
+  }
+  const float m = 0.999f, a = 0.001f;
+  for (int64_t t = 0; t < steps; ++t) {
+#pragma GCC unroll 16
+    for (int i = 0; i < kChains; ++i) {
+#pragma GCC unroll 4
+      for (int j = 0; j < W; ++j) acc[i][j] = acc[i][j] * m + a;
+    }
+  }
+  float sum = 0.0f;
+  for (int i = 0; i < kChains; ++i) {
+    for (int j = 0; j < W; ++j) sum += acc[i][j];
+  }
+  *sink = sum;
+  return steps * kChains * W * 2;
+}
+
+#ifdef __FMA__
+template <class V>
+static int64_t fma_chains_vec(int64_t steps, float* sink) {
+  const float m_value = 0.999f, a_value = 0.001f;
+  const typename V::Reg m = V::broadcast(&m_value), a = V::broadcast(&a_value);
+  typename V::Reg acc[kChains];
+#pragma GCC unroll 16
+  for (int i = 0; i < kChains; ++i) {
+    const float init = 1.0f + 0.125f * i;
+    acc[i] = V::broadcast(&init);
+  }
+  for (int64_t t = 0; t < steps; ++t) {
+#pragma GCC unroll 16
+    for (int i = 0; i < kChains; ++i) acc[i] = V::fma(acc[i], m, a);
+  }
+#pragma GCC unroll 16
+  for (int i = 1; i < kChains; ++i) acc[0] = V::add(acc[0], acc[i]);
+  float lanes[V::kWidth];
+  V::store(lanes, acc[0]);
+  *sink = lanes[0];
+  return steps * kChains * V::kWidth * 2;
+}
+#endif
+
+#define PCN_SIMD_TABLE(isa_name, MR, NR, micro, peak_probe)                               \
   const SimdKernels table = {isa_name,     MR,           NR,            micro,              \
                              pack_b_panel<NR>, transpose, relu_forward, relu_backward,      \
                              max_pool_forward_plane, max_pool_backward_plane,               \
-                             dropout_backward, sgd_update};
+                             dropout_backward, sgd_update, softmax_row, peak_probe};
