@@ -305,6 +305,7 @@ static void gemm_micro_fma(int64_t kc, const float* ap, const float* bp, float* 
   typename V::Reg acc[MR][2];
 #pragma GCC unroll 16
   for (int i = 0; i < MR; ++i) acc[i][0] = acc[i][1] = V::zero();
+#pragma GCC unroll 4
   for (int64_t p = 0; p < kc; ++p, ap += MR, bp += NR) {
     const typename V::Reg b0 = V::load(bp), b1 = V::load(bp + W);
 #pragma GCC unroll 16

@@ -39,7 +39,8 @@ void softmax_forward(const Tensor& x, Tensor& probs, int /*version*/) {
   if (c == 0) return;
   const float* in = x.data<float>();
   float* out = probs.data<float>();
-  parallel_for_work(x.size(0), x.numel(), [&](int64_t n) { simd().softmax_row(in + n * c, out + n * c, c); });
+  parallel_for_work(x.size(0), x.numel(),
+                    [&](int64_t n) { simd().softmax_row(in + n * c, out + n * c, c); });
 }
 
 // As softmax_forward, plus per row: S_other = sum of e_i over i != label, so that
