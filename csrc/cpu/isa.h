@@ -37,13 +37,11 @@ struct SimdKernels {
   // dx = y > 0 ? dy : 0.
   void (*relu_backward)(const float* dy, const float* y, float* dx, int64_t n);
   // Max-pooling of one plane x (h x w) -> y (ho x wo), k x k windows at stride st, and its
-  // backward (dx of the plane, zeroed first; `scratch` holds max_pool_scratch(h, w, st) floats);
-  // the rules are in csrc/kernels/max_pool2d.h.
+  // backward (dx of the plane, zeroed first); the rules are in csrc/kernels/max_pool2d.h.
   void (*max_pool_forward)(const float* x, int64_t h, int64_t w, float* y, int64_t ho,
                            int64_t wo, int64_t k, int64_t st);
   void (*max_pool_backward)(const float* x, const float* y, const float* dy, float* dx,
-                            float* scratch, int64_t h, int64_t w, int64_t ho, int64_t wo,
-                            int64_t k, int64_t st);
+                            int64_t h, int64_t w, int64_t ho, int64_t wo, int64_t k, int64_t st);
   // dx = dy * (keep ? scale : 0).
   void (*dropout_backward)(const float* dy, const uint8_t* keep, float scale, float* dx,
                            int64_t n);
@@ -57,11 +55,6 @@ struct SimdKernels {
   // baseline) wide; returns the FLOPs done and writes the chains' sum to *sink.
   int64_t (*fma_chains)(int64_t steps, float* sink);
 };
-
-// The floats of max_pool_backward's scratch buffer for an h x w plane at stride st.
-inline int64_t max_pool_scratch(int64_t h, int64_t w, int64_t st) {
-  return st * h * ((w + st - 1) / st);
-}
 
 // The active path's kernels (chosen at load; see set_isa).
 const SimdKernels& simd();

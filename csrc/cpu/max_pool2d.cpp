@@ -2,8 +2,6 @@
 #include "isa.h"
 #include "parallel.h"
 
-#include <vector>
-
 namespace pcn::cpu {
 
 // One task per (n, c) plane, run by the active instruction-set path (simd_kernels.h): each
@@ -27,12 +25,9 @@ void max_pool2d_backward(const Tensor& dy, const Tensor& x, const Tensor& y, Ten
   const float* out = y.data<float>();
   const float* gy = dy.data<float>();
   float* gx = dx.data<float>();
-  const int64_t scratch_floats = max_pool_scratch(h, w, stride);
   parallel_for(x.size(0) * x.size(1), [&](int64_t plane) {
-    thread_local std::vector<float> scratch;
-    if (static_cast<int64_t>(scratch.size()) < scratch_floats) scratch.resize(scratch_floats);
     simd().max_pool_backward(in + plane * h * w, out + plane * ho * wo, gy + plane * ho * wo,
-                             gx + plane * h * w, scratch.data(), h, w, ho, wo, kernel, stride);
+                             gx + plane * h * w, h, w, ho, wo, kernel, stride);
   });
 }
 

@@ -72,41 +72,30 @@ static void max_pool_forward_plane(const float* x, int64_t h, int64_t w, float* 
 }
 
 // The gradient of each window goes to its first element (row-major) equal to y, or its first
-// NaN when y is NaN; nowhere when none matches (y not computed from x). The plane is first split
-// by column phase, xs[f][r][m] = x[r][m*st + f] (f < st, the `scratch` buffer), so that for every
-// tap (r, s) of a window the taps of consecutive windows of an output row are consecutive floats,
-// xs[s % st][i*st + r][j + s / st]: the search is contiguous vector compares and blends. For a
-// run of up to 64 windows of an output row the matching tap of each is found visiting the taps
-// backwards, so the first match is the one that stays; then the windows' gradients are added in
-// row-major window order, so a position's contributions add up in window order.
+// NaN when y is NaN; nowhere when none matches (y not computed from x). For a run of up to 64
+// windows of an output row, the matching tap of each is found with vector compares and blends,
+// visiting the taps backwards so the first match is the one that stays; then the
+// windows' gradients are added in row-major window order, so a position's contributions add up
+// in window order.
 template <int K, int ST>
 static void max_pool_backward_rows(const float* __restrict x, const float* __restrict y,
-                                   const float* __restrict dy, float* __restrict dx,
-                                   float* __restrict xs, int64_t h, int64_t w, int64_t ho,
-                                   int64_t wo, int64_t k, int64_t st) {
-  const int64_t kk = K > 0 ? K : k, ss = ST > 0 ? ST : st, wq = (w + ss - 1) / ss;
-  for (int64_t r = 0; r < h; ++r) {
-    const float* xr = x + r * w;
-    for (int64_t f = 0; f < ss; ++f) {
-      float* out = xs + (f * h + r) * wq;
-      const int64_t m_end = (w - f + ss - 1) / ss;  // columns m*ss + f < w
-      for (int64_t m = 0; m < m_end; ++m) out[m] = xr[m * ss + f];
-      for (int64_t m = m_end; m < wq; ++m) out[m] = 0.0f;  // never a window's tap
-    }
-  }
+                                   const float* __restrict dy, float* __restrict dx, int64_t w,
+                                   int64_t ho, int64_t wo, int64_t k, int64_t st) {
+  const int64_t kk = K > 0 ? K : k, ss = ST > 0 ? ST : st;
   constexpr int64_t kRun = 64;
   int32_t tap[kRun];
   for (int64_t i = 0; i < ho; ++i) {
+    const float* xr = x + i * ss * w;
     const float* yr = y + i * wo;
     for (int64_t j0 = 0; j0 < wo; j0 += kRun) {
       const int64_t n = wo - j0 < kRun ? wo - j0 : kRun;
       for (int64_t j = 0; j < n; ++j) tap[j] = -1;
       for (int64_t r = kk - 1; r >= 0; --r) {
         for (int64_t s = kk - 1; s >= 0; --s) {
-          const float* xt = xs + ((s % ss) * h + i * ss + r) * wq + j0 + s / ss;
+          const float* xs = xr + r * w + s + j0 * ss;
           const int32_t id = static_cast<int32_t>(r * kk + s);
           for (int64_t j = 0; j < n; ++j) {
-            const float v = xt[j], m = yr[j0 + j];
+            const float v = xs[j * ss], m = yr[j0 + j];
             const bool hit = (v == m) | ((m != m) & (v != v));
             tap[j] = hit ? id : tap[j];
           }
@@ -122,13 +111,13 @@ static void max_pool_backward_rows(const float* __restrict x, const float* __res
 }
 
 static void max_pool_backward_plane(const float* x, const float* y, const float* dy, float* dx,
-                                    float* scratch, int64_t h, int64_t w, int64_t ho, int64_t wo,
-                                    int64_t k, int64_t st) {
+                                    int64_t h, int64_t w, int64_t ho, int64_t wo, int64_t k,
+                                    int64_t st) {
   for (int64_t e = 0; e < h * w; ++e) dx[e] = 0.0f;
   if (k == 3 && st == 2) {
-    max_pool_backward_rows<3, 2>(x, y, dy, dx, scratch, h, w, ho, wo, k, st);
+    max_pool_backward_rows<3, 2>(x, y, dy, dx, w, ho, wo, k, st);
   } else {
-    max_pool_backward_rows<0, 0>(x, y, dy, dx, scratch, h, w, ho, wo, k, st);
+    max_pool_backward_rows<0, 0>(x, y, dy, dx, w, ho, wo, k, st);
   }
 }
 
@@ -136,48 +125,94 @@ static void max_pool_backward_plane(const float* x, const float* y, const float*
 // under float32's smallest normal number, 0). v = n ln2 + t with n = round(v / ln2) (the 1.5 * 2^23
 // trick: adding and subtracting it rounds to an integer) and |t| <= ln2 / 2 (ln2 split in two,
 // so that n * ln2_hi is exact); exp(t) by its Taylor polynomial to t^7 (truncation < 3e-9,
-// relative), times 2^n built in the exponent field. Branch-free, so loops over it vectorise;
-// within 2 ulps of the exact exp on [-87, 0].
+// relative), times 2^n built in the exponent field. exp8 is the same operations on 8 lanes
+// (AVX2), so both give the same bits.
+static constexpr float kExpLog2e = 1.44269504f, kExpRound = 12582912.0f;
+static constexpr float kExpLn2Hi = 0.693359375f, kExpLn2Lo = -2.12194440e-4f;
+static constexpr float kExpTaylor[8] = {1.0f / 5040.0f, 1.0f / 720.0f, 1.0f / 120.0f, 1.0f / 24.0f,
+                                        1.0f / 6.0f,    0.5f,           1.0f,           1.0f};
+
 static inline float exp_nonpositive(float v) {
   const bool tiny = v < -87.0f;
   const float vc = (tiny | (v != v)) ? 0.0f : v;
-  const float n = (vc * 1.44269504f + 12582912.0f) - 12582912.0f;
-  const float t = (vc - n * 0.693359375f) - n * -2.12194440e-4f;
-  float e = 1.0f / 5040.0f;
-  e = e * t + 1.0f / 720.0f;
-  e = e * t + 1.0f / 120.0f;
-  e = e * t + 1.0f / 24.0f;
-  e = e * t + 1.0f / 6.0f;
-  e = e * t + 0.5f;
-  e = e * t + 1.0f;
-  e = e * t + 1.0f;
-  const float scale = __builtin_bit_cast(float, (static_cast<int32_t>(n) + 127) << 23);
-  const float r = e * scale;
+  const float n = (vc * kExpLog2e + kExpRound) - kExpRound;
+  const float t = (vc - n * kExpLn2Hi) - n * kExpLn2Lo;
+  float e = kExpTaylor[0];
+  for (int i = 1; i < 8; ++i) e = e * t + kExpTaylor[i];
+  const float r = e * __builtin_bit_cast(float, (static_cast<int32_t>(n) + 127) << 23);
   return v != v ? v : (tiny ? 0.0f : r);
 }
 
+#ifdef __AVX2__
+static inline __m256 exp8_nonpositive(__m256 v) {
+  const __m256 nan = _mm256_cmp_ps(v, v, _CMP_UNORD_Q);
+  const __m256 tiny = _mm256_cmp_ps(v, _mm256_set1_ps(-87.0f), _CMP_LT_OQ);
+  const __m256 vc = _mm256_andnot_ps(_mm256_or_ps(tiny, nan), v);
+  const __m256 round = _mm256_set1_ps(kExpRound);
+  const __m256 n =
+      _mm256_sub_ps(_mm256_add_ps(_mm256_mul_ps(vc, _mm256_set1_ps(kExpLog2e)), round), round);
+  const __m256 t = _mm256_sub_ps(_mm256_sub_ps(vc, _mm256_mul_ps(n, _mm256_set1_ps(kExpLn2Hi))),
+                                 _mm256_mul_ps(n, _mm256_set1_ps(kExpLn2Lo)));
+  __m256 e = _mm256_set1_ps(kExpTaylor[0]);
+  for (int i = 1; i < 8; ++i) e = _mm256_add_ps(_mm256_mul_ps(e, t), _mm256_set1_ps(kExpTaylor[i]));
+  const __m256i bits =
+      _mm256_slli_epi32(_mm256_add_epi32(_mm256_cvttps_epi32(n), _mm256_set1_epi32(127)), 23);
+  const __m256 r = _mm256_andnot_ps(tiny, _mm256_mul_ps(e, _mm256_castsi256_ps(bits)));
+  return _mm256_blendv_ps(r, v, nan);
+}
+#endif
+
 // One row of softmax: p = exp(x - max) / S. The maximum is NaN if the row holds one; S is summed
 // in double in 8 interleaved partial sums (element i into sum i % 8; the 8 added in order at the
-// end), a fixed order that vectorises.
+// end). The maximum, too, is taken in those 8 lanes, then across them. On AVX2 the lanes are
+// the lanes of a register, the same operations in the same order: the same bits on every path.
 static void softmax_row(const float* __restrict x, float* __restrict p, int64_t c) {
   constexpr int L = 8;
   float lane_max[L];
+  double lane_sum[L];
+  const int64_t c8 = c / L * L;
+#ifdef __AVX2__
+  __m256 mv = _mm256_set1_ps(x[0]);
+  for (int64_t i = 0; i < c8; i += L) {
+    const __m256 v = _mm256_loadu_ps(x + i);
+    const __m256 take =
+        _mm256_or_ps(_mm256_cmp_ps(v, mv, _CMP_GT_OQ), _mm256_cmp_ps(v, v, _CMP_UNORD_Q));
+    mv = _mm256_blendv_ps(mv, v, take);
+  }
+  _mm256_storeu_ps(lane_max, mv);
+#else
   for (int j = 0; j < L; ++j) lane_max[j] = x[0];
-  int64_t i = 0;
-  for (; i + L <= c; i += L) {
-#pragma GCC unroll 8
+  for (int64_t i = 0; i < c8; i += L) {
     for (int j = 0; j < L; ++j) lane_max[j] = max_keep_nan(lane_max[j], x[i + j]);
   }
-  for (; i < c; ++i) lane_max[0] = max_keep_nan(lane_max[0], x[i]);
+#endif
+  for (int64_t i = c8; i < c; ++i) lane_max[0] = max_keep_nan(lane_max[0], x[i]);
   float m = lane_max[0];
   for (int j = 1; j < L; ++j) m = max_keep_nan(m, lane_max[j]);
-  for (int64_t k = 0; k < c; ++k) p[k] = exp_nonpositive(x[k] - m);
-  double lane_sum[L] = {};
-  for (i = 0; i + L <= c; i += L) {
-#pragma GCC unroll 8
-    for (int j = 0; j < L; ++j) lane_sum[j] += static_cast<double>(p[i + j]);
+#ifdef __AVX2__
+  const __m256 mb = _mm256_set1_ps(m);
+  __m256d lo = _mm256_setzero_pd(), hi = _mm256_setzero_pd();
+  for (int64_t i = 0; i < c8; i += L) {
+    const __m256 e = exp8_nonpositive(_mm256_sub_ps(_mm256_loadu_ps(x + i), mb));
+    _mm256_storeu_ps(p + i, e);
+    lo = _mm256_add_pd(lo, _mm256_cvtps_pd(_mm256_castps256_ps128(e)));
+    hi = _mm256_add_pd(hi, _mm256_cvtps_pd(_mm256_extractf128_ps(e, 1)));
   }
-  for (int j = 0; i + j < c; ++j) lane_sum[j] += static_cast<double>(p[i + j]);
+  _mm256_storeu_pd(lane_sum, lo);
+  _mm256_storeu_pd(lane_sum + 4, hi);
+#else
+  for (int j = 0; j < L; ++j) lane_sum[j] = 0.0;
+  for (int64_t i = 0; i < c8; i += L) {
+    for (int j = 0; j < L; ++j) {
+      p[i + j] = exp_nonpositive(x[i + j] - m);
+      lane_sum[j] += static_cast<double>(p[i + j]);
+    }
+  }
+#endif
+  for (int64_t i = c8; i < c; ++i) {
+    p[i] = exp_nonpositive(x[i] - m);
+    lane_sum[i - c8] += static_cast<double>(p[i]);
+  }
   double sum = lane_sum[0];
   for (int j = 1; j < L; ++j) sum += lane_sum[j];
   const float s = static_cast<float>(sum);
