@@ -7,6 +7,7 @@
 //   - for each KC slice, a task packs its KC x NC block of op(B) into nr-column panels (an
 //     L2-sized block; one panel, KC*nr floats, stays in L1 while it meets every A panel), by
 //     copying op(B) or, for a convolution, straight from the image (PackB);
+//   - with several slices, the task's tile of C lives in a dense buffer until the last one;
 //   - the micro-kernel of the active instruction-set path (isa.h: AVX-512 6x32, AVX2 6x16, or
 //     the portable 4x8) keeps an mr x nr block of C in registers for a whole slice; its k loop
 //     is unrolled by 4 (without, loop overhead held the AVX2 kernel at ~82% of the measured
@@ -92,12 +93,32 @@ void sgemm_sum(const PackedA* a, int64_t batches, int64_t N, const PackBatchB& p
   }
   const int64_t nc_tile = std::min(NC, round_up((N + tiles_n - 1) / tiles_n, nr));
   tiles_n = (N + nc_tile - 1) / nc_tile;
+  int64_t slices = 0;
+  for (int64_t b = 0; b < batches; ++b) slices += (a[b].K + KC - 1) / KC;
+  // With more than one KC slice every slice reads and writes the tile of C: it is kept meanwhile
+  // in a dense per-thread buffer (rows kTileLd floats apart), so that a C whose row stride is a
+  // multiple of 4 KiB (fc6: 4096 or 9216 floats) cannot pile the tile's rows onto a few sets of
+  // the caches. The same additions in the same order, so the same results.
+  const bool buffered = slices > 1;
+  constexpr int64_t kTileLd = NC + 16;
   parallel_for(tiles_m * tiles_n, [&](int64_t t) {
-    // Per-thread packing buffer, kept between calls (it only ever grows to one block).
-    thread_local std::vector<float> bpack;
+    // Per-thread packing buffers, kept between calls (they only ever grow to one block).
+    thread_local std::vector<float> bpack, ctile;
     bpack.resize(KC * NC);
     const int64_t i0 = (t / tiles_n) * mc_max, j0 = (t % tiles_n) * nc_tile;
     const int64_t mc = std::min(mc_max, M - i0), nc = std::min(nc_tile, N - j0);
+    float* c = C + i0 * ldc + j0;
+    int64_t ld = ldc;
+    if (buffered) {
+      ctile.resize(static_cast<size_t>(mc * kTileLd));
+      if (accumulate) {
+        for (int64_t i = 0; i < mc; ++i) {
+          std::copy(c + i * ldc, c + i * ldc + nc, ctile.data() + i * kTileLd);
+        }
+      }
+      c = ctile.data();
+      ld = kTileLd;
+    }
     bool add = accumulate;
     for (int64_t b = 0; b < batches; ++b) {
       for (int64_t k0 = 0; k0 < a[b].K; k0 += KC) {
@@ -106,12 +127,18 @@ void sgemm_sum(const PackedA* a, int64_t batches, int64_t N, const PackBatchB& p
         const float* apack = a[b].data.data() + k0 * m_pad + i0 * kc;
         for (int64_t j = 0; j < nc; j += nr) {
           for (int64_t i = 0; i < mc; i += mr) {
-            kern.gemm_micro(kc, apack + i * kc, bpack.data() + j * kc,
-                            C + (i0 + i) * ldc + j0 + j, ldc, std::min(mr, mc - i),
-                            std::min(nr, nc - j), add);
+            kern.gemm_micro(kc, apack + i * kc, bpack.data() + j * kc, c + i * ld + j, ld,
+                            std::min(mr, mc - i), std::min(nr, nc - j), add);
           }
         }
         add = true;
+      }
+    }
+    if (buffered) {
+      float* out = C + i0 * ldc + j0;
+      for (int64_t i = 0; i < mc; ++i) {
+        const float* row = ctile.data() + i * kTileLd;
+        std::copy(row, row + nc, out + i * ldc);
       }
     }
   });
