@@ -20,10 +20,12 @@ struct Conv2dParams {
   int64_t Kg() const { return K / groups; }  // filters per group
 };
 
-// CPU 1: im2col per image + SGEMM. CUDA 1: direct, one output per thread; 2: tiled implicit
+// CPU 1: im2col per image + SGEMM; 2 (default): the same SGEMMs with the im2col matrix packed
+// straight from the image, and at stride 1 the input gradient as a convolution of dy with the
+// flipped filters (csrc/cpu/conv2d.cpp). CUDA 1: direct, one output per thread; 2: tiled implicit
 // GEMM (cuda/conv2d.cu); 3 (default): the same GEMMs on the 128x128-tile core with 8x8 outputs
 // per thread (cuda/conv2d_v3.cu; verified on the CUDA simulator, not yet timed on a GPU).
-inline constexpr OpVersions kConv2dVersions{{1, 1}, {3, 3}};
+inline constexpr OpVersions kConv2dVersions{{2, 2}, {3, 3}};
 
 // b may be undefined; outputs are preallocated, not zeroed.
 PCN_KERNELS(
