@@ -1,5 +1,6 @@
 #include "bindings.h"
 #include "csrc/cpu/isa.h"
+#include "csrc/cpu/peak.h"
 #include "csrc/error.h"
 
 #ifdef _OPENMP
@@ -54,6 +55,22 @@ PYBIND11_MODULE(_C, m) {
   m.def("cpu_isa", &cpu::active_isa);
   m.def("cpu_isas", &cpu::supported_isas);
   m.def("set_cpu_isa", &cpu::set_isa, py::arg("name"));
+  m.def(
+      "measure_cpu_peak",
+      [](double seconds) {
+        cpu::FmaPeak peak;
+        {
+          py::gil_scoped_release release;
+          peak = cpu::measure_fma_peak(seconds);
+        }
+        py::dict d;
+        d["isa"] = peak.isa;
+        d["flops"] = peak.flops_per_s;
+        d["per_thread"] = peak.per_thread;
+        d["flops_per_step"] = peak.flops_per_step;
+        return d;
+      },
+      py::arg("seconds"));
   m.def("cpu_threads", [] {
 #ifdef _OPENMP
     return omp_get_max_threads();

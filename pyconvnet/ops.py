@@ -25,6 +25,8 @@ OPS = tuple(_C.versioned_ops())  # the ops of the kernel-version registry (versi
 def _int(v, op: str, name: str, bits=64) -> int:
     """An int argument (bool is not one); ValueError, naming it, if it does not fit the signed C++
     integer of `bits` bits that receives it (None: any size)."""
+    if type(v) is int and (bits is None or -(1 << (bits - 1)) <= v < 1 << (bits - 1)):
+        return v  # the common case, without the slower abstract-class check below
     if isinstance(v, bool) or not isinstance(v, numbers.Integral):
         raise TypeError(f"{op}: argument '{name}' must be an int; got {type(v).__name__} {v!r}")
     if bits is not None and not -2**(bits - 1) <= int(v) < 2**(bits - 1):
@@ -33,6 +35,8 @@ def _int(v, op: str, name: str, bits=64) -> int:
 
 
 def _float(v, op: str, name: str) -> float:
+    if type(v) is float:
+        return v
     if isinstance(v, bool) or not isinstance(v, numbers.Real):
         raise TypeError(f"{op}: argument '{name}' must be a number; got {type(v).__name__} {v!r}")
     return float(v)
@@ -252,9 +256,8 @@ def sgd_update(w, dw, v, lr, momentum=0.9, weight_decay=0.0005, version=0):
         if not isinstance(t, Tensor):
             raise TypeError(f"{op}: argument '{name}' must be a pyconvnet.Tensor (it is updated in place); "
                             f"got {type(t).__name__}")
-    params = _C.SgdParams(_float(lr, op, "lr"), _float(momentum, op, "momentum"),
-                          _float(weight_decay, op, "weight_decay"))
-    _C.sgd_update(w, as_tensor(dw, op, "dw"), v, params, _version(version, op))
+    _C.sgd_update(w, as_tensor(dw, op, "dw"), v, _float(lr, op, "lr"), _float(momentum, op, "momentum"),
+                  _float(weight_decay, op, "weight_decay"), _version(version, op))
 
 
 # ---------------------------------------------------------------------------------------------

@@ -205,9 +205,27 @@ struct Buffer {
 
 void sync() { CUDA_CHECK(cudaStreamSynchronize(stream(0))); }
 
+// Peer access from cuda:0 to cuda:1 off for the life of a test, then as it was: other code in
+// the process (the two-column transfers) may have enabled it.
+struct PeerAccessOff {
+  bool was_enabled;
+  PeerAccessOff() {
+    pcn::cuda::DeviceGuard guard(0);
+    was_enabled = cudaDeviceDisablePeerAccess(1) == cudaSuccess;
+    cudaGetLastError();
+  }
+  ~PeerAccessOff() {
+    pcn::cuda::DeviceGuard guard(0);
+    cudaDeviceDisablePeerAccess(1);
+    if (was_enabled) cudaDeviceEnablePeerAccess(1, 0);
+    cudaGetLastError();
+  }
+};
+
 // A kernel on cuda:0 copies 32 floats from a buffer on `from` to one on `to` (devices 0 or 1);
 // returns the copy. With `enable`, cuda:0 has peer access to cuda:1 during the copy.
 std::vector<double> cross_device_copy(int from, int to, bool enable) {
+  PeerAccessOff off;
   Buffer in(32, from), out(32, to);
   {
     pcn::cuda::DeviceGuard guard(from);  // filled by a kernel of the device that owns it
@@ -226,6 +244,7 @@ std::vector<double> cross_device_copy(int from, int to, bool enable) {
 // The error codes of the peer-access calls, in order (clearing each from cudaGetLastError).
 std::vector<double> peer_calls() {
   std::vector<double> r;
+  PeerAccessOff off;
   auto code = [&](cudaError_t e) {
     r.push_back(static_cast<double>(e));
     cudaGetLastError();

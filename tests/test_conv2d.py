@@ -159,6 +159,21 @@ def test_conv2d_is_deterministic(device, rng):
                 assert np.array_equal(a, b), f"{name} version {version}: {what} differs between runs"
 
 
+@pytest.mark.parametrize("name", ["conv1", "conv2", "conv5", "nonsquare_kernel_pairs", "stride_above_kernel",
+                                  "padding_above_kernel", "off_tile_sizes"])
+def test_cpu_versions_share_forward_and_filter_gradient_sums(rng, name):
+    # CPU version 2 packs the im2col matrix straight from the image and sums the filter gradient
+    # in one SGEMM over the images, but in the order of version 1: the same bits. Its input
+    # gradient (a flipped-filter convolution at stride 1) sums in another order; the reference
+    # test checks it.
+    x, w, b, dy, kw = _make(rng, CASES[name])
+    xt, wt, bt, dyt = (pyconvnet.tensor(a) for a in (x, w, b, dy))
+    y1, y2 = (ops.conv2d(xt, wt, bt, **kw, version=v).numpy() for v in (1, 2))
+    (_, dw1, db1), (_, dw2, db2) = (ops.conv2d_backward(dyt, xt, wt, **kw, input_grad=False, version=v)
+                                    for v in (1, 2))
+    assert np.array_equal(y1, y2) and np.array_equal(dw1.numpy(), dw2.numpy()) and np.array_equal(db1.numpy(), db2.numpy())
+
+
 @requires_cuda
 @pytest.mark.cuda
 @pytest.mark.parametrize("name", ["conv1", "conv2", "conv4", "off_tile_sizes", "stride_above_kernel"])
