@@ -345,16 +345,44 @@ def cpu_machine() -> Machine:
     llc, llc_how = _llc_bytes()
     nbytes = max(256 << 20, 8 * llc)
     bw, bw_how = measure_copy_bandwidth_cpu(used, nbytes)
-    notes = [f"{simd} per core per cycle is the usual figure for this ISA (two FMA pipes); CPUs with "
-             "one FMA pipe, or that lower their clock under wide vectors, peak lower: an ESTIMATE",
-             f"pyconvnet's CPU kernels use {threads} OpenMP thread(s) (OMP_NUM_THREADS, else all CPUs); "
+    estimate = used * mhz * 1e6 * per
+    estimate_how = (f"{used} core(s) used (of {cores}) x {mhz:.0f} MHz ({mhz_how}) x {per} FP32 FLOP/cycle "
+                    f"({simd})")
+    notes = [f"pyconvnet's CPU kernels use {threads} OpenMP thread(s) (OMP_NUM_THREADS, else all CPUs); "
              "PyTorch reads OMP_NUM_THREADS too",
              "at start, " + load_line() + ": other work on the machine slows and scatters the timings"]
-    return Machine("cpu", f"{name} ({cores} physical cores available, {used} used)", used * mhz * 1e6 * per,
-                   f"ESTIMATE: {used} core(s) used (of {cores}) x {mhz:.0f} MHz ({mhz_how}) x {per} FP32 FLOP/cycle ({simd})",
+    measured = measure_cpu_peak(threads)
+    if measured is None:
+        flops, flops_how = estimate, "ESTIMATE: " + estimate_how
+        notes.insert(0, f"{simd} per core per cycle is the usual figure for this ISA (two FMA pipes); CPUs "
+                        "with one FMA pipe, or that lower their clock under wide vectors, peak lower")
+    else:
+        flops, flops_how = measured
+        notes.insert(0, f"nominal estimate, not used: {estimate / 1e12:.3f} TFLOP/s = {estimate_how}; the "
+                        "cores run at another clock than the nominal one (turbo, power limits)")
+    return Machine("cpu", f"{name} ({cores} physical cores available, {used} used)", flops, flops_how,
                    bw, f"MEASURED REFERENCE, not a bound: the fastest NumPy stream of {nbytes >> 20} MiB into another "
                        f"({bw_how}), 2 x bytes / time; a CPU reports no memory peak and kernels can pass this (>100%)",
                    llc, llc_how, threads=threads, notes=notes)
+
+
+def measure_cpu_peak(threads: int):
+    """(FLOP/s, how) measured by the engine's multiply-add probe (pyconvnet.measure_cpu_peak) on
+    the best instruction-set path this CPU runs, on all kernel threads at once; None for an engine
+    without it. Best of 3 tries of 0.2 s, since a try that shares a core with other work reads low."""
+    if not hasattr(pyconvnet, "measure_cpu_peak"):
+        return None
+    best_isa = pyconvnet.cpu_info()["supported"][0]
+    previous = pyconvnet.set_cpu_isa(best_isa)
+    try:
+        peak = max((pyconvnet.measure_cpu_peak(0.2) for _ in range(3)), key=lambda p: p["flops"])
+    finally:
+        pyconvnet.set_cpu_isa(previous)
+    per = " + ".join(f"{r / 1e9:.1f}" for r in peak["per_thread"])
+    cycle = peak["flops_per_step"] // 12  # FLOPs of one chain step: 2 x the vector width
+    return peak["flops"], (f"MEASURED: {peak['isa']} probe, 12 independent {cycle // 2}-lane multiply-add "
+                           f"chains on each of {len(peak['per_thread'])} thread(s) at once, each thread's "
+                           f"fastest 0.1 ms block: {per} GFLOP/s")
 
 
 def load_line() -> str:
@@ -512,6 +540,17 @@ def sample_dataset(count: int, size: int = 256) -> str:
                 Image.fromarray(small).resize((size + 64, size), Image.BILINEAR).save(path, quality=90)
         prepare.prepare(os.path.join(root, "src"), out, size=size, val_fraction=0.0, progress=False)
     return out
+
+
+def benchmark_precision(requested: str, device: str, prog: str) -> dict:
+    """The conv2d and linear kernel versions a --precision value (fp32 | tf32) runs on `device`
+    (pyconvnet.console.resolve_precision: fp32 the FP32-accurate defaults, tf32 the TF32
+    tensor-core versions); exits with the message for a bad value or a device without TF32."""
+    from pyconvnet.console import UserError, resolve_precision
+    try:
+        return resolve_precision(requested, device)
+    except UserError as e:
+        sys.exit(f"{prog}: {e}")
 
 
 def benchmark_device(requested, prog: str) -> str:

@@ -50,9 +50,10 @@ LR, MOMENTUM, DECAY = 0.01, 0.9, 0.0005
 # ----------------------------------------------------------------------------- pyconvnet
 
 class PyconvnetStep:
-    def __init__(self, device: str, seed: int = 0):
+    def __init__(self, device: str, seed: int = 0, versions: dict | None = None):
         self.device = device
         self.model = models.alexnet(num_classes=1000, input_size=224, width=1.0, seed=seed, init="paper").to(device)
+        self.model.set_versions(versions or {})
         self.velocity = {key: pyconvnet.zeros(tuple(layer.params[p].shape), device=device)
                          for key, layer, p in self.model.parameters()}
         self.step_index = 0
@@ -180,9 +181,13 @@ def main(argv=None):
     ap.add_argument("--no-torch", action="store_true")
     ap.add_argument("--no-loader", action="store_true", help="skip the run with the data loader")
     ap.add_argument("--json", default=None)
+    ap.add_argument("--precision", default="fp32",
+                    help="fp32 (default) or tf32: pyconvnet's convolutions and fully-connected layers on TF32 "
+                         "tensor cores, as python -m pyconvnet.train --precision tf32 (CUDA only)")
     a = ap.parse_args(argv)
 
     device = common.benchmark_device(a.device, "bench_e2e")
+    versions = common.benchmark_precision(a.precision, device, "bench_e2e")
     on_cuda = device.startswith("cuda")
     batch = a.batch or (128 if on_cuda else 8)
     steps = a.steps or (20 if on_cuda else 5)
@@ -191,7 +196,9 @@ def main(argv=None):
     machine = common.machine_for(device, torch)
     flops, _ = training_step_totals(batch)
 
-    print(f"# pyconvnet end-to-end benchmark: AlexNet training step (forward, loss, backward, SGD update), batch {batch}, float32")
+    print(f"# pyconvnet end-to-end benchmark: AlexNet training step (forward, loss, backward, SGD update), batch {batch}, "
+          + ("float32" if a.precision == "fp32" else "float32 data, pyconvnet's conv2d and linear on TF32 tensor cores "
+             f"(versions {versions['conv2d']} and {versions['linear']})"))
     print(f"# date: {common.now_utc()}   commit: {common.commit()}")
     print(f"# {common.versions_line(torch)}")
     for hl in machine.header():
@@ -207,11 +214,12 @@ def main(argv=None):
     labels_host = rng.integers(0, 1000, batch).astype(np.int32)
     results = {}
 
-    ours = PyconvnetStep(device)
+    ours = PyconvnetStep(device, versions=versions)
     state = ours.model.state_dict()  # the initial weights, for PyTorch
     x, labels = pyconvnet.tensor(x_host, device), pyconvnet.tensor(labels_host, device)
     r = time_steps(ours, repeat(x, labels), warmup, steps)
-    print(line("pyconvnet", "synthetic input", batch, r, flops, machine.flops))
+    print(line("pyconvnet", "synthetic input" + (", TF32" if a.precision == "tf32" else ""), batch, r, flops,
+               machine.flops))
     results["pyconvnet"] = r
     sys.stdout.flush()
     del x, labels
@@ -276,6 +284,7 @@ def main(argv=None):
     if a.json:
         common.write_json(a.json, dict(kind="pyconvnet-e2e-benchmark", date=common.now_utc(), commit=common.commit(),
                                        versions=common.versions_line(torch), device=device, batch=batch,
+                                       precision=a.precision, kernel_versions=versions,
                                        machine=machine, step_flops=flops, torch_note=torch_note,
                                        load_at_end=common.load_line(), results=results))
         print(f"# JSON written to {a.json}")

@@ -51,11 +51,13 @@ CHECK_TOL = 1e-3  # scale-relative: float32 sums of up to 9216 products in diffe
 
 # ----------------------------------------------------------------------------- versions
 
-def registered_versions(case_op: str, device: str):
+def registered_versions(case_op: str, device: str, precision: dict | None = None):
     """(versions, default) of the op behind a case on `device`, from the engine's registry
-    (pyconvnet.ops.versions): a backward pass shares its op's numbers."""
+    (pyconvnet.ops.versions): a backward pass shares its op's numbers. `precision` (from
+    bench_common.benchmark_precision) replaces the default of the ops it names (tf32: conv2d's and
+    linear's TF32 versions; 0 keeps the registry's)."""
     op = case_op[:-len("_backward")] if case_op.endswith("_backward") else case_op
-    return ops.versions(op, device), ops.default_version(op, device)
+    return ops.versions(op, device), (precision or {}).get(op) or ops.default_version(op, device)
 
 
 # ----------------------------------------------------------------------------- one case
@@ -472,6 +474,7 @@ def available(need: str) -> bool:
 class Context:
     def __init__(self, device, torch, machine, args):
         self.device, self.torch, self.machine, self.args = device, torch, machine, args
+        self.precision = getattr(args, "precision_versions", None)  # the --precision defaults
         self.on_cuda = device.startswith("cuda")
         self.index = int(device.split(":")[1]) if ":" in device else 0
         if torch is not None:
@@ -577,7 +580,7 @@ def run_case(case: Case, ctx: Context, rng) -> dict:
     k = rotation_k(first, ctx)
     rec["rotation_copies"] = k
     sets = [first] + [bench.ours_set(host) for _ in range(k - 1)]
-    versions, default = registered_versions(case.op, ctx.device)
+    versions, default = registered_versions(case.op, ctx.device, ctx.precision)
     if a.versions == "default":
         versions = [default]
     rec["default_version"] = default
@@ -656,8 +659,9 @@ def fmt_line(rec: dict, res: dict, machine) -> str:
     return line
 
 
-def summary(records: list, machine, has_torch: bool) -> list[str]:
-    """A Markdown table: per case the default version and the fastest one, against PyTorch."""
+def summary(records: list, machine, has_torch: bool, precision: str = "fp32") -> list[str]:
+    """A Markdown table: per case the default version and the fastest one, against PyTorch (with
+    TF32 allowed where it has a TF32 time, at --precision tf32)."""
     out = ["| case | shape | floor ms | default: ms | % peak | fastest: version, ms | torch ms | tf32 ms | ours/torch (default) |",
            "|---|---|---:|---:|---:|---:|---:|---:|---:|"]
     tot_ours = tot_torch = tot_floor = tot_ours_cmp = 0.0
@@ -674,14 +678,15 @@ def summary(records: list, machine, has_torch: bool) -> list[str]:
         t = rec.get("torch")
         tms = f"{t['ms']:.3f}" if t else "-"
         tf = f"{t['tf32_ms']:.3f}" if t and t.get("tf32_ms") is not None else "-"
-        ratio = f"{t['ms'] / d['ms']:.2f}x" if t else "-"
+        t_ms = t and (t["tf32_ms"] if precision == "tf32" and t.get("tf32_ms") is not None else t["ms"])
+        ratio = f"{t_ms / d['ms']:.2f}x" if t else "-"
         out.append(f"| {rec['key']} | {rec['describe']} | {rec['floor_ms']:.3f} | {d['ms']:.3f} | "
                    f"{pct:.1f}% {'F' if unit == 'GFLOP/s' else 'B'} | v{best['version']} {best['ms']:.3f} | {tms} | {tf} | {ratio} |")
         if rec["in_training_step"]:
             tot_ours += d["ms"]
             tot_floor += rec["floor_ms"]
             if t:
-                tot_torch += t["ms"]
+                tot_torch += t_ms
                 tot_ours_cmp += d["ms"]
             else:
                 without_torch += 1
@@ -703,6 +708,9 @@ def main(argv=None):
     ap.add_argument("--batch", type=int, default=None, help="batch size (default 128 on CUDA, 8 on the CPU)")
     ap.add_argument("--only", default=None, help="regular expression on case keys (e.g. 'conv|fc')")
     ap.add_argument("--versions", choices=("all", "default"), default="all", help="kernel versions to time")
+    ap.add_argument("--precision", default="fp32",
+                    help="fp32 (default) or tf32: the convolutions' and fully-connected layers' default is then their "
+                         "TF32 tensor-core version, compared with PyTorch with TF32 allowed (CUDA only)")
     ap.add_argument("--no-torch", action="store_true", help="do not compare with PyTorch")
     ap.add_argument("--json", default=None, help="write the results to this file")
     ap.add_argument("--target-ms", type=float, default=None,
@@ -715,6 +723,7 @@ def main(argv=None):
     a = ap.parse_args(argv)
 
     device = common.benchmark_device(a.device, "bench_kernels")
+    a.precision_versions = common.benchmark_precision(a.precision, device, "bench_kernels")
     on_cuda = device.startswith("cuda")
     batch = a.batch or (128 if on_cuda else 8)
     a.target_ms = a.target_ms or (10.0 if on_cuda else 20.0)
@@ -725,7 +734,9 @@ def main(argv=None):
         torch.backends.cudnn.benchmark = True  # cuDNN times its algorithms and keeps the fastest
     machine = common.machine_for(device, torch)
 
-    print(f"# pyconvnet kernel benchmark: AlexNet layer shapes, batch {batch}")
+    print(f"# pyconvnet kernel benchmark: AlexNet layer shapes, batch {batch}, precision {a.precision}"
+          + (" (default of conv2d and linear: their TF32 versions; ours/torch against torch with TF32)"
+             if a.precision == "tf32" else ""))
     print(f"# date: {common.now_utc()}   commit: {common.commit()}")
     print(f"# {common.versions_line(torch)}")
     for line in machine.header():
@@ -787,7 +798,7 @@ def main(argv=None):
     print()
     print(f"## Summary: {machine.name}, batch {batch}, {common.now_utc()}, commit {common.commit()}")
     print()
-    for line in summary(records, machine, torch is not None):
+    for line in summary(records, machine, torch is not None, a.precision):
         print(line)
     print()
     print(f"# {len(records)} cases in {elapsed:.0f} s; at the end, {common.load_line()}")
@@ -803,7 +814,7 @@ def main(argv=None):
     if a.json:
         common.write_json(a.json, dict(
             kind="pyconvnet-kernel-benchmark", date=common.now_utc(), commit=common.commit(),
-            versions=common.versions_line(torch), device=device, batch=batch, machine=machine,
+            versions=common.versions_line(torch), device=device, batch=batch, precision=a.precision, machine=machine,
             torch=None if torch is None else torch.__version__, torch_note=torch_note,
             timing="median wall-clock per call, back-to-back calls on rotated inputs (>= 3x LLC), device synchronised",
             elapsed_s=elapsed, load_at_end=common.load_line(), not_run=skipped, cases=records))

@@ -6,16 +6,24 @@
 #
 # 1. device and tool versions (nvidia-smi, nvcc, Python, PyTorch)
 # 2. build and install: pip install --no-build-isolation --no-deps .
-# 3. the whole test suite, CUDA tests included: python3 -m pytest -q tests
-# 4. benchmarks/bench_kernels.py on cuda:0 at batch 128, against cuDNN/cuBLAS
-# 5. benchmarks/bench_e2e.py on cuda:0 at batch 128, against PyTorch
+# 3. first the inline-PTX wrappers (cuda/ptx.cuh: cvt.rna.tf32, mma.sync m16n8k8 TF32) against
+#    their scalar references on the device (the CUDA tests of tests/test_ptx.py): the tensor-core
+#    versions' fragment layouts have run only on the simulator before; then the whole test suite,
+#    CUDA tests included: python3 -m pytest -q tests
+# 4. benchmarks/bench_kernels.py on cuda:0 at batch 128, every kernel version (the FP32 default,
+#    the TF32 and 3xTF32 tensor-core versions 4 and 5 of conv2d and linear) against cuDNN/cuBLAS
+#    with TF32 off (the ratio) and on (the tf32 column)
+# 5. benchmarks/bench_e2e.py on cuda:0 at batch 128, against PyTorch; then pyconvnet alone at
+#    --precision tf32 (optional: if time allows); then benchmarks/bench_columns.py (one device
+#    vs the two columns on cuda:0 + cuda:1) where the machine has 2 CUDA devices (skipped, and
+#    recorded so, with fewer)
 # 6. compute-sanitizer memcheck over the CUDA tests of the op test files
 # 7. the CUDA tests again with PYCONVNET_SYNC_LAUNCHES=1 (a fault is reported at its launch)
 # 8. python -m pyconvnet.train --device cuda for TRAIN_EPOCHS epochs (default 2), into e2e.txt
 #
-# OUTDIR receives 8 files, no subfolders: suite.log (versions, each step's status and time, the
-# summary tables), build.log, tests.log (steps 3 and 7), kernels.txt, kernels.json, e2e.txt,
-# e2e.json, sanitizer.log. A failing or timed-out step is recorded and the suite goes on; the
+# OUTDIR receives up to 10 files, no subfolders: suite.log (versions, each step's status and
+# time, the summary tables), build.log, tests.log (steps 3 and 7), kernels.txt, kernels.json,
+# e2e.txt, e2e.json, columns.txt, columns.json (2 devices only), sanitizer.log. A failing or timed-out step is recorded and the suite goes on; the
 # exit status is 1 if any step failed. Everything fits in SUITE_BUDGET_S seconds (default 480):
 # each step runs under its own limit clipped to what is left, and a step with under 30 s left is
 # skipped (and recorded so). Environment: PYTHON (default python3), PYCONVNET_COMMIT (the commit
@@ -125,6 +133,7 @@ run_step build 300 "$OUT/build.log" env PIP_BREAK_SYSTEM_PACKAGES=1 CMAKE_BUILD_
   >>"$SUITE" 2>&1 || say "pyconvnet does not import after the build (see build.log)"
 
 # ------------------------------------------------------------------ 3. tests
+run_step ptx-wrappers 60 "$OUT/tests.log" "$PY" -m pytest -q -rfEs -p no:cacheprovider -m cuda tests/test_ptx.py
 run_step tests 150 "$OUT/tests.log" "$PY" -m pytest -q -rfEs -p no:cacheprovider tests
 
 # ------------------------------------------------------------------ 4-5. benchmarks
@@ -137,6 +146,17 @@ run_step kernel-benchmark $((klimit + 40)) "$OUT/kernels.txt" \
   "$PY" benchmarks/bench_kernels.py --device cuda:0 --batch "$BATCH" --time-limit "$klimit" --json "$OUT/kernels.json"
 run_step e2e-benchmark 150 "$OUT/e2e.txt" \
   "$PY" benchmarks/bench_e2e.py --device cuda:0 --batch "$BATCH" --json "$OUT/e2e.json"
+OPTIONAL_STEP=1 run_step e2e-benchmark-tf32 60 "$OUT/e2e.txt" \
+  "$PY" benchmarks/bench_e2e.py --device cuda:0 --batch "$BATCH" --precision tf32 --no-torch --no-loader --steps 10
+
+NDEV=$("$PY" -c "import pyconvnet.cuda as c; print(c.device_count())" 2>/dev/null || echo 0)
+if ((NDEV >= 2)); then
+  OPTIONAL_STEP=1 run_step columns-benchmark 90 "$OUT/columns.txt" \
+    "$PY" benchmarks/bench_columns.py --devices cuda:0,cuda:1 --batch "$BATCH" --json "$OUT/columns.json"
+else
+  echo "columns-benchmark skipped: the two columns need 2 CUDA devices; this machine has $NDEV" | tee "$OUT/columns.txt" >>"$SUITE"
+  SUMMARY+=("$(printf '%-22s SKIPPED: %s CUDA device(s); two columns need 2' columns-benchmark "$NDEV")")
+fi
 
 # ------------------------------------------------------------------ 6. compute-sanitizer
 SAN=$(command -v compute-sanitizer || true)
@@ -189,6 +209,11 @@ OPTIONAL_STEP=1 run_step train-alexnet 150 "$OUT/e2e.txt" \
     echo
     echo "=== end-to-end benchmark ==="
     grep -vE "^# (python|note: AVX|timing)|^epoch [0-9]+/[0-9]+ step" "$OUT/e2e.txt" | tail -n 30
+  fi
+  if [[ -f "$OUT/columns.txt" ]]; then
+    echo
+    echo "=== two-column benchmark ==="
+    grep -vE "^# (timing)" "$OUT/columns.txt" | tail -n 10
   fi
   echo
   echo "=== compute-sanitizer ==="

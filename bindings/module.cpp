@@ -1,5 +1,6 @@
 #include "bindings.h"
 #include "csrc/cpu/isa.h"
+#include "csrc/cpu/peak.h"
 #include "csrc/error.h"
 
 #ifdef _OPENMP
@@ -34,23 +35,42 @@ PYBIND11_MODULE(_C, m) {
 
   bind_tensor(m);
   bind_staging(m);
+  bind_transfer(m);
   bind_random(m);
   bind_versions(m);
   bind_conv2d(m);
   bind_linear(m);
   bind_relu(m);
+  bind_add(m);
   bind_lrn(m);
   bind_max_pool2d(m);
   bind_dropout(m);
   bind_softmax_cross_entropy(m);
   bind_sgd_update(m);
   bind_augment(m);
+  bind_tf32(m);
   bind_simulator(m);
 
   // The CPU kernels' instruction-set path (csrc/cpu/isa.h) and thread count.
   m.def("cpu_isa", &cpu::active_isa);
   m.def("cpu_isas", &cpu::supported_isas);
   m.def("set_cpu_isa", &cpu::set_isa, py::arg("name"));
+  m.def(
+      "measure_cpu_peak",
+      [](double seconds) {
+        cpu::FmaPeak peak;
+        {
+          py::gil_scoped_release release;
+          peak = cpu::measure_fma_peak(seconds);
+        }
+        py::dict d;
+        d["isa"] = peak.isa;
+        d["flops"] = peak.flops_per_s;
+        d["per_thread"] = peak.per_thread;
+        d["flops_per_step"] = peak.flops_per_step;
+        return d;
+      },
+      py::arg("seconds"));
   m.def("cpu_threads", [] {
 #ifdef _OPENMP
     return omp_get_max_threads();

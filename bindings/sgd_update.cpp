@@ -4,16 +4,14 @@
 namespace pcn::bindings {
 
 void bind_sgd_update(py::module_& m) {
-  py::class_<SgdParams>(m, "SgdParams", "The hyper-parameters of sgd_update.")
-      .def(py::init([](double lr, double momentum, double weight_decay) {
-             return SgdParams{lr, momentum, weight_decay};
-           }),
-           py::arg("lr"), py::arg("momentum"), py::arg("weight_decay"))
-      .def_readonly("lr", &SgdParams::lr)
-      .def_readonly("momentum", &SgdParams::momentum)
-      .def_readonly("weight_decay", &SgdParams::weight_decay);
-  m.def("sgd_update", &sgd_update, py::arg("w"), py::arg("dw"), py::arg("v"), py::arg("params"),
-        py::arg("version"), ReleaseGil());
+  // The hyper-parameters as numbers, not an object: building one per call would cost, on a bias
+  // vector of a few hundred floats, as much as the update itself.
+  m.def(
+      "sgd_update",
+      [](Tensor& w, const Tensor& dw, Tensor& v, double lr, double momentum, double weight_decay,
+         int version) { sgd_update(w, dw, v, SgdParams{lr, momentum, weight_decay}, version); },
+      py::arg("w"), py::arg("dw"), py::arg("v"), py::arg("lr"), py::arg("momentum"),
+      py::arg("weight_decay"), py::arg("version"), ReleaseGil());
 }
 
 }  // namespace pcn::bindings

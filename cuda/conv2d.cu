@@ -14,10 +14,12 @@
 //              fixed order (reduce_splits): no atomics, bit-identical from run to run.
 //   version 3: the same GEMMs on the version-3 core, the index arithmetic out of the loop
 //              (conv2d_v3.cu).
+//   versions 4, 5: version 3 on tensor cores, TF32 and 3xTF32 (cuda/gemm_tc.cuh); the
+//              registry's precision of the version (kConv2dVersions) picks the core.
 // Every version's forward adds the bias and, when asked, applies ReLU in its epilogue
 // (bias_relu, gemm_common.cuh). Kernel names carry the pass: conv2d_fprop/dgrad/wgrad_kernel1,
-// gemm2_fprop/dgrad/wgrad_kernel, gemm3_*. The bias gradient is one two-level reduction for
-// every version (bias_wgrad, gemm.cu).
+// gemm2_fprop/dgrad/wgrad_kernel, gemm3_* (FP32), gemm_tf32_* and gemm_3xtf32_* (tensor cores).
+// The bias gradient is one two-level reduction for every version (bias_wgrad, gemm.cu).
 #include <algorithm>
 
 #include "conv2d_common.cuh"
@@ -276,7 +278,8 @@ struct FilterPixels {
 void conv2d_forward(const Conv2dParams& p, const Tensor& x, const Tensor& w, const Tensor& b,
                     Tensor& y, bool relu, int version) {
   const ConvShape s = shape_of(p);
-  if (version == 3 && !conv2d_v3_fits(s)) version = 2;
+  if (version >= 3 && !conv2d_v3_fits(s)) version = 2;
+  const Precision precision = kConv2dVersions.cuda.of(version);
   const cudaStream_t st = stream(x.device().index);
   const float* bias = b.defined() ? b.data<float>() : nullptr;
   if (version == 1) {
@@ -284,9 +287,9 @@ void conv2d_forward(const Conv2dParams& p, const Tensor& x, const Tensor& w, con
                x.data<float>(), w.data<float>(), bias, relu, y.data<float>());
     return;
   }
-  if (version == 3) {
+  if (version >= 3) {
     conv2d_forward3(s, static_cast<int>(p.groups), x.data<float>(), w.data<float>(), bias, relu,
-                    y.data<float>(), x.device(), st);
+                    y.data<float>(), precision, x.device(), st);
     return;
   }
   launch_gemm2<Pass::kFprop>(FwdFilters{w.data<float>(), s}, FwdPixels{x.data<float>(), s},
@@ -297,16 +300,17 @@ void conv2d_forward(const Conv2dParams& p, const Tensor& x, const Tensor& w, con
 void conv2d_backward_data(const Conv2dParams& p, const Tensor& dy, const Tensor& w, Tensor& dx,
                           int version) {
   const ConvShape s = shape_of(p);
-  if (version == 3 && !conv2d_v3_fits(s)) version = 2;
+  if (version >= 3 && !conv2d_v3_fits(s)) version = 2;
+  const Precision precision = kConv2dVersions.cuda.of(version);
   const cudaStream_t st = stream(dy.device().index);
   if (version == 1) {
     PCN_LAUNCH(conv2d_dgrad_kernel1, grid_stride_blocks(dx.numel(), 256), 256, 0, st, s,
                dy.data<float>(), w.data<float>(), dx.data<float>());
     return;
   }
-  if (version == 3) {
+  if (version >= 3) {
     conv2d_backward_data3(s, static_cast<int>(p.groups), dy.data<float>(), w.data<float>(),
-                          dx.data<float>(), dy.device(), st);
+                          dx.data<float>(), precision, dy.device(), st);
     return;
   }
   const int kdim = s.Kg * s.RS;
@@ -318,22 +322,23 @@ void conv2d_backward_data(const Conv2dParams& p, const Tensor& dy, const Tensor&
 void conv2d_backward_filter(const Conv2dParams& p, const Tensor& dy, const Tensor& x, Tensor& dw,
                             Tensor& db, int version) {
   const ConvShape s = shape_of(p);
-  if (version == 3 && !conv2d_v3_fits(s)) version = 2;
+  if (version >= 3 && !conv2d_v3_fits(s)) version = 2;
+  const Precision precision = kConv2dVersions.cuda.of(version);
   const cudaStream_t st = stream(dy.device().index);
   if (version == 1) {
     PCN_LAUNCH(conv2d_wgrad_kernel1, grid_stride_blocks(dw.numel(), 256), 256, 0, st, s,
                dy.data<float>(), x.data<float>(), dw.data<float>());
   } else {
     const int groups = static_cast<int>(p.groups);
-    const long long tiles = version == 3
+    const long long tiles = version >= 3
                                 ? conv2d_backward_filter3_tiles(s, groups)
                                 : p.groups * ceil_div(s.Kg, kTileM) * ceil_div(s.CRS, kTileN);
     const int kdim = s.N * s.PQ;
     const SplitPlan plan = filter_split_plan(tiles, kdim, dw.numel());
     auto gemm = [&](const FilterOut& out, int splits) {
-      if (version == 3) {
+      if (version >= 3) {
         conv2d_backward_filter3(s, groups, dy.data<float>(), x.data<float>(), out, splits,
-                                plan.chunk, dy.device(), st);
+                                plan.chunk, precision, dy.device(), st);
       } else {
         launch_gemm2<Pass::kWgrad>(FilterGrads{dy.data<float>(), s},
                                    FilterPixels{x.data<float>(), s}, out, groups, s.Kg, s.CRS,

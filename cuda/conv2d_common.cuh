@@ -89,19 +89,22 @@ inline SplitPlan filter_split_plan(long long tiles, long long kdim, long long ou
   return {static_cast<int>(splits), static_cast<int>(chunk)};
 }
 
-// Version 3 (conv2d_v3.cu): the three passes on the gemm_v3.cuh core. The filter gradient writes
-// through `out` (dW, or the split-K workspace) in `splits` chunks of `chunk` terms planned with
-// filter_split_plan over conv2d_backward_filter3_tiles tiles.
+// Versions 3-5 (conv2d_v3.cu): the three passes on the gemm_v3.cuh pipeline, with the core of
+// `precision` (FP32: version 3's SIMT core; TF32, 3xTF32: the tensor-core cores of versions 4
+// and 5, gemm_tc.cuh). The filter gradient writes through `out` (dW, or the split-K workspace)
+// in `splits` chunks of `chunk` terms planned with filter_split_plan over
+// conv2d_backward_filter3_tiles tiles.
 // Whether the shape's tap offsets fit in 32-bit ints, as version 3 needs: true unless the
 // padding or the kernel is far larger than the image (then version 2 runs instead).
 bool conv2d_v3_fits(const ConvShape& s);
 void conv2d_forward3(const ConvShape& s, int groups, const float* x, const float* w,
-                     const float* b, bool relu, float* y, const Device& device, cudaStream_t st);
+                     const float* b, bool relu, float* y, Precision precision,
+                     const Device& device, cudaStream_t st);
 void conv2d_backward_data3(const ConvShape& s, int groups, const float* dy, const float* w,
-                           float* dx, const Device& device, cudaStream_t st);
+                           float* dx, Precision precision, const Device& device, cudaStream_t st);
 long long conv2d_backward_filter3_tiles(const ConvShape& s, int groups);
 void conv2d_backward_filter3(const ConvShape& s, int groups, const float* dy, const float* x,
-                             const FilterOut& out, int splits, int chunk, const Device& device,
-                             cudaStream_t st);
+                             const FilterOut& out, int splits, int chunk, Precision precision,
+                             const Device& device, cudaStream_t st);
 
 }  // namespace pcn::cuda

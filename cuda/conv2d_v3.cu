@@ -10,14 +10,15 @@
 //   - the data gradient has a stride-1 kernel in which every (kk, r, s) maps to the output
 //     pixel (h + ph - r, v + pw - s) without a division; larger strides keep the divisibility
 //     test per element (conv1 of AlexNet, whose data gradient training never computes).
-// The three passes launch gemm3_fprop_kernel, gemm3_dgrad_kernel and gemm3_wgrad_kernel (and
-// their tap tables conv2d_fprop/dgrad/wgrad_taps_kernel3). The
-// filter gradient is split along N*P*Q as in version 2 (filter_split_plan, fixed-order sum).
+// The three passes launch gemm3_fprop_kernel, gemm3_dgrad_kernel and gemm3_wgrad_kernel (FP32;
+// gemm_tf32_* and gemm_3xtf32_* for versions 4 and 5, the same loaders on the tensor-core cores
+// of gemm_tc.cuh) and their tap tables conv2d_fprop/dgrad/wgrad_taps_kernel3. The filter
+// gradient is split along N*P*Q as in version 2 (filter_split_plan, fixed-order sum).
 #include <algorithm>
 #include <limits>
 
 #include "conv2d_common.cuh"
-#include "gemm_v3.cuh"
+#include "gemm_tc.cuh"
 #include "grid_stride.cuh"
 
 namespace pcn::cuda {
@@ -206,29 +207,30 @@ bool conv2d_v3_fits(const ConvShape& s) {
 }
 
 void conv2d_forward3(const ConvShape& s, int groups, const float* x, const float* w,
-                     const float* b, bool relu, float* y, const Device& device, cudaStream_t st) {
+                     const float* b, bool relu, float* y, Precision precision,
+                     const Device& device, cudaStream_t st) {
   const Tensor taps = make_taps(s, Taps::kFprop, s.CRS, device, st);
   const int4* t = reinterpret_cast<const int4*>(taps.data<int32_t>());
   const int M = s.Kg, N = s.N * s.PQ;
-  launch_gemm3<Pass::kFprop>(Rows3<false>{w, nullptr, static_cast<long long>(s.Kg) * s.CRS,
-                                           s.CRS},
-                              FpropPixels3{x, t, s}, FwdOut{y, b, relu, s}, groups, M, N, s.CRS, 1,
-                              s.CRS, st);
+  launch_gemm3_precision<Pass::kFprop>(
+      precision, Rows3<false>{w, nullptr, static_cast<long long>(s.Kg) * s.CRS, s.CRS},
+      FpropPixels3{x, t, s}, FwdOut{y, b, relu, s}, groups, M, N, s.CRS, 1, s.CRS, st);
 }
 
 void conv2d_backward_data3(const ConvShape& s, int groups, const float* dy, const float* w,
-                           float* dx, const Device& device, cudaStream_t st) {
+                           float* dx, Precision precision, const Device& device,
+                           cudaStream_t st) {
   const int M = s.Cg, N = s.N * s.H * s.W, K = s.Kg * s.RS;
   const bool unit = s.sh == 1 && s.sw == 1;
   const Tensor taps = make_taps(s, unit ? Taps::kDgrad : Taps::kDgradStrided, K, device, st);
   const int4* t = reinterpret_cast<const int4*>(taps.data<int32_t>());
   const Rows3<true> a{w, t, static_cast<long long>(s.Kg) * s.CRS, s.RS};
   if (unit) {
-    launch_gemm3<Pass::kDgrad>(a, DgradPixels3{dy, t, s}, DataOut{dx, s}, groups, M, N, K, 1, K,
-                                st);
+    launch_gemm3_precision<Pass::kDgrad>(precision, a, DgradPixels3{dy, t, s}, DataOut{dx, s},
+                                         groups, M, N, K, 1, K, st);
   } else {
-    launch_gemm3<Pass::kDgrad>(a, DgradPixelsStrided3{dy, t, s}, DataOut{dx, s}, groups, M, N,
-                                K, 1, K, st);
+    launch_gemm3_precision<Pass::kDgrad>(precision, a, DgradPixelsStrided3{dy, t, s},
+                                         DataOut{dx, s}, groups, M, N, K, 1, K, st);
   }
 }
 
@@ -239,14 +241,14 @@ long long conv2d_backward_filter3_tiles(const ConvShape& s, int groups) {
 }
 
 void conv2d_backward_filter3(const ConvShape& s, int groups, const float* dy, const float* x,
-                             const FilterOut& out, int splits, int chunk, const Device& device,
-                             cudaStream_t st) {
+                             const FilterOut& out, int splits, int chunk, Precision precision,
+                             const Device& device, cudaStream_t st) {
   const int K = s.N * s.PQ;
   const Tensor taps = make_taps(s, Taps::kWgrad, K, device, st);
   const int4* t = reinterpret_cast<const int4*>(taps.data<int32_t>());
-  launch_gemm3<Pass::kWgrad>(Rows3<true>{dy, t, static_cast<long long>(s.Kg) * s.PQ, s.PQ},
-                              WgradPixels3{x, t, s}, out, groups, s.Kg, s.CRS, K, splits, chunk,
-                              st);
+  launch_gemm3_precision<Pass::kWgrad>(
+      precision, Rows3<true>{dy, t, static_cast<long long>(s.Kg) * s.PQ, s.PQ},
+      WgradPixels3{x, t, s}, out, groups, s.Kg, s.CRS, K, splits, chunk, st);
 }
 
 }  // namespace pcn::cuda

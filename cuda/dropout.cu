@@ -4,6 +4,8 @@
 //   version 1: one element per thread; one philox4x32 call per element (3 of its 4 words unused).
 //   version 2: four elements per thread: one philox4x32 call gives the words of elements
 //              4b .. 4b+3, so a quarter of the generator's arithmetic.
+// A slice of a wider tensor (DropoutParams::row != 0) draws the words of the units it stands for
+// (dropout_unit): version 1 as it is, version 2 falls back to version 1.
 #include "csrc/kernels/dropout.h"
 #include "csrc/philox.h"
 #include "grid_stride.cuh"
@@ -17,7 +19,7 @@ __global__ void dropout_forward_kernel1(const float* __restrict__ x, float* __re
                                         uint8_t* __restrict__ mask, long long n,
                                         DropoutParams p) {
   for (long long i = global_thread(); i < n; i += grid_threads()) {
-    const bool kept = philox_word(p.seed, kStreamDropout, static_cast<uint64_t>(i)) >= p.threshold;
+    const bool kept = philox_word(p.seed, kStreamDropout, dropout_unit(p, i)) >= p.threshold;
     mask[i] = kept;
     y[i] = x[i] * (kept ? p.scale : 0.0f);  // x * 0 keeps a NaN a NaN
   }
@@ -64,7 +66,7 @@ void dropout_forward(const Tensor& x, Tensor& y, Tensor& mask, const DropoutPara
                      int version) {
   const long long n = x.numel();
   cudaStream_t s = stream(x.device().index);
-  if (version == 1) {
+  if (version == 1 || p.row != 0) {
     PCN_LAUNCH(dropout_forward_kernel1, grid_stride_blocks(n, kThreads), kThreads, 0, s,
                x.data<float>(), y.data<float>(), mask.data<uint8_t>(), n, p);
   } else {

@@ -1,14 +1,17 @@
 // Version 3 of the GEMM core that every convolution pass and the linear layer run: the
 // register-blocked FP32 SIMT kernel. Device code and launchers only; included by .cu files.
+// The block's pipeline (loaders, shared stages, epilogue) is separate from the math of its tile
+// (a Core): SimtCore3 here; the TF32 and 3xTF32 tensor-core cores of versions 4 and 5 in
+// gemm_tc.cuh run in the same pipeline.
 //
 // Like version 2 (gemm.cuh) it computes C = op(A) op(B) through loaders, which return element
 // (line, k) of an operand wherever it lives, and an epilogue, which stores C; what changes is
 // the inside of the block:
 //   - 128 x 128 block tiles (256 threads), or 64 x 128 (128 threads) for M <= 96, in steps
-//     of 8 along K; each warp owns a 64 x 32 tile of C and each thread an
+//     of 8 along K; each warp owns a 64 x 32 tile of C and (SimtCore3) each thread an
 //     8 x 8 register tile, as four 4 x 4 blocks of it;
-//   - shared tiles stored k-major (As[k][m], Bs[k][n]) and read as float4: per k, a thread
-//     reads 2 float4 of A and 2 of B for 64 FFMA;
+//   - shared tiles stored k-major (As[k][m], Bs[k][n]) and (SimtCore3) read as float4: per k, a
+//     thread reads 2 float4 of A and 2 of B for 64 FFMA;
 //   - two shared stages: the next slice's global loads are issued into registers before the
 //     current slice's FFMAs and stored to the other stage after them, so one barrier per
 //     k-step suffices and the loads' latency hides behind the math (register staging: no
@@ -17,13 +20,15 @@
 //     rows or columns of C that are never stored), so they check nothing per element but the
 //     bound they gather from; the convolutions' loaders read their per-k offsets from a table
 //     built once per call (conv2d_v3.cu), so no division is left in the loop.
-// Determinism: every C element is summed by one thread over k in increasing order, whatever
-// the tile shape, so the tile choice changes no bit of the result.
+// Determinism: every C element is summed over the k-slices in increasing order by one thread
+// (SimtCore3) or one warp's mma sequence (gemm_tc.cuh), whatever the tile shape, so the tile
+// choice changes no bit of the result.
 #pragma once
 #include <algorithm>
 #include <type_traits>
 
 #include "csrc/tensor.h"  // before cuda_runtime.h: the simulator's macros follow it
+#include "csrc/kernels/kernels.h"  // Precision; before cuda_runtime.h (the simulator's macros)
 #include <cuda_runtime.h>
 
 #include "gemm_common.cuh"
@@ -31,15 +36,17 @@
 
 namespace pcn::cuda {
 
-// A block tile of WarpsM x WarpsN warps, each computing 64 x 32 outputs.
-template <int WarpsM, int WarpsN>
+// A block tile of WarpsM x WarpsN warps, each computing 64 x 32 outputs, its shared rows padded
+// by Pad floats.
+template <int WarpsM, int WarpsN, int Pad = 4>
 struct Tile3 {
   static constexpr int kWarpsM = WarpsM, kWarpsN = WarpsN;
   static constexpr int kM = 64 * WarpsM, kN = 32 * WarpsN, kK = 8;
   static constexpr int kThreads = 32 * WarpsM * WarpsN;
-  // Rows padded by 4 floats: keeps float4 alignment and spreads a warp's transposed stores of
-  // 4 consecutive k (a fast-K loader) over all 32 banks: bank = (4k + line) % 32.
-  static constexpr int kLdA = kM + 4, kLdB = kN + 4;
+  // Pad 4 (the SIMT core) keeps float4 alignment and spreads a warp's transposed stores of
+  // 4 consecutive k (a fast-K loader) over all 32 banks: bank = (4k + line) % 32. Pad 8 (the
+  // tensor-core cores, gemm_tc.cuh) makes their fragment reads conflict-free instead.
+  static constexpr int kLdA = kM + Pad, kLdB = kN + Pad;
   static constexpr int kPerA = kM * kK / kThreads, kPerB = kN * kK / kThreads;
   // No register cap below ptxas' own: the accumulators, fragments, staged loads and loader
   // state take 141-157 registers (1 block of 256 / 3 blocks of 128 threads per SM); a cap of
@@ -72,26 +79,39 @@ struct Slots3 {
   __device__ int k(int j) const { return k0 + j * kStep; }
 };
 
+// Core interface: the math of a block's tile, between the shared stages and the epilogue.
+//   static constexpr int kPad;     // the shared rows' padding (Tile3's Pad) the core reads best
+//   static constexpr int kPlanes;  // shared copies of each operand per stage (1, or 2 for a
+//                                  // high and a low part)
+//   using Kernels;                 // the pass-named kernels (PCN_GEMM3_KERNELS) it runs in
+//   __device__ static void split(float v, float (&planes)[kPlanes]);  // what a staged element
+//                                  // becomes in each plane
+//   template <class Tile> __device__ Core(Tile, int warp, int lane);   // zero accumulators
+//   template <class Tile> __device__ void multiply(const float (&a)[kPlanes][8][Tile::kLdA],
+//                                                  const float (&b)[kPlanes][8][Tile::kLdB]);
+//                                  // acc += one k-slice of 8
+//   template <class Tile, class Epilogue> __device__ void store(const Epilogue&, int g,
+//       int split, int m0, int n0, int M, int N) const;   // each m < M, n < N of the tile once
+// SimtCore3 below; the tensor-core cores in gemm_tc.cuh.
+
 // gemm3_body: C[g][m][n] = sum_{k in [split*k_chunk, min(K, (split+1)*k_chunk))}
-//   op(A_g)[m][k] * op(B_g)[k][n], for every group g < groups.
+//   op(A_g)[m][k] * op(B_g)[k][n], for every group g < groups, multiplied by Core.
 // Grid: x = groups * tiles_m * tiles_n (tile index = (g * tiles_m + tm) * tiles_n + tn),
-//   y = split index; block: Tile::kThreads threads.
-// Thread mapping: warp w computes rows m0 + 64 * (w / WarpsN) + [0, 64) and columns
-//   n0 + 32 * (w % WarpsN) + [0, 32) of the block's tile. Lane l (lm = l % 8, ln = l / 8) owns
-//   rows 4*lm + [0, 4) and 32 + 4*lm + [0, 4), columns 4*ln + [0, 4) and 16 + 4*ln + [0, 4) of
-//   its warp's tile: per k it reads A as 2 float4 (8 lanes of a phase read 128 contiguous bytes)
-//   and B as 2 float4 (one broadcast address per phase).
+//   y = split index; block: Tile::kThreads threads. Warp w computes rows
+//   m0 + 64 * (w / WarpsN) + [0, 64) and columns n0 + 32 * (w % WarpsN) + [0, 32) of the block's
+//   tile; which lane holds which of them is the Core's.
 // Preconditions: M, N >= 1 (an empty grid is not launched); K, k_chunk >= 0, k_chunk a multiple
 //   of 8; tiles_m = ceil(M / Tile::kM), tiles_n = ceil(N / Tile::kN); groups * tiles < 2^31;
 //   every index the loaders and epilogue form fits in int.
-template <class Tile, class ALoader, class BLoader, class Epilogue>
+template <class Tile, class Core, class ALoader, class BLoader, class Epilogue>
 __device__ __forceinline__ void gemm3_body(const ALoader& a, const BLoader& b,
                                            const Epilogue& out, int M, int N, int K, int k_chunk,
                                            int tiles_m, int tiles_n) {
   constexpr int kK = Tile::kK, kPerA = Tile::kPerA, kPerB = Tile::kPerB;
-  struct alignas(16) Stages {  // [stage][k][line]; float4-aligned rows
-    float a[2][kK][Tile::kLdA];
-    float b[2][kK][Tile::kLdB];
+  constexpr int kPlanes = Core::kPlanes;
+  struct alignas(16) Stages {  // [stage][plane][k][line]; float4-aligned rows
+    float a[2][kPlanes][kK][Tile::kLdA];
+    float b[2][kPlanes][kK][Tile::kLdB];
   };
   __shared__ Stages smem;
   auto& As = smem.a;
@@ -129,32 +149,23 @@ __device__ __forceinline__ void gemm3_body(const ALoader& a, const BLoader& b,
   };
   auto stash = [&](int stage) {
 #pragma unroll
-    for (int j = 0; j < kPerA; ++j) As[stage][sa.k(j)][sa.line] = ra[j];
+    for (int j = 0; j < kPerA; ++j) {
+      float v[kPlanes];
+      Core::split(ra[j], v);
 #pragma unroll
-    for (int j = 0; j < kPerB; ++j) Bs[stage][sb.k(j)][sb.line] = rb[j];
-  };
-
-  const int wm = warp / Tile::kWarpsN * 64 + lane % 8 * 4;
-  const int wn = warp % Tile::kWarpsN * 32 + lane / 8 * 4;
-  float acc[8][8] = {};
-  // acc += the slice in `stage`.
-  auto multiply = [&](int stage) {
+      for (int p = 0; p < kPlanes; ++p) As[stage][p][sa.k(j)][sa.line] = v[p];
+    }
 #pragma unroll
-    for (int kk = 0; kk < kK; ++kk) {
-      float af[8], bf[8];
-      *reinterpret_cast<float4*>(af) = *reinterpret_cast<const float4*>(&As[stage][kk][wm]);
-      *reinterpret_cast<float4*>(af + 4) =
-          *reinterpret_cast<const float4*>(&As[stage][kk][wm + 32]);
-      *reinterpret_cast<float4*>(bf) = *reinterpret_cast<const float4*>(&Bs[stage][kk][wn]);
-      *reinterpret_cast<float4*>(bf + 4) =
-          *reinterpret_cast<const float4*>(&Bs[stage][kk][wn + 16]);
+    for (int j = 0; j < kPerB; ++j) {
+      float v[kPlanes];
+      Core::split(rb[j], v);
 #pragma unroll
-      for (int i = 0; i < 8; ++i) {
-#pragma unroll
-        for (int j = 0; j < 8; ++j) acc[i][j] = fmaf(af[i], bf[j], acc[i][j]);
-      }
+      for (int p = 0; p < kPlanes; ++p) Bs[stage][p][sb.k(j)][sb.line] = v[p];
     }
   };
+
+  Core core(Tile{}, warp, lane);
+  auto multiply = [&](int stage) { core.template multiply<Tile>(As[stage], Bs[stage]); };
 
   // Slices start at k_begin + 8i; those before k_full are whole. The loop runs while the next
   // slice is whole (its loads need no bound); the last one or two slices are peeled after it.
@@ -184,35 +195,99 @@ __device__ __forceinline__ void gemm3_body(const ALoader& a, const BLoader& b,
       multiply(stage ^ 1);
     }
   }
-
-#pragma unroll
-  for (int i = 0; i < 8; ++i) {
-    const int m = m0 + wm + i % 4 + i / 4 * 32;
-    if (m >= M) continue;
-#pragma unroll
-    for (int j = 0; j < 8; ++j) {
-      const int n = n0 + wn + j % 4 + j / 4 * 16;
-      if (n < N) out.store(g, split, m, n, acc[i][j]);
-    }
-  }
+  core.template store<Tile>(out, g, split, m0, n0, M, N);
 }
 
-// The pass-named entry points (profiles and SASS reports read the pass from the name); the
-// same core for the convolutions' and the linear layer's forward (fprop), data-gradient (dgrad)
-// and weight-gradient (wgrad) GEMMs.
+// The pass-named entry points (profiles and SASS reports read the pass from the name) of one
+// core: prefix_fprop_kernel, prefix_dgrad_kernel, prefix_wgrad_kernel, the convolutions' and
+// the linear layer's forward (fprop), data-gradient (dgrad) and weight-gradient (wgrad) GEMMs,
+// and prefix_kernels::launch<P, Tile, Core>(grid, stream, args...), which launches P's.
+using Pass3 = Pass;  // the pipeline's name for the pass (gemm_common.cuh)
 #define PCN_GEMM3_KERNEL(name)                                                                 \
-  template <class Tile, class ALoader, class BLoader, class Epilogue>                         \
+  template <class Tile, class Core, class ALoader, class BLoader, class Epilogue>             \
   __global__ void __launch_bounds__(Tile::kThreads, Tile::kMinBlocks)                         \
       name(ALoader a, BLoader b, Epilogue out, int M, int N, int K, int k_chunk, int tiles_m, \
            int tiles_n) {                                                                     \
-    gemm3_body<Tile>(a, b, out, M, N, K, k_chunk, tiles_m, tiles_n);                          \
+    gemm3_body<Tile, Core>(a, b, out, M, N, K, k_chunk, tiles_m, tiles_n);                    \
   }
-PCN_GEMM3_KERNEL(gemm3_fprop_kernel)
-PCN_GEMM3_KERNEL(gemm3_dgrad_kernel)
-PCN_GEMM3_KERNEL(gemm3_wgrad_kernel)
-#undef PCN_GEMM3_KERNEL
+#define PCN_GEMM3_KERNELS(prefix)                                                              \
+  PCN_GEMM3_KERNEL(prefix##_fprop_kernel)                                                     \
+  PCN_GEMM3_KERNEL(prefix##_dgrad_kernel)                                                     \
+  PCN_GEMM3_KERNEL(prefix##_wgrad_kernel)                                                     \
+  struct prefix##_kernels {                                                                   \
+    template <Pass3 P, class Tile, class Core, class ALoader, class BLoader, class Epilogue>  \
+    static void launch(dim3 grid, cudaStream_t stream, const ALoader& a, const BLoader& b,    \
+                       const Epilogue& out, int M, int N, int K, int k_chunk, int tiles_m,    \
+                       int tiles_n) {                                                         \
+      if constexpr (P == Pass3::kFprop) {                                                     \
+        PCN_LAUNCH((prefix##_fprop_kernel<Tile, Core, ALoader, BLoader, Epilogue>), grid,     \
+                   Tile::kThreads, 0, stream, a, b, out, M, N, K, k_chunk, tiles_m, tiles_n); \
+      } else if constexpr (P == Pass3::kDgrad) {                                              \
+        PCN_LAUNCH((prefix##_dgrad_kernel<Tile, Core, ALoader, BLoader, Epilogue>), grid,     \
+                   Tile::kThreads, 0, stream, a, b, out, M, N, K, k_chunk, tiles_m, tiles_n); \
+      } else {                                                                                \
+        PCN_LAUNCH((prefix##_wgrad_kernel<Tile, Core, ALoader, BLoader, Epilogue>), grid,     \
+                   Tile::kThreads, 0, stream, a, b, out, M, N, K, k_chunk, tiles_m, tiles_n); \
+      }                                                                                       \
+    }                                                                                         \
+  };
+PCN_GEMM3_KERNELS(gemm3)
 
-using Pass3 = Pass;
+// The FP32 SIMT core of version 3. Lane l (lm = l % 8, ln = l / 8) of a warp owns rows
+// 4*lm + [0, 4) and 32 + 4*lm + [0, 4), columns 4*ln + [0, 4) and 16 + 4*ln + [0, 4) of its warp's
+// 64 x 32 tile, as an 8 x 8 register tile: per k it reads A as 2 float4 (8 lanes of a phase read
+// 128 contiguous bytes) and B as 2 float4 (one broadcast address per phase), for 64 FFMA.
+// Every C element is summed by one thread over k in increasing order.
+struct SimtCore3 {
+  static constexpr int kPad = 4, kPlanes = 1;
+  using Kernels = gemm3_kernels;
+  __device__ static void split(float v, float (&planes)[1]) { planes[0] = v; }
+
+  int wm, wn;
+  float acc[8][8];
+  template <class Tile>
+  __device__ SimtCore3(Tile, int warp, int lane)
+      : wm(warp / Tile::kWarpsN * 64 + lane % 8 * 4), wn(warp % Tile::kWarpsN * 32 + lane / 8 * 4) {
+#pragma unroll
+    for (int i = 0; i < 8; ++i) {
+#pragma unroll
+      for (int j = 0; j < 8; ++j) acc[i][j] = 0.0f;
+    }
+  }
+
+  template <class Tile>
+  __device__ __forceinline__ void multiply(const float (&As)[1][Tile::kK][Tile::kLdA],
+                                           const float (&Bs)[1][Tile::kK][Tile::kLdB]) {
+#pragma unroll
+    for (int kk = 0; kk < Tile::kK; ++kk) {
+      float af[8], bf[8];
+      *reinterpret_cast<float4*>(af) = *reinterpret_cast<const float4*>(&As[0][kk][wm]);
+      *reinterpret_cast<float4*>(af + 4) = *reinterpret_cast<const float4*>(&As[0][kk][wm + 32]);
+      *reinterpret_cast<float4*>(bf) = *reinterpret_cast<const float4*>(&Bs[0][kk][wn]);
+      *reinterpret_cast<float4*>(bf + 4) = *reinterpret_cast<const float4*>(&Bs[0][kk][wn + 16]);
+#pragma unroll
+      for (int i = 0; i < 8; ++i) {
+#pragma unroll
+        for (int j = 0; j < 8; ++j) acc[i][j] = fmaf(af[i], bf[j], acc[i][j]);
+      }
+    }
+  }
+
+  template <class Tile, class Epilogue>
+  __device__ __forceinline__ void store(const Epilogue& out, int g, int split, int m0, int n0,
+                                        int M, int N) const {
+#pragma unroll
+    for (int i = 0; i < 8; ++i) {
+      const int m = m0 + wm + i % 4 + i / 4 * 32;
+      if (m >= M) continue;
+#pragma unroll
+      for (int j = 0; j < 8; ++j) {
+        const int n = n0 + wn + j % 4 + j / 4 * 16;
+        if (n < N) out.store(g, split, m, n, acc[i][j]);
+      }
+    }
+  }
+};
 
 // The tile for M rows of C: 64 x 128 for M <= 96 (M = 48 would waste 62% of a 128-row tile;
 // M = 96 gets twice the blocks for the same waste), else 128 x 128. A function of the shape
@@ -220,34 +295,29 @@ using Pass3 = Pass;
 // smaller tile.
 inline bool gemm3_small_tile(int M) { return M <= 96; }
 
-// Launches the Pass's kernel on `Tile` over groups x M x N, K in `splits` chunks of k_chunk
-// (a multiple of 8; splits * k_chunk >= K).
-template <Pass P, class Tile, class ALoader, class BLoader, class Epilogue>
+// Launches the Pass's kernel of Core on `Tile` over groups x M x N, K in `splits` chunks of
+// k_chunk (a multiple of 8; splits * k_chunk >= K).
+template <Pass3 P, class Tile, class Core = SimtCore3, class ALoader, class BLoader,
+          class Epilogue>
 void launch_gemm3_tile(const ALoader& a, const BLoader& b, const Epilogue& out, int groups, int M,
                        int N, int K, int splits, int k_chunk, cudaStream_t stream) {
   const int tiles_m = static_cast<int>(ceil_div(M, Tile::kM));
   const int tiles_n = static_cast<int>(ceil_div(N, Tile::kN));
   const dim3 grid(static_cast<unsigned int>(groups) * tiles_m * tiles_n, splits);
-  if constexpr (P == Pass::kFprop) {
-    PCN_LAUNCH((gemm3_fprop_kernel<Tile, ALoader, BLoader, Epilogue>), grid, Tile::kThreads, 0,
-               stream, a, b, out, M, N, K, k_chunk, tiles_m, tiles_n);
-  } else if constexpr (P == Pass::kDgrad) {
-    PCN_LAUNCH((gemm3_dgrad_kernel<Tile, ALoader, BLoader, Epilogue>), grid, Tile::kThreads, 0,
-               stream, a, b, out, M, N, K, k_chunk, tiles_m, tiles_n);
-  } else {
-    PCN_LAUNCH((gemm3_wgrad_kernel<Tile, ALoader, BLoader, Epilogue>), grid, Tile::kThreads, 0,
-               stream, a, b, out, M, N, K, k_chunk, tiles_m, tiles_n);
-  }
+  Core::Kernels::template launch<P, Tile, Core>(grid, stream, a, b, out, M, N, K, k_chunk,
+                                                tiles_m, tiles_n);
 }
 
-// The same, on the tile gemm3_small_tile chooses for M.
-template <Pass P, class ALoader, class BLoader, class Epilogue>
+// The same, on the tile gemm3_small_tile chooses for M, padded for Core.
+template <Pass3 P, class Core = SimtCore3, class ALoader, class BLoader, class Epilogue>
 void launch_gemm3(const ALoader& a, const BLoader& b, const Epilogue& out, int groups, int M,
                   int N, int K, int splits, int k_chunk, cudaStream_t stream) {
   if (gemm3_small_tile(M)) {
-    launch_gemm3_tile<P, Tile3Small>(a, b, out, groups, M, N, K, splits, k_chunk, stream);
+    launch_gemm3_tile<P, Tile3<1, 4, Core::kPad>, Core>(a, b, out, groups, M, N, K, splits,
+                                                        k_chunk, stream);
   } else {
-    launch_gemm3_tile<P, Tile3Large>(a, b, out, groups, M, N, K, splits, k_chunk, stream);
+    launch_gemm3_tile<P, Tile3<2, 4, Core::kPad>, Core>(a, b, out, groups, M, N, K, splits,
+                                                        k_chunk, stream);
   }
 }
 
@@ -293,8 +363,8 @@ struct DenseB3 {
 // rule: an output of `tiles` tiles, fewer than kSplitSMs, is split along K into
 // ceil(kSplitSMs / tiles) chunks, so that the grid fills the SMs at least once, but into fewer
 // if a chunk would have under kSplitMinChunk terms (its tile loads and stores must be
-// amortised); the chunk is a multiple of 8 (the core's k-step). kSplitSMs is the SM count of an
-// H100/H200 SXM, a constant rather than the device's count, so the split (and every bit of
+// amortised); the chunk is a multiple of 8 (every core's k-step). kSplitSMs is the SM count of
+// an H100/H200 SXM, a constant rather than the device's count, so the split (and every bit of
 // the result) depends on the shape alone. Partial sums go to a workspace and are added in
 // split order by reduce_splits (gemm.cu): no float atomics, bit-identical reruns.
 constexpr int kSplitSMs = 132;
@@ -308,7 +378,8 @@ inline SplitPlan gemm3_split_plan(long long tiles, int K) {
   return {(K + chunk - 1) / chunk, chunk};
 }
 
-// The tiles of an M x N output on the tile gemm3_small_tile chooses.
+// The tiles of an M x N output on the tile gemm3_small_tile chooses (the same for every core:
+// the padding changes no tile size).
 inline long long gemm3_tiles(int M, int N) {
   const bool small = gemm3_small_tile(M);
   return static_cast<long long>(ceil_div(M, small ? Tile3Small::kM : Tile3Large::kM)) *
@@ -316,12 +387,13 @@ inline long long gemm3_tiles(int M, int N) {
 }
 
 // C (M x N, row stride ldc) = op(A) op(B), then bias[n] and ReLU (bias_relu; the forward only)
-// on this core, the transposes fixed by the linear layer's pass (gemm_v3.cu): forward A B^T
-// (B stored N x K), data gradient A B, weight gradient A^T B (A stored K x M). The forward and
-// the data gradient split K by gemm3_split_plan, with a workspace on `device`. Sizes and
-// indices below 2^31.
+// on this pipeline with the core of `precision` (SimtCore3 for FP32, gemm_tc.cuh's for TF32 and
+// 3xTF32), the transposes fixed by the linear layer's pass (gemm_v3.cu): forward A B^T (B stored
+// N x K), data gradient A B, weight gradient A^T B (A stored K x M). The forward and the data
+// gradient split K by gemm3_split_plan, with a workspace on `device`. Sizes and indices below
+// 2^31.
 void sgemm3(Pass pass, int M, int N, int K, const float* A, int lda, const float* B, int ldb,
-            float* C, int ldc, const float* bias, bool relu, const Device& device,
-            cudaStream_t stream);
+            float* C, int ldc, const float* bias, bool relu, Precision precision,
+            const Device& device, cudaStream_t stream);
 
 }  // namespace pcn::cuda

@@ -2,7 +2,8 @@
 // rejects a bare triple-chevron launch anywhere else). It checks the launch configuration's
 // error, skips empty grids (empty batches are legal), and under PYCONVNET_SYNC_LAUNCHES=1 also
 // waits for the kernel so a fault is reported by the launch that caused it. In the simulator
-// build (PYCONVNET_SIM, sim/) the launch hands the kernel and its arguments to the simulator.
+// build (PYCONVNET_SIM, sim/) the launch hands the kernel and its arguments to the simulator,
+// and PCN_EXTERN_SHARED (below) gives a kernel its dynamic shared memory.
 #pragma once
 #include <cuda_runtime.h>
 
@@ -43,6 +44,16 @@ inline unsigned int ceil_div(long long a, long long b) {
 }
 
 }  // namespace pcn::cuda
+
+// PCN_EXTERN_SHARED(T, name) declares the launch's dynamic shared memory (PCN_LAUNCH's smem
+// bytes; above 48 KiB the kernel needs cudaFuncAttributeMaxDynamicSharedMemorySize) as the array
+// `T name[]`, inside a kernel. With nvcc it is `extern __shared__ T name[]`; C++ cannot make an
+// extern array alias one per-block buffer, so the simulator declares a pointer to it instead.
+#ifdef PYCONVNET_SIM
+#define PCN_EXTERN_SHARED(T, name) T* const name = static_cast<T*>(::pcn_sim::dynamic_shared())
+#else
+#define PCN_EXTERN_SHARED(T, name) extern __shared__ T name[]
+#endif
 
 #define PCN_LAUNCH(kernel, grid, block, smem, stream, ...) \
   ::pcn::cuda::launch_checked(#kernel, __FILE__, __LINE__, kernel, grid, block, smem, stream, __VA_ARGS__)

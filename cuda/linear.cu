@@ -1,7 +1,9 @@
 // The linear layer on CUDA: each pass is one SGEMM (its version is the layer's version:
 // 1 = one output per thread, 2 = 64x64x8 shared-memory tiles (gemm.cu), 3 = 128x128 tiles with
-// 8x8 outputs per thread and split-K for outputs of few tiles (gemm_v3.cu)), the forward's bias
-// and ReLU in the GEMM's epilogue, plus the bias gradient's fixed-order reduction.
+// 8x8 outputs per thread and split-K for outputs of few tiles (gemm_v3.cu), 4 and 5 = the same
+// tiles on TF32 and 3xTF32 tensor cores (gemm_tc.cuh), the registry's precision of the version
+// picking the core), the forward's bias and ReLU in the GEMM's epilogue, plus the bias
+// gradient's fixed-order reduction.
 #include "csrc/kernels/linear.h"
 #include "gemm.cuh"
 #include "gemm_v3.cuh"
@@ -9,12 +11,17 @@
 namespace pcn::cuda {
 
 namespace {
-// The pass's SGEMM in `version`.
+// The pass's SGEMM in `version` (3-5: sgemm3, the registry's precision of the version picking
+// its core).
 void gemm(int version, Pass pass, int M, int N, int K, const float* A, int lda, const float* B,
           int ldb, float* C, int ldc, const float* bias, bool relu, const Device& device) {
   const cudaStream_t st = stream(device.index);
-  if (version == 3) sgemm3(pass, M, N, K, A, lda, B, ldb, C, ldc, bias, relu, device, st);
-  else sgemm(version, pass, M, N, K, A, lda, B, ldb, C, ldc, bias, relu, st);
+  if (version >= 3) {
+    sgemm3(pass, M, N, K, A, lda, B, ldb, C, ldc, bias, relu, kLinearVersions.cuda.of(version),
+           device, st);
+  } else {
+    sgemm(version, pass, M, N, K, A, lda, B, ldb, C, ldc, bias, relu, st);
+  }
 }
 }  // namespace
 

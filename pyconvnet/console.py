@@ -7,7 +7,7 @@ import math
 import sys
 import time
 
-from . import cuda
+from . import cuda, ops
 from .errors import UserError
 
 __all__ = ["UserError", "HelpFormatter", "run_command", "Progress", "format_duration", "resolve_device",
@@ -97,6 +97,26 @@ class Progress:
             self.stream.write("\r" + " " * self.last_len + "\r")
             self.last_len = 0
         print(text, file=self.stream, flush=True)
+
+
+PRECISIONS = ("fp32", "tf32")
+GEMM_OPS = ("conv2d", "linear")
+
+
+def resolve_precision(name: str, device: str, flag: str = "--precision") -> dict:
+    """The conv2d and linear kernel versions of a --precision value on `device`: fp32 -> the
+    defaults (0, FP32-accurate); tf32 -> each op's TF32 tensor-core version. A UserError for
+    another value, or for tf32 on a device without TF32 kernels."""
+    if name not in PRECISIONS:
+        raise UserError(f"{flag} must be fp32 or tf32; got {name!r}")
+    if name == "fp32":
+        return {op: 0 for op in GEMM_OPS}
+    versions = {op: ops.versions(op, device, precision="tf32") for op in GEMM_OPS}
+    missing = [op for op, v in versions.items() if not v]
+    if missing:
+        raise UserError(f"{flag} tf32: {device} has no TF32 kernels for {' and '.join(missing)} (they run on CUDA "
+                        f"tensor cores); use {flag} fp32 or a CUDA device")
+    return {op: v[0] for op, v in versions.items()}
 
 
 def resolve_device(name: str, flag: str = "--device") -> str:

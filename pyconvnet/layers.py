@@ -17,10 +17,15 @@ def _pair(v):
 
 
 class Layer:
-    """Base class. Subclasses set `name` and, if they learn, `params`."""
+    """Base class. Subclasses set `name` and, if they learn, `params`. A layer whose arithmetic is
+    one of the kernel-versioned GEMM ops names it in `op` ("conv2d", "linear") and runs kernel
+    `version` of it (0: the device's default; Sequential.set_versions sets it)."""
+
+    op: str | None = None
 
     def __init__(self, name: str):
         self.name = name
+        self.version = 0
         self.params: dict = {}
         self.grads: dict = {}
         # The learning rate of this layer's parameters is the trainer's times lr_mult (as
@@ -70,6 +75,8 @@ class _FusesReLU(Layer):
 class Conv2d(_FusesReLU):
     """Grouped 2D convolution. Weights (K, C/groups, R, S) ~ N(0, std), bias = `bias`."""
 
+    op = "conv2d"
+
     def __init__(self, name, in_channels, out_channels, kernel, stride=1, padding=0, groups=1,
                  std=0.01, bias=0.0, input_grad=True, rng=None):
         super().__init__(name)
@@ -94,13 +101,13 @@ class Conv2d(_FusesReLU):
     def forward(self, x, train=True):
         self.x = x if train else None
         y = ops.conv2d(x, self.params["weight"], self.params["bias"], self.stride, self.padding, self.groups,
-                       relu=self.relu)
+                       relu=self.relu, version=self.version)
         return self._keep_output(y, train)
 
     def backward(self, dy):
         dy = self._relu_backward(dy)
         dx, dw, db = ops.conv2d_backward(dy, self.x, self.params["weight"], self.stride, self.padding,
-                                         self.groups, input_grad=self.input_grad)
+                                         self.groups, input_grad=self.input_grad, version=self.version)
         self.grads = {"weight": dw, "bias": db}
         self.x = None
         return dx
@@ -108,6 +115,8 @@ class Conv2d(_FusesReLU):
 
 class Linear(_FusesReLU):
     """y = x w^T + b. Weights (out, in) ~ N(0, std), bias = `bias`."""
+
+    op = "linear"
 
     def __init__(self, name, in_features, out_features, std=0.01, bias=0.0, rng=None):
         super().__init__(name)
@@ -123,11 +132,12 @@ class Linear(_FusesReLU):
 
     def forward(self, x, train=True):
         self.x = x if train else None
-        return self._keep_output(ops.linear(x, self.params["weight"], self.params["bias"], relu=self.relu), train)
+        y = ops.linear(x, self.params["weight"], self.params["bias"], relu=self.relu, version=self.version)
+        return self._keep_output(y, train)
 
     def backward(self, dy):
         dy = self._relu_backward(dy)
-        dx, dw, db = ops.linear_backward(dy, self.x, self.params["weight"])
+        dx, dw, db = ops.linear_backward(dy, self.x, self.params["weight"], version=self.version)
         self.grads = {"weight": dw, "bias": db}
         self.x = None
         return dx
@@ -215,18 +225,24 @@ class MaxPool2d(Layer):
 
 class Dropout(Layer):
     """Inverted dropout. The mask of each step comes from `seed` (set by the model before every
-    training step), so a run is reproducible and CPU and CUDA draw the same masks."""
+    training step), so a run is reproducible and CPU and CUDA draw the same masks. `part`
+    (offset, width): the layer is one column's features [offset, ...) of a layer `width` wide,
+    and draws that part of its mask (ops.dropout)."""
 
     def __init__(self, name, p=0.5):
         super().__init__(name)
         self.p = p
         self.seed = 0
+        self.part = None
 
     def forward(self, x, train=True):
         if not train or self.p == 0:
             self.mask = None
             return x
-        y, self.mask = ops.dropout(x, self.p, self.seed)
+        if self.part is None:
+            y, self.mask = ops.dropout(x, self.p, self.seed)
+        else:
+            y, self.mask = ops.dropout(x, self.p, self.seed, part=self.part)
         return y
 
     def backward(self, dy):

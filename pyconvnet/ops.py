@@ -25,6 +25,8 @@ OPS = tuple(_C.versioned_ops())  # the ops of the kernel-version registry (versi
 def _int(v, op: str, name: str, bits=64) -> int:
     """An int argument (bool is not one); ValueError, naming it, if it does not fit the signed C++
     integer of `bits` bits that receives it (None: any size)."""
+    if type(v) is int and (bits is None or -(1 << (bits - 1)) <= v < 1 << (bits - 1)):
+        return v  # the common case, without the slower abstract-class check below
     if isinstance(v, bool) or not isinstance(v, numbers.Integral):
         raise TypeError(f"{op}: argument '{name}' must be an int; got {type(v).__name__} {v!r}")
     if bits is not None and not -2**(bits - 1) <= int(v) < 2**(bits - 1):
@@ -33,6 +35,8 @@ def _int(v, op: str, name: str, bits=64) -> int:
 
 
 def _float(v, op: str, name: str) -> float:
+    if type(v) is float:
+        return v
     if isinstance(v, bool) or not isinstance(v, numbers.Real):
         raise TypeError(f"{op}: argument '{name}' must be a number; got {type(v).__name__} {v!r}")
     return float(v)
@@ -63,11 +67,31 @@ def _device(device, who: str) -> str:
 # ---------------------------------------------------------------------------------------------
 
 
-def versions(op: str, device: str = "cpu") -> list:
+PRECISIONS = ("fp32", "tf32", "3xtf32")  # a kernel version's arithmetic (precision())
+
+
+def versions(op: str, device: str = "cpu", precision: str | None = None) -> list:
     """The numbered kernel versions of `op` (one of OPS) on `device`, [1, ..., count]: each can be
-    passed as `version=`. ValueError for an unknown op or device."""
+    passed as `version=`; with `precision` (one of PRECISIONS) only the versions of that
+    arithmetic. ValueError for an unknown op, device or precision."""
     count, _ = _C.kernel_versions(op, _device(device, "versions"))
-    return list(range(1, count + 1))
+    if precision is None:
+        return list(range(1, count + 1))
+    if precision not in PRECISIONS:
+        raise ValueError(f"versions: argument 'precision' must be one of {', '.join(PRECISIONS)}; got {precision!r}")
+    return [v for v, p in enumerate(_C.kernel_precisions(op, device), 1) if p == precision]
+
+
+def precision(op: str, device: str = "cpu", version: int = 0) -> str:
+    """The arithmetic of `op`'s kernel `version` on `device` (0: the default): "fp32" (FP32
+    products and sums), "tf32" (tensor cores, operands rounded to TF32's 10-bit mantissa, FP32
+    sums) or "3xtf32" (tensor cores, each operand split into two TF32 parts: FP32-accurate).
+    ValueError for a version the device does not have."""
+    count, best = _C.kernel_versions(op, _device(device, "precision"))
+    v = _version(version, "precision")
+    if not 0 <= v <= count:
+        raise ValueError(f"precision: argument 'version' must be one of 0..{count} for {op} on {device}; got {v}")
+    return _C.kernel_precisions(op, device)[(v or best) - 1]
 
 
 def default_version(op: str, device: str = "cpu") -> int:
@@ -131,6 +155,11 @@ def relu_backward(dy, y, version=0):
     return _C.relu_backward(as_tensor(dy, op, "dy"), as_tensor(y, op, "y"), _version(version, op))
 
 
+def add(a, b, version=0):
+    """a + b elementwise (float32, one shape, one device)."""
+    return _C.add_forward(as_tensor(a, "add", "a"), as_tensor(b, "add", "b"), _version(version, "add"))
+
+
 def _lrn_params(op, size, alpha, beta, k, groups):
     return _C.LrnParams(_int(size, op, "size"), _float(alpha, op, "alpha"), _float(beta, op, "beta"),
                         _float(k, op, "k"), _int(groups, op, "groups"))
@@ -169,16 +198,24 @@ def max_pool2d_backward(dy, x, y, kernel=3, stride=2, version=0):
                                   _int(kernel, op, "kernel"), _int(stride, op, "stride"), _version(version, op))
 
 
-def dropout(x, p, seed, version=0):
+def dropout(x, p, seed, version=0, part=None):
     """Inverted dropout: returns (y, mask). Element i is kept iff the Philox word
     philox_word(seed, stream 1, i) >= round(p * 2**32), so the same seed gives the same mask on
     every device; kept elements are scaled by 1 / (1 - p). mask is a uint8 Tensor of 0/1 with x's
-    shape. p in [0, 1); seed an int in [0, 2**64)."""
+    shape. p in [0, 1); seed an int in [0, 2**64).
+
+    part=(offset, width): x (N, F) is the features [offset, offset + F) of an (N, width)
+    tensor, and draws exactly that part of the wider tensor's mask (one column's half of a
+    layer)."""
     op = "dropout"
     seed = _int(seed, op, "seed", bits=None)
     if not 0 <= seed < 2**64:
         raise ValueError(f"{op}: argument 'seed' must be an int in [0, 2**64); got {seed}")
-    return _C.dropout_forward(as_tensor(x, op, "x"), _float(p, op, "p"), seed, _version(version, op))
+    offset, width = (0, -1) if part is None else _pair(part, op, "part")
+    if part is not None and width < 0:
+        raise ValueError(f"{op}: argument 'part' must be (offset, width) with width >= 0; got {part!r}")
+    return _C.dropout_forward(as_tensor(x, op, "x"), _float(p, op, "p"), seed, _version(version, op),
+                              offset, width)
 
 
 def dropout_backward(dy, mask, p, version=0):
@@ -231,9 +268,8 @@ def sgd_update(w, dw, v, lr, momentum=0.9, weight_decay=0.0005, version=0):
         if not isinstance(t, Tensor):
             raise TypeError(f"{op}: argument '{name}' must be a pyconvnet.Tensor (it is updated in place); "
                             f"got {type(t).__name__}")
-    params = _C.SgdParams(_float(lr, op, "lr"), _float(momentum, op, "momentum"),
-                          _float(weight_decay, op, "weight_decay"))
-    _C.sgd_update(w, as_tensor(dw, op, "dw"), v, params, _version(version, op))
+    _C.sgd_update(w, as_tensor(dw, op, "dw"), v, _float(lr, op, "lr"), _float(momentum, op, "momentum"),
+                  _float(weight_decay, op, "weight_decay"), _version(version, op))
 
 
 # ---------------------------------------------------------------------------------------------

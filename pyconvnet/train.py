@@ -13,7 +13,7 @@ import sys
 
 from . import checkpoint, cuda
 from ._C import OutOfMemoryError
-from .console import HelpFormatter, UserError, resolve_device, run_command
+from .console import HelpFormatter, UserError, resolve_device, resolve_precision, run_command
 from .models import MIN_INPUT_SIZE
 from .rundir import CHECKPOINT_NAME, RunDir, check_usable
 
@@ -47,9 +47,14 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--data", metavar="DIR", help="a prepared dataset (python -m pyconvnet.prepare) or an "
                    "ImageNet-style image tree, which is prepared first (default: the built-in dataset)")
     p.add_argument("--device", default="auto", help="auto, cpu, cuda or cuda:N (auto: cuda if available)")
+    p.add_argument("--devices", metavar="DEV0,DEV1", help="the paper's two columns on two GPUs, e.g. "
+                   "cuda:0,cuda:1: column 1's half of every layer on the first, column 2's on the second "
+                   "(instead of --device)")
+    p.add_argument("--precision", help="fp32 (default: FP32-accurate kernels) or tf32 (the convolutions and "
+                   "fully-connected layers on TF32 tensor cores, operands rounded to 10-bit mantissas; CUDA only)")
     p.add_argument("--out", metavar="RUN_DIR", help="where the checkpoint and logs go (default: runs/<date-time>)")
     p.add_argument("--resume", metavar="RUN_DIR", help="continue the run in RUN_DIR from its checkpoint, with "
-                   "its settings (--epochs, --lr and --device may be changed)")
+                   "its settings (--epochs, --lr, --device, --devices and --precision may be changed)")
     p.add_argument("--seed", type=int, help="seed of initialisation, shuffling, augmentation, dropout (default: 0)")
     p.add_argument("--epochs", type=int, help="epochs to train " + _defaults("epochs"))
     p.add_argument("--batch-size", type=int, help="images per step " + _defaults("batch_size"))
@@ -135,9 +140,43 @@ def _config(args, device: str) -> dict:
     seed = 0 if args.seed is None else args.seed
     if not 0 <= seed < 2 ** 64:
         raise UserError(f"--seed must be in [0, 2^64); got {seed}")
-    base.update(seed=seed, device=device, patience=args.patience, max_drops=args.max_drops,
-                drop_last=args.drop_last, log_every=args.log_every)
+    base.update(seed=seed, device=device, precision=args.precision or "fp32", patience=args.patience,
+                max_drops=args.max_drops, drop_last=args.drop_last, log_every=args.log_every)
     return base
+
+
+def _columns(value: str) -> list:
+    """The two devices of --devices, checked (two distinct CUDA devices that exist)."""
+    from .columns import check_devices
+
+    try:
+        return check_devices(value, who="--devices")
+    except ValueError as e:
+        raise UserError(str(e)) from None
+
+
+def _placement(args, run_config: dict | None = None) -> tuple[str, list | None]:
+    """(the device the data goes to, the two column devices or None) from --device / --devices, or
+    for a resumed run without them, the run's own."""
+    if args.devices is not None:
+        if args.device != "auto":
+            raise UserError(f"--device {args.device} and --devices {args.devices}: give one of them")
+        devices = _columns(args.devices)
+        return devices[0], devices
+    if args.device == "auto" and run_config is not None:
+        if run_config.get("devices"):
+            devices = _columns(",".join(run_config["devices"]))
+            return devices[0], devices
+        return resolve_device(run_config["device"]), None
+    return resolve_device(args.device), None
+
+
+def _where(device: str, devices: list | None) -> str:
+    return f"{devices[0]} and {devices[1]} (two columns)" if devices else device
+
+
+def _place(model, device: str, devices: list | None):
+    return model.to_columns(devices) if devices else model.to(device)
 
 
 def _check_batch_size(config: dict, dataset) -> None:
@@ -156,8 +195,8 @@ def _resume(args, out):
     ignored = [f for f in ("data", "out", "seed", "batch_size", "momentum", "weight_decay", "lr_drop_epochs",
                            "width", "init", "crop_size", "image_size") if getattr(args, f) is not None]
     if ignored:
-        raise UserError(f"--resume continues a run with its own settings; only --epochs, --lr and --device "
-                        f"may change (got {', '.join('--' + f.replace('_', '-') for f in ignored)})")
+        raise UserError(f"--resume continues a run with its own settings; only --epochs, --lr, --device, "
+                        f"--devices and --precision may change (got {', '.join('--' + f.replace('_', '-') for f in ignored)})")
     if args.epochs is not None:
         _check_epochs(args.epochs)
     if args.lr is not None:
@@ -170,12 +209,19 @@ def _resume(args, out):
         arrays, meta = checkpoint.load(run.checkpoint)
         checkpoint.check_training_meta(run.checkpoint, meta)
         config = dict(meta["train_config"])
-        # A resumed run stays on its device unless told otherwise (weights are bit-identical to
-        # an uninterrupted run only on the same device).
-        device = resolve_device(config["device"] if args.device == "auto" else args.device)
-        if device != config["device"]:
-            print(f"note: resuming on {device} (the run started on {config['device']})", file=out)
-        config["device"] = device
+        # A resumed run stays on its device(s) unless told otherwise (weights are bit-identical to
+        # an uninterrupted run only on the same layout).
+        device, devices = _placement(args, config)
+        was = _where(config["device"], config.get("devices"))
+        if _where(device, devices) != was:
+            print(f"note: resuming on {_where(device, devices)} (the run started on {was})", file=out)
+        config["device"], config["devices"] = device, devices
+        precision = args.precision or config.get("precision", "fp32")
+        versions = resolve_precision(precision, device)
+        if precision != config.get("precision", "fp32"):
+            print(f"note: resuming at --precision {precision} (the run started at "
+                  f"{config.get('precision', 'fp32')})", file=out)
+        config["precision"] = precision
         if args.epochs is not None:
             config["epochs"] = args.epochs
         final_only = meta["epoch"] >= config["epochs"]
@@ -183,10 +229,12 @@ def _resume(args, out):
             raise UserError(f"{run_dir} already finished its {config['epochs']} epochs; pass --epochs N with N > "
                             f"{meta['epoch']} to train on")
         try:
-            model = from_config(meta["model_config"]).to(device)
+            model = from_config(meta["model_config"])
+            model.set_versions(versions)  # before _place: the columns copy the layers
         except (ValueError, TypeError) as e:
             raise checkpoint.CheckpointError(f"checkpoint {run.checkpoint}: not a model checkpoint of this "
                                              f"pyconvnet ({e})") from None
+        model = _place(model, device, devices)
         dataset = datamod.open_dataset(config["data_root"], config, out=out)
         try:
             _check_batch_size(config, dataset)
@@ -216,8 +264,10 @@ def _start(args, out):
     from .models import alexnet
     from .trainer import Trainer
 
-    device = resolve_device(args.device)
+    device, devices = _placement(args)
     config = _config(args, device)
+    versions = resolve_precision(config["precision"], device)
+    config["devices"] = devices
     run_dir = check_usable(args.out or f"runs/{datetime.datetime.now():%Y%m%d-%H%M%S}")
     if (run_dir / CHECKPOINT_NAME).exists():
         RunDir(run_dir).open().close()  # a trainer still running there is named first
@@ -235,7 +285,9 @@ def _start(args, out):
             raise UserError(f"--out {run_dir} already holds a run; use --resume {run_dir} to continue it, or "
                             "another --out")
         model = alexnet(num_classes=dataset.num_classes, input_size=config["crop_size"], width=config["width"],
-                        seed=config["seed"], init=config["init"]).to(device)
+                        seed=config["seed"], init=config["init"])
+        model.set_versions(versions)  # before _place: the columns copy the layers
+        model = _place(model, device, devices)
         run.write_config({"train": config, "model": model.config})
         run.log_path.unlink(missing_ok=True)  # a log without a checkpoint is from a run that never saved
         trainer = Trainer(model, dataset, config, run, out=out)
@@ -243,8 +295,9 @@ def _start(args, out):
         run.close()
         dataset.close()
         raise
-    print(f"{model.name} on {device}"
-          f"{' (' + cuda.device_name(int(device[5:]) if ':' in device else 0) + ')' if device != 'cpu' else ''}: "
+    print(f"{model.name} on {_where(device, devices)}"
+          f"{' (' + cuda.device_name(int(device[5:]) if ':' in device else 0) + ')' if device != 'cpu' and not devices else ''}"
+          f"{', TF32 tensor cores' if config['precision'] == 'tf32' else ''}: "
           f"{model.num_parameters():,} parameters, {dataset.describe()}", file=out)
     print(f"batch {config['batch_size']}, lr {config['lr']:g}, momentum {config['momentum']}, weight decay "
           f"{config['weight_decay']}, {config['epochs']} epochs, lr /10 "

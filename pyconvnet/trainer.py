@@ -61,7 +61,8 @@ class Trainer:
     """Trains `model` on `data` (a pyconvnet.data.Dataset) with SGD + momentum + weight decay.
 
     config holds: epochs, batch_size, lr, momentum, weight_decay, lr_drop_epochs, patience,
-    max_drops, seed, device, drop_last, log_every.
+    max_drops, seed, device (where the batches go), drop_last, log_every, and optionally devices
+    (the two columns' devices, when the model is in columns: models.Sequential.to_columns).
     """
 
     MAX_PENDING = 64  # steps whose loss may wait on the device before one is read
@@ -73,7 +74,9 @@ class Trainer:
         self.device = config["device"]
         self.progress = Progress(out)
         self.print = self.progress.line
-        self.velocity = {key: zeros(layer.params[p].shape, device=self.device) for key, layer, p in model.parameters()}
+        # One momentum buffer per parameter tensor, on its device (each column's on its own).
+        self.velocity = {key: zeros(layer.params[p].shape, device=layer.params[p].device)
+                         for key, layer, p in model.parameters()}
         self.schedule = Schedule(config["lr"], list(config.get("lr_drop_epochs") or []), config["patience"], config["max_drops"])
         self.epoch, self.step = 0, 0  # next position: epoch index (0-based) and step within it
         self.history: list = []
@@ -87,7 +90,8 @@ class Trainer:
     # ------------------------------------------------------------------ state
     def state(self) -> tuple[dict, dict]:
         arrays = {f"model/{k}": v for k, v in self.model.state_dict().items()}
-        arrays.update({f"momentum/{k}": v.numpy() for k, v in self.velocity.items()})
+        momentum = self.model.merge({k: v.numpy() for k, v in self.velocity.items()})
+        arrays.update({f"momentum/{k}": v for k, v in momentum.items()})
         meta = {
             "model_config": self.model.config,
             "train_config": self.config,
@@ -126,11 +130,12 @@ class Trainer:
     def restore(self, arrays: dict, meta: dict) -> None:
         """Continues from a checkpoint's state (checked against this model: names, shapes, dtypes,
         finiteness; a CheckpointError names what does not fit)."""
-        shapes = {key: tuple(layer.params[p].shape) for key, layer, p in self.model.parameters()}
-        checkpoint.check_arrays(self.run.checkpoint, arrays, shapes, prefixes=("model/", "momentum/"))
+        checkpoint.check_arrays(self.run.checkpoint, arrays, self.model.param_shapes(),
+                                prefixes=("model/", "momentum/"))
         self.model.load_state_dict(model_state(arrays))
-        for key in self.velocity:
-            self.velocity[key] = tensor(arrays[f"momentum/{key}"], self.device)
+        momentum = self.model.split({k: arrays[f"momentum/{k}"] for k in self.model.param_shapes()})
+        for key, layer, p in self.model.parameters():
+            self.velocity[key] = tensor(np.ascontiguousarray(momentum[key]), layer.params[p].device)
         self.epoch, self.step = meta["epoch"], meta["step"]
         self.schedule = Schedule(**meta["schedule"])
         self.running = meta["running"]
@@ -150,7 +155,7 @@ class Trainer:
         lr, m, wd = self.schedule.lr, self.config["momentum"], self.config["weight_decay"]
         for key, layer, p in self.model.parameters():
             ops.sgd_update(layer.params[p], layer.grads[p], self.velocity[key], lr * layer.lr_mult, m, wd)
-        for layer in self.model.layers:
+        for _, layer, _ in self.model.parameters():
             layer.grads = {}
         return pending
 

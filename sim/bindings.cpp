@@ -11,6 +11,7 @@ void bind_simulator(py::module_& m) {
   m.def("_sim_schedule", &pcn_sim::schedule_name);
   m.def("_sim_host_waits", &pcn_sim::host_waits);
   m.def("_sim_kernel_launches", &pcn_sim::kernel_launches);
+  m.def("_sim_peer_checks", &pcn_sim::peer_checks);
   m.def("_sim_selftest", &pcn_sim::selftest, py::arg("name"),
         py::call_guard<py::gil_scoped_release>());
 }

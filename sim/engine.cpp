@@ -10,8 +10,14 @@
 //              that exited, does not exist, or waits elsewhere; a shuffle that reads a lane
 //              outside its mask; a bad shuffle width.
 //   memcheck:  a fault (the guard pages around every allocation, freed memory, a fiber's stack
-//              guard) is caught by a signal handler on the worker's own signal stack and
+//              guard, the end of the launch's dynamic shared memory, another device's memory
+//              without peer access) is caught by a signal handler on the worker's own signal stack and
 //              reported with what the runtime knows about the address.
+// In the ThreadSanitizer build (PCN_SIM_TSAN, sim/tsan_main.cpp) every CUDA thread is also a
+// TSan fiber, switched without synchronisation; the only happens-before edges between the
+// threads of a block are the ones CUDA defines: a barrier releases every arriving thread's
+// clock and each departing thread acquires them (per block for __syncthreads*, per lane for a
+// warp operation), so shared-memory accesses with no barrier between them are reported.
 #include <signal.h>
 #include <sys/mman.h>
 #include <ucontext.h>
@@ -29,6 +35,10 @@
 #include <vector>
 
 #include "sim.h"
+
+#ifdef PCN_SIM_TSAN
+#include <sanitizer/tsan_interface.h>
+#endif
 
 #if !defined(__x86_64__)
 #error "the pyconvnet simulator's fiber switch is written for x86-64"
@@ -78,9 +88,36 @@ pcn_sim_fiber_start:
 namespace pcn_sim {
 namespace {
 
+// Happens-before annotations for ThreadSanitizer; no-ops in the ordinary build. Fibers switch
+// with no_sync: the engine states every edge itself.
+namespace hb {
+#ifdef PCN_SIM_TSAN
+constexpr bool kTsan = true;
+inline void* current_fiber() { return __tsan_get_current_fiber(); }
+inline void* create_fiber() { return __tsan_create_fiber(0); }
+inline void switch_to(void* fiber) { __tsan_switch_to_fiber(fiber, __tsan_switch_to_fiber_no_sync); }
+inline void release(void* sync) { __tsan_release(sync); }
+inline void acquire(void* sync) { __tsan_acquire(sync); }
+inline void name_fiber(void* fiber, const std::string& name) {
+  __tsan_set_fiber_name(fiber, name.c_str());
+}
+#else
+constexpr bool kTsan = false;
+inline void* current_fiber() { return nullptr; }
+inline void* create_fiber() { return nullptr; }
+inline void switch_to(void*) {}
+inline void release(void*) {}
+inline void acquire(void*) {}
+inline void name_fiber(void*, const std::string&) {}
+#endif
+}  // namespace hb
+
 constexpr size_t kPage = 4096;
-constexpr size_t kStackBytes = 64 << 10;  // per CUDA thread; a guard page below each
+// Per CUDA thread, with a guard page below; ThreadSanitizer's reports run on it too.
+constexpr size_t kStackBytes = hb::kTsan ? 512 << 10 : 64 << 10;
 constexpr size_t kMaxDynamicShared = 227 << 10;
+// The dynamic shared memory buffer of a worker, whole pages, and an inaccessible page after it.
+constexpr size_t kDynamicSharedMap = (kMaxDynamicShared + kPage - 1) / kPage * kPage + kPage;
 constexpr size_t kSignalStackBytes = 64 << 10;
 
 enum class State : uint8_t { kNew, kRunnable, kBarrier, kWarp, kExited, kFaulted };
@@ -101,6 +138,15 @@ struct Fiber {
   uint64_t value = 0;
   int arg = 0, width = 32;
   uint64_t result = 0;
+  const void* blob = nullptr;  // warp_gather's value, `arg` bytes
+  // ThreadSanitizer sync objects: what the thread released at its last two warp operations
+  // (one completes before the thread can reach the one after next), the slot of the one it
+  // waits at, each lane's slot once the operation completed, and the barrier slot to acquire.
+  char warp_sync[2] = {};
+  unsigned warp_ops = 0;
+  int warp_slot = 0;
+  unsigned lane_slots = 0;
+  int barrier_slot = 0;
 };
 
 namespace {
@@ -119,6 +165,7 @@ const char* sync_name(Sync k) {
     case Sync::kBallot: return "__ballot_sync";
     case Sync::kAny: return "__any_sync";
     case Sync::kAll: return "__all_sync";
+    case Sync::kMma: return "mma.sync";
   }
   return "?";
 }
@@ -182,19 +229,36 @@ struct Worker {
   std::vector<char*> stacks;  // usable bottom of each stack (a guard page lies below)
   std::vector<int> free_stacks;
   std::vector<int> order;
+  std::vector<char> gathered;  // warp_gather's results: 32 * kMaxGatherBytes per warp
   Fiber* current = nullptr;
   const Kernel* kernel = nullptr;
+  // The launch's dynamic shared memory ends where the buffer does, at an inaccessible page.
   char* dynamic_shared = nullptr;
+  char* dynamic_shared_end = nullptr;
+  // ThreadSanitizer: the worker's own context, one fiber per thread slot (kept for the life
+  // of the worker), the block barriers' sync objects (two: a thread may reach the next barrier
+  // before another has left this one), a block's start, and its threads' exits.
+  void* tsan_self = nullptr;
+  std::vector<void*> tsan_fibers;
+  char barrier_sync[2] = {};
+  unsigned barriers = 0;
+  char block_start = 0, thread_exit = 0;
   // Set by the fault handler.
   uintptr_t fault_address = 0;
   bool fault_write = false;
   bool fault_general = false;  // a general-protection fault: no address is known
+  bool fault_key = false;      // a protection-key fault: another device's memory
   // The block's first failed check.
   std::string error;
   cudaError_t error_code = cudaSuccess;
 
   Worker() {
-    dynamic_shared = static_cast<char*>(std::aligned_alloc(256, kMaxDynamicShared));
+    void* m = mmap(nullptr, kDynamicSharedMap, PROT_READ | PROT_WRITE,
+                   MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
+    if (m != MAP_FAILED) {
+      dynamic_shared_end = static_cast<char*>(m) + kDynamicSharedMap - kPage;
+      mprotect(dynamic_shared_end, kPage, PROT_NONE);
+    }
   }
   int take_stack();
   void run_block(uint3 block);
@@ -209,10 +273,18 @@ struct Worker {
 
 __thread Worker* tls_worker = nullptr;
 
-void fiber_main(Fiber* f) {
-  tls_worker->kernel->body();
-  f->state = State::kExited;
+// Back to the worker's scheduler from fiber `f`.
+void yield_to_scheduler(Fiber* f) {
+  hb::switch_to(tls_worker->tsan_self);
   pcn_sim_switch(&f->sp, tls_worker->sched_sp);
+}
+
+void fiber_main(Fiber* f) {
+  hb::acquire(&tls_worker->block_start);
+  tls_worker->kernel->body();
+  hb::release(&tls_worker->thread_exit);
+  f->state = State::kExited;
+  yield_to_scheduler(f);
   __builtin_unreachable();
 }
 
@@ -238,7 +310,17 @@ void Worker::fail(cudaError_t code, const Fiber& f, const std::string& what) {
 
 void Worker::resume(Fiber& f) {
   if (f.state == State::kNew) {
-    f.stack = take_stack();
+    // Under ThreadSanitizer each thread slot keeps its own stack: a stack passed from one
+    // thread to the next within a block would look like a race to TSan.
+    f.stack = hb::kTsan ? f.index : take_stack();
+    if (hb::kTsan) {
+      while (static_cast<int>(stacks.size()) <= f.index && take_stack() >= 0) {
+      }
+      if (static_cast<int>(stacks.size()) <= f.index) f.stack = -1;
+      if (tsan_fibers.size() <= static_cast<size_t>(f.index)) tsan_fibers.resize(f.index + 1);
+      if (tsan_fibers[f.index] == nullptr) tsan_fibers[f.index] = hb::create_fiber();
+      hb::name_fiber(tsan_fibers[f.index], "block " + dims(f.ts.block_idx) + " thread " + dims(f.ts.thread_idx));
+    }
     if (f.stack < 0) {
       fail(cudaErrorLaunchOutOfResources, f, "simulator: no memory for a thread's stack");
       return;
@@ -258,24 +340,42 @@ void Worker::resume(Fiber& f) {
   f.state = State::kRunnable;
   current = &f;
   pcn_sim_thread = &f.ts;
+  if (hb::kTsan) hb::switch_to(tsan_fibers[f.index]);
   pcn_sim_switch(&sched_sp, f.sp);
   current = nullptr;
   pcn_sim_thread = nullptr;
   if (f.state == State::kExited) {
-    free_stacks.push_back(f.stack);
+    if (!hb::kTsan) free_stacks.push_back(f.stack);
     f.stack = -1;
   } else if (f.state == State::kFaulted) {
     const bool stack_guard = std::any_of(stacks.begin(), stacks.end(), [&](char* s) {
       return fault_address >= reinterpret_cast<uintptr_t>(s) - kPage &&
              fault_address < reinterpret_cast<uintptr_t>(s);
     });
-    fail(cudaErrorIllegalAddress, f,
-         fault_general ? "memcheck: general-protection fault (a misaligned vector access or a "
-                         "non-canonical address)"
-         : stack_guard ? "memcheck: stack overflow (a thread used more than " +
-                           std::to_string(kStackBytes >> 10) + " KiB of stack)"
-                     : std::string("memcheck: invalid ") + (fault_write ? "write" : "read") +
-                           " at " + hex(fault_address) + ": " + describe_address(fault_address));
+    const auto shared_end = reinterpret_cast<uintptr_t>(dynamic_shared_end);
+    const std::string access = std::string("memcheck: invalid ") +
+                               (fault_write ? "write" : "read") + " at " + hex(fault_address) + ": ";
+    std::string what;
+    if (fault_general) {
+      what = "memcheck: general-protection fault (a misaligned vector access or a non-canonical "
+             "address)";
+    } else if (stack_guard) {
+      what = "memcheck: stack overflow (a thread used more than " +
+             std::to_string(kStackBytes >> 10) + " KiB of stack)";
+    } else if (fault_address >= shared_end && fault_address < shared_end + kPage) {
+      what = access + std::to_string(fault_address - reinterpret_cast<uintptr_t>(dynamic_shared) -
+                                     kernel->smem) +
+             " bytes past the end of the launch's " + std::to_string(kernel->smem) +
+             " bytes of dynamic shared memory";
+    } else if (fault_key) {
+      const int other = allocation_device(fault_address);
+      what = access + describe_address(fault_address) + ", from a kernel on cuda:" +
+             std::to_string(kernel->device) + " without peer access to cuda:" +
+             std::to_string(other) + " (cudaDeviceEnablePeerAccess)";
+    } else {
+      what = access + describe_address(fault_address);
+    }
+    fail(cudaErrorIllegalAddress, f, what);
   }
 }
 
@@ -320,10 +420,31 @@ bool Worker::resolve_warps() {
                                             " is not a power of 2 in [1, 32]");
         return progress;
       }
+      if (f.kind == Sync::kMma) {
+        // Every lane's value side by side in the warp's slot; each lane reads them on resuming,
+        // before its next scheduling point, and none can reach the next gather's resolution
+        // before all have.
+        const size_t bytes = static_cast<size_t>(f.arg);
+        char* slot = gathered.data() + static_cast<size_t>(base / 32) * 32 * kMaxGatherBytes;
+        for (int j = 0; j < 32; ++j) {
+          if (!((f.mask >> j) & 1u)) continue;
+          const Fiber& g = fibers[base + j];
+          if (static_cast<size_t>(g.arg) != bytes) {
+            fail(cudaErrorLaunchFailure, g, "synccheck: " + op + ": lane " + std::to_string(j) +
+                                                " exchanges " + std::to_string(g.arg) +
+                                                " bytes, lane " + std::to_string(l) + " " +
+                                                std::to_string(bytes));
+            return progress;
+          }
+          std::memcpy(slot + j * bytes, g.blob, bytes);
+        }
+        for (int j = 0; j < 32; ++j)
+          if ((f.mask >> j) & 1u) fibers[base + j].result = reinterpret_cast<uintptr_t>(slot);
+      }
       uint64_t ballot = 0;
       for (int j = 0; j < 32; ++j)
         if ((f.mask >> j) & 1u) ballot |= (fibers[base + j].value != 0) << j;
-      for (int j = 0; j < 32; ++j) {
+      for (int j = 0; j < 32 && f.kind != Sync::kMma; ++j) {
         if (!((f.mask >> j) & 1u)) continue;
         Fiber& g = fibers[base + j];
         const int seg = j & ~(width - 1), pos = j & (width - 1);
@@ -354,8 +475,14 @@ bool Worker::resolve_warps() {
             g.result = fibers[base + src].value;
         }
       }
+      unsigned slots = 0;
       for (int j = 0; j < 32; ++j)
-        if ((f.mask >> j) & 1u) fibers[base + j].state = State::kRunnable;
+        if ((f.mask >> j) & 1u) slots |= static_cast<unsigned>(fibers[base + j].warp_slot) << j;
+      for (int j = 0; j < 32; ++j) {
+        if (!((f.mask >> j) & 1u)) continue;
+        fibers[base + j].lane_slots = slots;
+        fibers[base + j].state = State::kRunnable;
+      }
       progress = true;
     }
   }
@@ -368,6 +495,7 @@ void Worker::run_block(uint3 block) {
   const int n = static_cast<int>(k.block.x * k.block.y * k.block.z);
   fibers.resize(static_cast<size_t>(n));
   order.resize(static_cast<size_t>(n));
+  gathered.resize(static_cast<size_t>((n + 31) / 32) * 32 * kMaxGatherBytes);
   for (int i = 0; i < n; ++i) {
     Fiber& f = fibers[i];
     f = Fiber();
@@ -379,7 +507,18 @@ void Worker::run_block(uint3 block) {
     f.ts.grid_dim = k.grid;
     f.ts.fiber = &f;
   }
+  if (dynamic_shared_end == nullptr) {
+    error_code = cudaErrorLaunchOutOfResources;
+    error = "simulator: no memory for the dynamic shared memory of kernel " + k.name;
+    return;
+  }
+  // Rounded up to 16 bytes, as a GPU aligns it: past that the guard page faults.
+  dynamic_shared = dynamic_shared_end - (k.smem + 15) / 16 * 16;
   if (k.smem) std::memset(dynamic_shared, 0xFF, k.smem);  // initcheck: NaN, as never written
+  set_thread_access(k.devices);
+  // Everything before this block on this worker (earlier blocks included) happens before it.
+  hb::acquire(&thread_exit);
+  hb::release(&block_start);
   const Schedule& sched = schedule();
   uint64_t rng = sched.seed ^ (0x51ED2701ull * (block.x + 1)) ^
                  (static_cast<uint64_t>(block.y) << 32) ^ (static_cast<uint64_t>(block.z) << 48);
@@ -402,7 +541,10 @@ void Worker::run_block(uint3 block) {
       if (f.state == State::kWarp && !first_warp) first_warp = &f;
       if (f.state == State::kExited && !exited) exited = &f;
     }
-    if (!first_barrier && !first_warp) return;  // every thread finished
+    if (!first_barrier && !first_warp) {  // every thread finished
+      hb::acquire(&thread_exit);
+      return;
+    }
     if (first_warp) {
       // A warp operation that can never complete: find a named lane that waits elsewhere.
       const Fiber& f = *first_warp;
@@ -446,6 +588,7 @@ void Worker::run_block(uint3 block) {
       f.result = result;
       f.state = State::kRunnable;
     }
+    ++barriers;
   }
 }
 
@@ -471,9 +614,10 @@ void on_fault(int sig, siginfo_t* info, void* context) {
     const auto* uc = static_cast<const ucontext_t*>(context);
     w->fault_write = (uc->uc_mcontext.gregs[REG_ERR] & 2) != 0;
     w->fault_general = info->si_code == SI_KERNEL;
+    w->fault_key = info->si_code == SEGV_PKUERR;
     Fiber* f = w->current;
     f->state = State::kFaulted;
-    pcn_sim_switch(&f->sp, w->sched_sp);  // the fiber is abandoned
+    yield_to_scheduler(f);  // the fiber is abandoned
   }
   // Not a simulated thread: hand the fault to whoever handled it before.
   sigaction(sig, sig == SIGSEGV ? &previous_segv : &previous_bus, nullptr);
@@ -507,6 +651,7 @@ class Pool {
     std::unique_lock<std::mutex> lock(job.mu);
     job.finished.wait(lock, [&] { return job.done.load() == job.total; });
     lock.unlock();
+    hb::acquire(&job.done);  // every block happens before the launch's completion
     {
       std::lock_guard<std::mutex> queue_lock(mu_);  // it may still be queued, fully claimed
       queue_.erase(std::remove(queue_.begin(), queue_.end(), &job), queue_.end());
@@ -523,6 +668,7 @@ class Pool {
     ss.ss_flags = 0;
     sigaltstack(&ss, nullptr);
     Worker* w = new Worker;  // per thread, for the life of the process
+    w->tsan_self = hb::current_fiber();
     tls_worker = w;
     for (;;) {
       Job* job = nullptr;
@@ -550,8 +696,9 @@ class Pool {
                            static_cast<unsigned>(b / (gx * gy))});
         if (!w->error.empty()) {
           // The block is abandoned: its parked fibers' stacks go back for reuse.
-          for (Fiber& f : w->fibers)
-            if (f.stack >= 0) w->free_stacks.push_back(f.stack);
+          if (!hb::kTsan)
+            for (Fiber& f : w->fibers)
+              if (f.stack >= 0) w->free_stacks.push_back(f.stack);
           std::lock_guard<std::mutex> lock(job->mu);
           if (!job->failed.exchange(true)) {
             job->error = w->error;
@@ -559,6 +706,7 @@ class Pool {
           }
         }
       }
+      hb::release(&job->done);
       if (job->done.fetch_add(1) + 1 == job->total) {
         std::lock_guard<std::mutex> lock(job->mu);
         job->finished.notify_all();
@@ -591,9 +739,28 @@ int block_barrier(Sync kind, int predicate, const char* file, int line) {
   f->file = file;
   f->line = line;
   f->value = static_cast<uint64_t>(predicate);
-  pcn_sim_switch(&f->sp, w.sched_sp);
+  f->barrier_slot = static_cast<int>(w.barriers & 1);
+  hb::release(&w.barrier_sync[f->barrier_slot]);
+  yield_to_scheduler(f);
+  hb::acquire(&w.barrier_sync[f->barrier_slot]);
   return static_cast<int>(f->result);
 }
+
+namespace {
+// The calling fiber, its warp operation's operands set, waits until the operation completes;
+// returns its result.
+uint64_t wait_at_warp_op(Worker& w, Fiber* f, unsigned mask) {
+  f->warp_slot = static_cast<int>(f->warp_ops++ & 1);
+  hb::release(&f->warp_sync[f->warp_slot]);
+  yield_to_scheduler(f);
+  if (hb::kTsan) {
+    Fiber* lanes = &w.fibers[f->index & ~31];
+    for (int j = 0; j < 32; ++j)
+      if ((mask >> j) & 1u) hb::acquire(&lanes[j].warp_sync[(f->lane_slots >> j) & 1u]);
+  }
+  return f->result;
+}
+}  // namespace
 
 uint64_t warp_op(Sync kind, unsigned mask, uint64_t value, int arg, int width, const char* file,
                  int line) {
@@ -607,8 +774,30 @@ uint64_t warp_op(Sync kind, unsigned mask, uint64_t value, int arg, int width, c
   f->value = value;
   f->arg = arg;
   f->width = width;
-  pcn_sim_switch(&f->sp, w.sched_sp);
-  return f->result;
+  return wait_at_warp_op(w, f, mask);
+}
+
+const void* warp_gather(Sync kind, unsigned mask, const void* mine, size_t bytes, const char* file,
+                        int line) {
+  Worker& w = running_worker();
+  Fiber* f = w.current;
+  if (bytes > kMaxGatherBytes) {
+    w.fail(cudaErrorLaunchFailure, *f, std::string("simulator: ") + sync_name(kind) + " at " +
+                                           file + ":" + std::to_string(line) + " exchanges " +
+                                           std::to_string(bytes) + " bytes per lane (at most " +
+                                           std::to_string(kMaxGatherBytes) + ")");
+    bytes = 0;
+  }
+  f->state = State::kWarp;
+  f->kind = kind;
+  f->file = file;
+  f->line = line;
+  f->mask = mask;
+  f->value = 0;
+  f->arg = static_cast<int>(bytes);
+  f->width = 32;
+  f->blob = mine;
+  return reinterpret_cast<const void*>(static_cast<uintptr_t>(wait_at_warp_op(w, f, mask)));
 }
 
 unsigned active_mask() {

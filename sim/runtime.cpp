@@ -9,6 +9,10 @@
 //             is made inaccessible and kept in quarantine (1 GiB of address space) so that a
 //             late use faults and is named "freed". Pinned host memory is ordinary memory the
 //             runtime remembers, so that copies from it can run asynchronously.
+//             Each device's memory carries its own memory protection key (where the CPU has
+//             them): a kernel runs with access to its device's key and those of the peers
+//             enabled with cudaDeviceEnablePeerAccess, so touching another device's memory
+//             without peer access faults and is reported by memcheck.
 //   Streams:  each stream has a worker thread that runs its queue in order, asynchronously to
 //             the host; events order streams. A copy from pageable host memory is staged at the
 //             call, a copy to pageable host memory returns when done, as documented.
@@ -89,6 +93,8 @@ const char* standard_text(cudaError_t e) {
     case cudaErrorNoDevice: return "no CUDA-capable device is detected";
     case cudaErrorInvalidDevice: return "invalid device ordinal";
     case cudaErrorInvalidResourceHandle: return "invalid resource handle";
+    case cudaErrorPeerAccessAlreadyEnabled: return "peer access is already enabled";
+    case cudaErrorPeerAccessNotEnabled: return "peer access has not been enabled";
     case cudaErrorNotReady: return "device not ready";
     case cudaErrorIllegalAddress: return "an illegal memory access was encountered";
     case cudaErrorLaunchOutOfResources: return "too many resources requested for launch";
@@ -112,7 +118,14 @@ struct Devices {
   std::string problem;  // why PYCONVNET_SIM_DEVICES could not be used
   size_t capacity = 0;  // bytes per device
   Device* device[kMaxDevices] = {};
+  // The memory protection key of each device's memory, -1 where the CPU or kernel has none
+  // left (then that device's memory is reachable from every device's kernels).
+  int pkey[kMaxDevices];
 };
+
+// peer[d] has bit p set once cudaDeviceEnablePeerAccess(p) ran on device d.
+std::mutex peer_mu;
+unsigned peer[kMaxDevices] = {};
 
 const Devices& devices() {
   static const Devices& d = *[] {
@@ -133,7 +146,11 @@ const Devices& devices() {
     // An H200's 141 GB, but no more than half of this machine's memory.
     const size_t host = static_cast<size_t>(sysconf(_SC_PHYS_PAGES)) * sysconf(_SC_PAGESIZE);
     r->capacity = std::min<size_t>(size_t(143771) << 20, host / 2);
-    for (int i = 0; i < r->count; ++i) r->device[i] = new Device;
+    for (int i = 0; i < kMaxDevices; ++i) r->pkey[i] = -1;
+    for (int i = 0; i < r->count; ++i) {
+      r->device[i] = new Device;
+      if (r->count > 1) r->pkey[i] = pkey_alloc(0, 0);
+    }
     return r;
   }();
   return d;
@@ -230,6 +247,7 @@ int device_of(const void* ptr, size_t bytes, std::string* why) {
 
 // ----------------------------------------------------------------------------------- streams
 void stream_worker(cudaStream_t s) {
+  set_thread_access(~0u);  // copies and memsets reach every device's memory
   for (;;) {
     std::function<void()> op;
     {
@@ -330,6 +348,23 @@ std::string dims(dim3 v) {
 
 }  // namespace
 
+void set_thread_access(unsigned device_mask) {
+  const Devices& d = devices();
+  for (int i = 0; i < d.count; ++i)
+    if (d.pkey[i] >= 0) pkey_set(d.pkey[i], (device_mask >> i) & 1u ? 0 : PKEY_DISABLE_ACCESS);
+}
+
+int allocation_device(uintptr_t p) {
+  std::lock_guard<std::mutex> lock(memory().mu);
+  const Allocation* a = find_mapping(p);
+  return a == nullptr ? -1 : a->device;
+}
+
+bool peer_checks() {
+  const Devices& d = devices();
+  return d.count > 1 && std::all_of(d.pkey, d.pkey + d.count, [](int k) { return k >= 0; });
+}
+
 std::string describe_address(uintptr_t p) {
   std::lock_guard<std::mutex> lock(memory().mu);
   const Allocation* a = find_mapping(p);
@@ -413,6 +448,11 @@ void launch(const char* name, const std::type_info& type, const void* kernel, di
   k->grid = grid;
   k->block = block;
   k->smem = smem;
+  k->device = current_device;
+  {
+    std::lock_guard<std::mutex> lock(peer_mu);
+    k->devices = peer[current_device] | 1u << current_device;
+  }
   k->body = std::move(body);
   const int device = current_device;
   enqueue(s, [k, device] {
@@ -465,6 +505,46 @@ cudaError_t cudaSetDevice(int device) {
                                             std::to_string(devices().count) +
                                             " simulated devices");
   current_device = device;
+  return cudaSuccess;
+}
+
+cudaError_t cudaDeviceCanAccessPeer(int* can_access, int device, int peer_device) {
+  *can_access = 0;
+  if (!valid_device(device) || !valid_device(peer_device))
+    return fail(cudaErrorInvalidDevice, "cudaDeviceCanAccessPeer(" + std::to_string(device) +
+                                            ", " + std::to_string(peer_device) + "): " +
+                                            std::to_string(devices().count) + " simulated devices");
+  *can_access = device != peer_device;
+  return cudaSuccess;
+}
+
+cudaError_t cudaDeviceEnablePeerAccess(int peer_device, unsigned int flags) {
+  if (cudaError_t e = check_current()) return e;
+  const std::string call = "cudaDeviceEnablePeerAccess(" + std::to_string(peer_device) + ", " +
+                           std::to_string(flags) + ") on cuda:" + std::to_string(current_device);
+  if (flags != 0) return fail(cudaErrorInvalidValue, call + ": flags must be 0");
+  if (!valid_device(peer_device) || peer_device == current_device)
+    return fail(cudaErrorInvalidDevice, call + ": a device cannot access " +
+                                            (peer_device == current_device
+                                                 ? std::string("itself as a peer")
+                                                 : "a device that does not exist"));
+  std::lock_guard<std::mutex> lock(peer_mu);
+  if ((peer[current_device] >> peer_device) & 1u)
+    return fail(cudaErrorPeerAccessAlreadyEnabled, call + ": already enabled");
+  peer[current_device] |= 1u << peer_device;
+  return cudaSuccess;
+}
+
+cudaError_t cudaDeviceDisablePeerAccess(int peer_device) {
+  if (cudaError_t e = check_current()) return e;
+  const std::string call = "cudaDeviceDisablePeerAccess(" + std::to_string(peer_device) +
+                           ") on cuda:" + std::to_string(current_device);
+  if (!valid_device(peer_device))
+    return fail(cudaErrorInvalidDevice, call + ": no such device");
+  std::lock_guard<std::mutex> lock(peer_mu);
+  if (!((peer[current_device] >> peer_device) & 1u))
+    return fail(cudaErrorPeerAccessNotEnabled, call + ": peer access is not enabled");
+  peer[current_device] &= ~(1u << peer_device);
   return cudaSuccess;
 }
 
@@ -534,6 +614,8 @@ const char* cudaGetErrorName(cudaError_t err) {
     PCN_SIM_NAME(cudaErrorNoDevice)
     PCN_SIM_NAME(cudaErrorInvalidDevice)
     PCN_SIM_NAME(cudaErrorInvalidResourceHandle)
+    PCN_SIM_NAME(cudaErrorPeerAccessAlreadyEnabled)
+    PCN_SIM_NAME(cudaErrorPeerAccessNotEnabled)
     PCN_SIM_NAME(cudaErrorNotReady)
     PCN_SIM_NAME(cudaErrorIllegalAddress)
     PCN_SIM_NAME(cudaErrorLaunchOutOfResources)
@@ -587,6 +669,10 @@ cudaError_t cudaMalloc(void** ptr, size_t bytes) {
   a.bytes = rounded;
   a.device = current_device;
   std::memset(reinterpret_cast<void*>(a.base), 0xFF, rounded);  // NaN: initcheck
+  // Tagged after the fill: the calling thread need not have access to the device's key.
+  if (data && devices().pkey[current_device] >= 0)
+    pkey_mprotect(static_cast<char*>(m) + kPage, data, PROT_READ | PROT_WRITE,
+                  devices().pkey[current_device]);
   {
     std::lock_guard<std::mutex> lock(memory().mu);
     memory().device[reinterpret_cast<uintptr_t>(a.map)] = a;
@@ -731,6 +817,54 @@ cudaError_t cudaMemcpyPeerAsync(void* dst, int dst_device, const void* src, int 
               cudaMemcpyDeviceToDevice, stream);
 }
 
+// Rows of `width` bytes, `height` of them, `spitch` and `dpitch` bytes apart. Each side's whole
+// extent, from its first byte to the end of its last row, must lie in one allocation (or be host
+// memory), as for cudaMemcpyAsync; pageable host memory is staged or waited for the same way.
+cudaError_t cudaMemcpy2DAsync(void* dst, size_t dpitch, const void* src, size_t spitch, size_t width,
+                              size_t height, cudaMemcpyKind kind, cudaStream_t stream) {
+  if (cudaError_t e = check_current()) return e;
+  if (width > dpitch || width > spitch)
+    return fail(cudaErrorInvalidValue, "cudaMemcpy2DAsync: width " + std::to_string(width) +
+                                           " is larger than a pitch (dpitch " +
+                                           std::to_string(dpitch) + ", spitch " +
+                                           std::to_string(spitch) + ")");
+  if (width == 0 || height == 0) return cudaSuccess;
+  const size_t dextent = dpitch * (height - 1) + width, sextent = spitch * (height - 1) + width;
+  std::string why;
+  if (kind == cudaMemcpyDefault) {
+    const bool dd = device_of(dst, dextent, &why) != -2, sd = device_of(src, sextent, &why) != -2;
+    kind = dd ? (sd ? cudaMemcpyDeviceToDevice : cudaMemcpyHostToDevice)
+              : (sd ? cudaMemcpyDeviceToHost : cudaMemcpyHostToHost);
+  }
+  const bool dst_dev = kind == cudaMemcpyHostToDevice || kind == cudaMemcpyDeviceToDevice;
+  const bool src_dev = kind == cudaMemcpyDeviceToHost || kind == cudaMemcpyDeviceToDevice;
+  const char* call = "cudaMemcpy2DAsync";
+  if (cudaError_t e = check_side(call, "destination", dst, dextent, dst_dev, -1)) return e;
+  if (cudaError_t e = check_side(call, "source", src, sextent, src_dev, -1)) return e;
+  cudaStream_t s = resolve(stream);
+  const int device = s->device;
+  auto rows = [=](const char* from) {
+    for (size_t r = 0; r < height; ++r)
+      std::memcpy(static_cast<char*>(dst) + r * dpitch, from + r * spitch, width);
+  };
+  if (!src_dev && !is_pinned(src, sextent)) {
+    auto staged = std::make_shared<std::vector<char>>(static_cast<const char*>(src),
+                                                      static_cast<const char*>(src) + sextent);
+    enqueue(s, [rows, staged, device] {
+      if (!failed(device)) rows(staged->data());
+    });
+    return cudaSuccess;
+  }
+  const uint64_t ticket = enqueue(s, [rows, src, device] {
+    if (!failed(device)) rows(static_cast<const char*>(src));
+  });
+  if (!dst_dev && !is_pinned(dst, dextent)) {
+    wait_for(s, ticket);
+    return sticky(device);
+  }
+  return cudaSuccess;
+}
+
 cudaError_t cudaMemsetAsync(void* ptr, int value, size_t bytes, cudaStream_t stream) {
   if (cudaError_t e = check_current()) return e;
   if (bytes == 0) return cudaSuccess;
@@ -809,6 +943,16 @@ cudaError_t cudaEventSynchronize(cudaEvent_t event) {
   const uint64_t target = event->recorded;
   event->cv.wait(lock, [&] { return event->completed >= target; });
   lock.unlock();
+  return sticky(event->device);
+}
+
+// cudaErrorNotReady while the work before the last record is still running; like CUDA, that
+// answer is not an error (it does not become the thread's last error).
+cudaError_t cudaEventQuery(cudaEvent_t event) {
+  {
+    std::lock_guard<std::mutex> lock(event->mu);
+    if (event->completed < event->recorded) return cudaErrorNotReady;
+  }
   return sticky(event->device);
 }
 

@@ -16,6 +16,8 @@ struct Kernel {
   std::string name;
   dim3 grid, block;
   size_t smem = 0;
+  int device = 0;
+  unsigned devices = 0;  // bit d: the kernel may touch cuda:d's memory (its own, enabled peers)
   std::function<void()> body;
 };
 
@@ -26,6 +28,15 @@ cudaError_t run_kernel(const Kernel& k, std::string* message);
 // What the runtime knows about an address, for memcheck's messages: "inside a 512-byte
 // allocation at 0x... on cuda:0", "32 bytes past the end of ...", "in freed memory ...".
 std::string describe_address(uintptr_t address);
+// The device whose allocation (live or freed, guard pages included) holds `address`, or -1.
+int allocation_device(uintptr_t address);
+
+// Gives the calling thread access to the memory of the devices in `device_mask` (bit d for
+// cuda:d) and none to the others' (memory protection keys). True from peer_checks() when every
+// device's memory has its own key, i.e. when a kernel's access to a device it has no peer
+// access to faults.
+void set_thread_access(unsigned device_mask);
+bool peer_checks();
 
 // The block-thread order between scheduling points, from PYCONVNET_SIM_SCHEDULE
 // (forward | reverse | random[:seed]); "forward" when unset.

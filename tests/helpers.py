@@ -47,7 +47,7 @@ def assert_close(actual, expected, rtol=1e-4, atol=1e-5, what="result"):
     worst = np.unravel_index(np.argmax(used), used.shape)
     share = float(used[worst])
     assert share <= 1.0, (f"{what}: {np.sum(used > 1)} of {a.size} elements out of tolerance "
-                          f"(atol={atol}, rtol={rtol}); worst at {worst}: got {a[worst]!r}, expected {e[worst]!r}, "
+                          f"(atol={np.broadcast_to(atol, used.shape)[worst]:.3g}, rtol={rtol}); worst at {worst}: got {a[worst]!r}, expected {e[worst]!r}, "
                           f"{share:.1f}x the tolerance")
     return share
 
@@ -66,3 +66,18 @@ def numeric_grad(f, x, dy, eps=1e-6):
         flat[i] = old
         gflat[i] = (fp - fm) / (2 * eps)
     return g
+
+
+def same_on_every_cuda_device(run, what):
+    """run(device) -> the outputs (Tensors or None) of one computation on that device, on each CUDA
+    device (the first two; the simulator build has two): asserts the devices' outputs are
+    bit-identical and returns them per device."""
+    runs = {}
+    for index in range(min(2, pyconvnet.cuda.device_count())):
+        dev = f"cuda:{index}"
+        runs[dev] = [None if t is None else t.numpy() for t in run(dev)]
+    first = next(iter(runs.values()))
+    for dev, outs in runs.items():
+        for i, (a, b) in enumerate(zip(first, outs)):
+            assert (a is None and b is None) or np.array_equal(a, b), f"{what}: output {i} differs between cuda:0 and {dev}"
+    return runs

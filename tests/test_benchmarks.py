@@ -10,6 +10,7 @@ import pyconvnet
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "benchmarks"))
 
+import bench_columns  # noqa: E402
 import bench_e2e  # noqa: E402
 import bench_kernels  # noqa: E402
 import roofline  # noqa: E402
@@ -18,6 +19,7 @@ import alexnet_shapes as shapes  # noqa: E402
 
 def test_scripts_have_entry_points():
     assert callable(bench_kernels.main) and callable(bench_e2e.main) and callable(roofline.main)
+    assert callable(bench_columns.main)
 
 
 def test_forward_cost_matches_the_paper():
@@ -41,6 +43,14 @@ def test_cases_cover_every_op_and_pass():
     assert "training step" in roofline.table(128, roofline.GPUS)[-1]
 
 
+@pytest.mark.skipif(pyconvnet.cuda.is_available() and not pyconvnet.cuda.is_simulated(),
+                    reason="on a GPU machine the benchmark would run")
+def test_bench_columns_refuses_what_it_cannot_time():
+    """Without a GPU (CPU-only build) or on the simulator's devices it stops with a message."""
+    with pytest.raises(SystemExit, match="bench_columns: (CUDA requested but unavailable|this pyconvnet is the CUDA simulator build)"):
+        bench_columns.main([])
+
+
 @pytest.mark.parametrize("device", ["cpu", "cuda"])
 def test_versions_come_from_the_registry(device):
     for case in shapes.alexnet_cases(2) + [shapes.augment_case(2)]:
@@ -48,3 +58,34 @@ def test_versions_come_from_the_registry(device):
         op = case.op.removesuffix("_backward")
         assert versions == pyconvnet.ops.versions(op, device) and default == pyconvnet.ops.default_version(op, device)
         assert default in versions, case.key
+
+
+@pytest.mark.parametrize("script", [bench_kernels, bench_e2e])
+def test_precision_flag_is_checked(script, capsys):
+    prog = script.__name__
+    with pytest.raises(SystemExit, match=rf"^{prog}: --precision must be fp32 or tf32; got 'fp16'$"):
+        script.main(["--device", "cpu", "--precision", "fp16"])
+    with pytest.raises(SystemExit, match=rf"^{prog}: --precision tf32: cpu has no TF32 kernels for conv2d and linear"):
+        script.main(["--device", "cpu", "--precision", "tf32"])
+
+
+def test_tf32_precision_makes_the_tf32_versions_the_gemm_defaults():
+    tf32 = {"conv2d": 4, "linear": 4}
+    for op, want in (("conv2d", 4), ("conv2d_backward", 4), ("linear", 4), ("relu", pyconvnet.ops.default_version("relu", "cuda"))):
+        versions, default = bench_kernels.registered_versions(op, "cuda", tf32)
+        assert default == want and default in versions, op
+
+
+def test_gpu_suite_names_test_files_that_exist():
+    import pathlib
+    import re
+    import subprocess
+    root = pathlib.Path(__file__).resolve().parents[1]
+    suite = root / "benchmarks" / "gpu_suite.sh"
+    assert subprocess.run(["bash", "-n", str(suite)]).returncode == 0
+    text = suite.read_text()
+    named = re.findall(r"\btests/[\w/]+\.py\b", text)
+    assert "tests/test_ptx.py" in named
+    assert all((root / p).is_file() for p in named), named
+    # The wrappers' check comes before the whole suite.
+    assert text.index("run_step ptx-wrappers") < text.index("run_step tests ")

@@ -6,8 +6,8 @@ import pytest
 import pyconvnet
 from pyconvnet import _C, ops, reference as ref
 from conftest import requires_cuda
-from float32_sums import assert_sum_close
-from helpers import simulated
+from float32_sums import assert_products_close, assert_sum_close
+from helpers import same_on_every_cuda_device, simulated
 
 
 def _pair(v):
@@ -71,14 +71,30 @@ def _make(rng, case):
     return x, wt, b, dy, dict(stride=stride, padding=padding, groups=groups)
 
 
-def _check_all(got, expected, bounds, case, what):
-    """got/expected/bounds: (y, dx, dw, db) each; bounds are the sums of |terms| (float32_sums)."""
+def _sums(x, w, b, dy, kw, f=np.abs):
+    """The sums of f(terms) of y, dx, dw, db: f = abs gives the scale of the FP32 tolerance,
+    np.square the sums of squared terms of the TF32 one (float32_sums)."""
+    return (ref.conv2d(f(x), f(w), None if b is None else f(b), **kw),) + ref.conv2d_backward(f(dy), f(x), f(w), **kw)
+
+
+def _squares(device, x, w, dy, kw):
+    """_sums(np.square) of the products (the bias is added in FP32) when some conv2d version on
+    `device` is TF32, else None."""
+    return _sums(x, w, None, dy, kw, np.square) if ops.versions("conv2d", device, precision="tf32") else None
+
+
+def _check_all(got, expected, bounds, squares, case, precision, what):
+    """got/expected/bounds/squares: (y, dx, dw, db) each; bounds and squares are the sums of
+    |terms| and of terms^2 (float32_sums; squares only needed for a TF32 version)."""
     n, c, h, w, k, r, s, stride, padding, groups = case
     _, _, p, q = expected[0].shape
     lengths = {"y": c // groups * r * s, "dx": k // groups * r * s, "dw": n * p * q, "db": n * p * q}
-    for name, a, e, bound in zip(("y", "dx", "dw", "db"), got, expected, bounds):
+    for i, (name, a, e, bound) in enumerate(zip(("y", "dx", "dw", "db"), got, expected, bounds)):
         if a is not None:
-            assert_sum_close(a, e, bound, lengths[name], what=f"{what}: {name}")
+            # db is a plain FP32 sum of dy in every version.
+            prec = "fp32" if name == "db" else precision
+            assert_products_close(a, e, bound, squares[i] if prec == "tf32" else None, lengths[name], prec,
+                                  what=f"{what}: {name}")
 
 
 @pytest.mark.parametrize("name", list(CASES))
@@ -86,14 +102,14 @@ def test_conv2d_matches_reference(device, rng, name):
     case = _case(name, device)
     x, w, b, dy, kw = _make(rng, case)
     expected = (ref.conv2d(x, w, b, **kw),) + ref.conv2d_backward(dy, x, w, **kw)
-    bounds = (ref.conv2d(np.abs(x), np.abs(w), np.abs(b), **kw),) + \
-        ref.conv2d_backward(np.abs(dy), np.abs(x), np.abs(w), **kw)
+    bounds, squares = _sums(x, w, b, dy, kw), _squares(device, x, w, dy, kw)
     xt, wt, bt, dyt = (pyconvnet.tensor(a, device) for a in (x, w, b, dy))
     for version in ops.versions("conv2d", device):
         y = ops.conv2d(xt, wt, bt, **kw, version=version)
         assert y.device.startswith(device)
         got = (y,) + ops.conv2d_backward(dyt, xt, wt, **kw, version=version)
-        _check_all(got, expected, bounds, case, f"{name} on {device}, version {version}")
+        _check_all(got, expected, bounds, squares, case, ops.precision("conv2d", device, version),
+                   f"{name} on {device}, version {version}")
 
 
 def test_conv2d_default_version_is_one_of_the_versions(device, rng):
@@ -108,13 +124,14 @@ def test_conv2d_without_bias_or_input_grad(device, rng):
     case = AWKWARD["nonsquare_kernel_pairs"]
     x, w, _, dy, kw = _make(rng, case)
     expected = (ref.conv2d(x, w, **kw),) + ref.conv2d_backward(dy, x, w, **kw)
-    bounds = (ref.conv2d(np.abs(x), np.abs(w), **kw),) + ref.conv2d_backward(np.abs(dy), np.abs(x), np.abs(w), **kw)
+    bounds, squares = _sums(x, w, None, dy, kw), _squares(device, x, w, dy, kw)
     xt, wt, dyt = (pyconvnet.tensor(a, device) for a in (x, w, dy))
     for version in ops.versions("conv2d", device):
         got = (ops.conv2d(xt, wt, **kw, version=version),) + \
             ops.conv2d_backward(dyt, xt, wt, **kw, input_grad=False, version=version)
         assert got[1] is None
-        _check_all(got, expected, bounds, case, f"no bias, no dx, version {version}")
+        _check_all(got, expected, bounds, squares, case, ops.precision("conv2d", device, version),
+                   f"no bias, no dx, version {version}")
 
 
 def test_conv2d_pass_entry_points_match_backward(device, rng):
@@ -142,23 +159,39 @@ def test_conv2d_is_deterministic(device, rng):
                 assert np.array_equal(a, b), f"{name} version {version}: {what} differs between runs"
 
 
+@pytest.mark.parametrize("name", ["conv1", "conv2", "conv5", "nonsquare_kernel_pairs", "stride_above_kernel",
+                                  "padding_above_kernel", "off_tile_sizes"])
+def test_cpu_versions_share_forward_and_filter_gradient_sums(rng, name):
+    # CPU version 2 packs the im2col matrix straight from the image and sums the filter gradient
+    # in one SGEMM over the images, but in the order of version 1: the same bits. Its input
+    # gradient (a flipped-filter convolution at stride 1) sums in another order; the reference
+    # test checks it.
+    x, w, b, dy, kw = _make(rng, CASES[name])
+    xt, wt, bt, dyt = (pyconvnet.tensor(a) for a in (x, w, b, dy))
+    y1, y2 = (ops.conv2d(xt, wt, bt, **kw, version=v).numpy() for v in (1, 2))
+    (_, dw1, db1), (_, dw2, db2) = (ops.conv2d_backward(dyt, xt, wt, **kw, input_grad=False, version=v)
+                                    for v in (1, 2))
+    assert np.array_equal(y1, y2) and np.array_equal(dw1.numpy(), dw2.numpy()) and np.array_equal(db1.numpy(), db2.numpy())
+
+
 @requires_cuda
 @pytest.mark.cuda
 @pytest.mark.parametrize("name", ["conv1", "conv2", "conv4", "off_tile_sizes", "stride_above_kernel"])
 def test_conv2d_cpu_and_cuda_agree(rng, name):
     # Both are float32 sums of the same terms in different orders: each is within the tolerance
     # of the exact value, so they are within twice of it of each other.
+    # (A TF32 version's operand rounding is CUDA's alone: its part of the tolerance is not doubled.)
     case = _case(name, "cuda")
     x, w, b, dy, kw = _make(rng, case)
-    bounds = (ref.conv2d(np.abs(x), np.abs(w), np.abs(b), **kw),) + \
-        ref.conv2d_backward(np.abs(dy), np.abs(x), np.abs(w), **kw)
-    bounds = tuple(2 * a for a in bounds)
+    bounds = tuple(2 * a for a in _sums(x, w, b, dy, kw))
+    squares = _squares("cuda", x, w, dy, kw)
     cpu = (ops.conv2d(x, w, b, **kw),) + ops.conv2d_backward(dy, x, w, **kw)
     cpu = tuple(t.numpy() for t in cpu)
     xt, wt, bt, dyt = (pyconvnet.tensor(a, "cuda") for a in (x, w, b, dy))
     for version in ops.versions("conv2d", "cuda"):
         got = (ops.conv2d(xt, wt, bt, **kw, version=version),) + ops.conv2d_backward(dyt, xt, wt, **kw, version=version)
-        _check_all(got, cpu, bounds, case, f"{name}: cuda version {version} vs cpu")
+        _check_all(got, cpu, bounds, squares, case, ops.precision("conv2d", "cuda", version),
+                   f"{name}: cuda version {version} vs cpu")
 
 
 # ------------------------------------------------------------------------------- bad input
@@ -331,3 +364,23 @@ def test_conv2d_bias_gradient(device, rng, case):
         assert_sum_close(db, dy.astype(np.float64).sum(axis=(0, 2, 3)), np.abs(dy).sum(axis=(0, 2, 3)),
                          dy.shape[0] * dy.shape[2] * dy.shape[3], what=f"db, version {version}")
         assert np.array_equal(_C.conv2d_backward_filter(dyt, xt, w.shape, s, p, g, version)[1].numpy(), db.numpy())
+@requires_cuda
+@pytest.mark.cuda
+@pytest.mark.parametrize("name", ["off_tile_sizes", "large_tiles_data_strided"])
+def test_conv2d_tensor_core_versions_on_every_cuda_device(rng, name):
+    """The TF32 and 3xTF32 versions on each CUDA device (two in the simulator build): within
+    their tolerances of the reference, and bit-identical across devices."""
+    case = _case(name, "cuda")
+    x, w, b, dy, kw = _make(rng, case)
+    expected = (ref.conv2d(x, w, b, **kw),) + ref.conv2d_backward(dy, x, w, **kw)
+    bounds, squares = _sums(x, w, b, dy, kw), _squares("cuda", x, w, dy, kw)
+    tc = ops.versions("conv2d", "cuda", precision="tf32") + ops.versions("conv2d", "cuda", precision="3xtf32")
+
+    def run(dev):
+        xt, wt, bt, dyt = (pyconvnet.tensor(a, dev) for a in (x, w, b, dy))
+        return (ops.conv2d(xt, wt, bt, **kw, version=version),) + ops.conv2d_backward(dyt, xt, wt, **kw, version=version)
+
+    for version in tc:
+        for dev, got in same_on_every_cuda_device(run, f"{name}, version {version}").items():
+            _check_all(got, expected, bounds, squares, case, ops.precision("conv2d", dev, version),
+                       f"{name} on {dev}, version {version}")

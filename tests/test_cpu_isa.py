@@ -54,9 +54,14 @@ def test_environment_variable_with_an_unusable_path_fails_the_import_with_the_re
 
 def test_pointwise_paths_agree_bit_for_bit(rng):
     # Only the SGEMM micro-kernels differ between paths (fused multiply-adds); the pointwise
-    # kernels round the same operations in the same order on every path.
+    # kernels (softmax's exp included) round the same operations in the same order on every path.
     x = rng.standard_normal((3, 5, 7, 11)).astype(np.float32)
     dy = rng.standard_normal(x.shape).astype(np.float32)
+    logits = (rng.standard_normal((4, 1003)) * 8).astype(np.float32)
+
+    def rng_free_dy(shape):  # the same gradient on every path
+        return np.arange(np.prod(shape), dtype=np.float32).reshape(shape) / 7
+
     before = pyconvnet.cpu_info()["isa"]
     results = {}
     try:
@@ -65,10 +70,23 @@ def test_pointwise_paths_agree_bit_for_bit(rng):
             y = ops.relu(x)
             w, v = pyconvnet.tensor(x.copy()), pyconvnet.tensor(dy.copy())
             ops.sgd_update(w, dy, v, lr=0.01, momentum=0.9, weight_decay=5e-4)
-            results[isa] = [y.numpy(), ops.relu_backward(dy, y).numpy(), w.numpy(), v.numpy()]
+            pool = ops.max_pool2d(x, 3, 2)
+            pool_dx = ops.max_pool2d_backward(rng_free_dy(pool.shape), x, pool, 3, 2)
+            results[isa] = [y.numpy(), ops.relu_backward(dy, y).numpy(), w.numpy(), v.numpy(),
+                            pool.numpy(), pool_dx.numpy(), ops.softmax(logits).numpy()]
     finally:
         pyconvnet.set_cpu_isa(before)
     first = next(iter(results.values()))
     for isa, got in results.items():
         for a, b in zip(first, got):
             assert np.array_equal(a, b), isa
+
+
+def test_measured_peak_is_positive_per_thread():
+    peak = pyconvnet.measure_cpu_peak(0.01)
+    assert peak["isa"] == pyconvnet.cpu_info()["isa"]
+    assert len(peak["per_thread"]) == pyconvnet.cpu_info()["threads"]
+    assert all(r > 0 for r in peak["per_thread"]) and peak["flops"] == pytest.approx(sum(peak["per_thread"]))
+    assert peak["flops_per_step"] in (12 * 2 * 4, 12 * 2 * 8, 12 * 2 * 16)  # SSE, AVX2, AVX-512 lanes
+    with pytest.raises(ValueError, match=r"measure_cpu_peak: seconds must be in \(0, 10\], got 0"):
+        pyconvnet.measure_cpu_peak(0)

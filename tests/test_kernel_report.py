@@ -176,6 +176,7 @@ def test_kernel_basename(mangled, base):
 @pytest.mark.parametrize("base, pass_", [
     ("gemm3_wgrad_kernel", "wgrad"), ("gemm2_fprop_kernel", "fprop"), ("conv2d_dgrad_kernel1", "dgrad"),
     ("conv2d_fprop_taps_kernel3", "fprop"), ("splitk_dgrad_reduce_kernel", "dgrad"), ("bias_wgrad_rows_kernel", "wgrad"),
+    ("gemm_tf32_dgrad_kernel", "dgrad"), ("gemm_3xtf32_wgrad_kernel", "wgrad"),
     ("relu_forward_kernel1", ""), ("gemm_kernel1", ""), ("fpropx_kernel", ""),
 ])
 def test_kernel_pass_comes_from_the_name(base, pass_):
@@ -197,9 +198,14 @@ def test_every_convolution_and_linear_kernel_names_its_pass():
             text = re.sub(r"//[^\n]*", "", text).replace("\\\n", " ")  # macros on one line
             found = re.findall(r"__global__\s+void\s+(?:__launch_bounds__\([^)]*\)\s+)?(\w+)\s*\(", text)
             found += re.findall(r"^PCN_\w+_KERNEL\((\w+)\)", text, flags=re.M)
+            # PCN_GEMM3_KERNELS(prefix) makes prefix_fprop_kernel, prefix_dgrad_kernel, prefix_wgrad_kernel.
+            for prefix in re.findall(r"^PCN_\w+_KERNELS\((\w+)\)", text, flags=re.M):
+                found += [f"{prefix}_{p}_kernel" for p in kr.PASSES]
             names[f] = [n for n in found if n != "name"]  # a macro's own parameter
     kernels = [n for ns in names.values() for n in ns]
     assert len(kernels) >= 20, names
+    for core in ("gemm3", "gemm_tf32", "gemm_3xtf32"):  # the FP32 and tensor-core cores' entry points
+        assert {f"{core}_{p}_kernel" for p in kr.PASSES} <= set(kernels), names
     assert [n for n in kernels if not kr.kernel_pass(n)] == []
 
 

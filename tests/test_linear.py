@@ -6,8 +6,8 @@ import pytest
 import pyconvnet
 from pyconvnet import _C, ops, reference as ref
 from conftest import requires_cuda
-from float32_sums import assert_sum_close
-from helpers import simulated
+from float32_sums import assert_products_close, assert_sum_close
+from helpers import same_on_every_cuda_device, simulated
 
 # (N, in, out)
 CASES = {
@@ -43,19 +43,27 @@ def _make(rng, case):
     return x, w, b, dy
 
 
-def _abs_sums(x, w, b, dy):
-    """The sums of |terms| of y, dx, dw, db (float32_sums). They only set the tolerance's scale,
-    so float32 NumPy is precise enough, and much faster than the reference for fc6."""
-    ax, aw, ady = np.abs(x), np.abs(w), np.abs(dy)
+def _abs_sums(x, w, b, dy, f=np.abs):
+    """The sums of |terms| of y, dx, dw, db (float32_sums); with f = np.square the sums of the
+    products' squares (the bias, added in FP32, left out), for a TF32 version's tolerance. They
+    only set the tolerance's scale, so float32 NumPy is precise enough, and much faster than the
+    reference for fc6."""
+    ax, aw, ady = f(x), f(w), f(dy)
     y = ax @ aw.T
-    return (y if b is None else y + np.abs(b)), ady @ aw, ady.T @ ax, ady.sum(axis=0)
+    return (y if b is None or f is np.square else y + f(b)), ady @ aw, ady.T @ ax, ady.sum(axis=0)
 
 
-def _check_all(got, expected, bounds, case, what):
+def _squares(device, x, w, dy):
+    return _abs_sums(x, w, None, dy, np.square) if ops.versions("linear", device, precision="tf32") else None
+
+
+def _check_all(got, expected, bounds, squares, case, precision, what):
     n, fin, fout = case
-    for name, a, e, bound, terms in zip(("y", "dx", "dw", "db"), got, expected, bounds, (fin, fout, n, n)):
+    for i, (name, a, e, bound, terms) in enumerate(zip(("y", "dx", "dw", "db"), got, expected, bounds, (fin, fout, n, n))):
         if a is not None:
-            assert_sum_close(a, e, bound, terms, what=f"{what}: {name}")
+            prec = "fp32" if name == "db" else precision  # db: an FP32 sum of dy in every version
+            assert_products_close(a, e, bound, squares[i] if prec == "tf32" else None, terms, prec,
+                                  what=f"{what}: {name}")
 
 
 @pytest.mark.parametrize("name", list(CASES))
@@ -63,13 +71,14 @@ def test_linear_matches_reference(device, rng, name):
     case = _case(name, device)
     x, w, b, dy = _make(rng, case)
     expected = (ref.linear(x, w, b),) + ref.linear_backward(dy, x, w)
-    bounds = _abs_sums(x, w, b, dy)
+    bounds, squares = _abs_sums(x, w, b, dy), _squares(device, x, w, dy)
     xt, wt, bt, dyt = (pyconvnet.tensor(a, device) for a in (x, w, b, dy))
     for version in ops.versions("linear", device):
         y = ops.linear(xt, wt, bt, version=version)
         assert y.device.startswith(device)
         got = (y,) + ops.linear_backward(dyt, xt, wt, version=version)
-        _check_all(got, expected, bounds, case, f"{name} on {device}, version {version}")
+        _check_all(got, expected, bounds, squares, case, ops.precision("linear", device, version),
+                   f"{name} on {device}, version {version}")
 
 
 def test_linear_default_version_is_one_of_the_versions(device, rng):
@@ -84,12 +93,13 @@ def test_linear_without_bias_or_input_grad(device, rng):
     case = CASES["off_tile_sizes"]
     x, w, _, dy = _make(rng, case)
     expected = (ref.linear(x, w),) + ref.linear_backward(dy, x, w)
-    bounds = _abs_sums(x, w, None, dy)
+    bounds, squares = _abs_sums(x, w, None, dy), _squares(device, x, w, dy)
     xt, wt, dyt = (pyconvnet.tensor(a, device) for a in (x, w, dy))
     for version in ops.versions("linear", device):
         got = (ops.linear(xt, wt, version=version),) + ops.linear_backward(dyt, xt, wt, input_grad=False, version=version)
         assert got[1] is None
-        _check_all(got, expected, bounds, case, f"no bias, no dx, version {version}")
+        _check_all(got, expected, bounds, squares, case, ops.precision("linear", device, version),
+                   f"no bias, no dx, version {version}")
 
 
 def test_linear_pass_entry_points_match_backward(device, rng):
@@ -120,11 +130,13 @@ def test_linear_cpu_and_cuda_agree(rng, name):
     case = _case(name, "cuda")
     x, w, b, dy = _make(rng, case)
     bounds = tuple(2 * a for a in _abs_sums(x, w, b, dy))
+    squares = _squares("cuda", x, w, dy)  # a TF32 version's operand rounding is CUDA's alone
     cpu = tuple(t.numpy() for t in (ops.linear(x, w, b),) + ops.linear_backward(dy, x, w))
     xt, wt, bt, dyt = (pyconvnet.tensor(a, "cuda") for a in (x, w, b, dy))
     for version in ops.versions("linear", "cuda"):
         got = (ops.linear(xt, wt, bt, version=version),) + ops.linear_backward(dyt, xt, wt, version=version)
-        _check_all(got, cpu, bounds, case, f"{name}: cuda version {version} vs cpu")
+        _check_all(got, cpu, bounds, squares, case, ops.precision("linear", "cuda", version),
+                   f"{name}: cuda version {version} vs cpu")
 
 
 # ------------------------------------------------------------------------------- bad input
@@ -206,28 +218,34 @@ def _launched(before):
     ((130, 2304, 40), True, False),   # M = 130: 128x128 tiles (2 of them), K = 2304 -> 9 chunks
 ])
 def test_linear_split_k(rng, case, fprop_splits, dgrad_splits):
-    # Version 3 splits K for an output of fewer tiles than an H200 has SMs (132) when each chunk
-    # keeps at least 256 terms: partial sums into a workspace, added in a fixed order, so the
-    # results match the reference and are bit-identical from run to run.
+    # Versions 3-5 split K for an output of fewer tiles than an H200 has SMs (132) when each chunk
+    # keeps at least 256 terms: partial sums into a workspace (the FP32 or tensor-core kernel of
+    # the version), added in a fixed order, so the results match the reference within the
+    # version's precision and are bit-identical from run to run.
     if not pyconvnet.cuda.is_simulated():
         pytest.skip("counts kernel launches in the CUDA simulator")
     x, w, b, dy = _make(rng, case)
     xt, wt, bt, dyt = (pyconvnet.tensor(a, "cuda") for a in (x, w, b, dy))
-    before = _C._sim_kernel_launches()
-    y = ops.linear(xt, wt, bt, version=3)
-    launched = _launched(before)
-    assert ("splitk_fprop_reduce_kernel" in launched) == fprop_splits, launched
-    assert launched.get("gemm3_fprop_kernel") == 1
-    before = _C._sim_kernel_launches()
-    dx = _C.linear_backward_data(dyt, wt, 3)
-    assert ("splitk_dgrad_reduce_kernel" in _launched(before)) == dgrad_splits
     n, fin, fout = case
-    bounds = _abs_sums(x, w, b, dy)
-    assert_sum_close(y, ref.linear(x, w, b), bounds[0], fin, what="y")
-    assert_sum_close(dx, ref.linear_backward(dy, x, w)[0], bounds[1], fout, what="dx")
-    for _ in range(2):
-        assert np.array_equal(ops.linear(xt, wt, bt, version=3).numpy(), y.numpy())
-        assert np.array_equal(_C.linear_backward_data(dyt, wt, 3).numpy(), dx.numpy())
+    expected = (ref.linear(x, w, b), ref.linear_backward(dy, x, w)[0], None, None)
+    bounds, squares = _abs_sums(x, w, b, dy), _squares("cuda", x, w, dy)
+    core = {"fp32": "gemm3", "tf32": "gemm_tf32", "3xtf32": "gemm_3xtf32"}
+    for version in [v for v in ops.versions("linear", "cuda") if v >= 3]:
+        precision = ops.precision("linear", "cuda", version)
+        before = _C._sim_kernel_launches()
+        y = ops.linear(xt, wt, bt, version=version)
+        launched = _launched(before)
+        assert ("splitk_fprop_reduce_kernel" in launched) == fprop_splits, (version, launched)
+        assert launched.get(f"{core[precision]}_fprop_kernel") == 1, (version, launched)
+        before = _C._sim_kernel_launches()
+        dx = _C.linear_backward_data(dyt, wt, version)
+        launched = _launched(before)
+        assert ("splitk_dgrad_reduce_kernel" in launched) == dgrad_splits, (version, launched)
+        assert launched.get(f"{core[precision]}_dgrad_kernel") == 1, (version, launched)
+        _check_all((y, dx, None, None), expected, bounds, squares, case, precision, f"version {version}")
+        for _ in range(2):
+            assert np.array_equal(ops.linear(xt, wt, bt, version=version).numpy(), y.numpy())
+            assert np.array_equal(_C.linear_backward_data(dyt, wt, version).numpy(), dx.numpy())
 
 
 @pytest.mark.parametrize("case", [(130, 3, 4096), (5, 2, 300), (1, 1, 1), (0, 2, 3)])
@@ -241,3 +259,22 @@ def test_linear_bias_gradient(device, rng, case):
         assert_sum_close(db, dy.astype(np.float64).sum(axis=0), np.abs(dy).sum(axis=0), case[0],
                          what=f"db, version {version}")
         assert np.array_equal(_C.linear_backward_weight(dyt, xt, version)[1].numpy(), db.numpy())
+@requires_cuda
+@pytest.mark.cuda
+def test_linear_tensor_core_versions_on_every_cuda_device(rng):
+    """The TF32 and 3xTF32 versions on each CUDA device (two in the simulator build): within
+    their tolerances of the reference, and bit-identical across devices."""
+    case = CASES["large_tiles_out"]
+    x, w, b, dy = _make(rng, case)
+    expected = (ref.linear(x, w, b),) + ref.linear_backward(dy, x, w)
+    bounds, squares = _abs_sums(x, w, b, dy), _squares("cuda", x, w, dy)
+    tc = ops.versions("linear", "cuda", precision="tf32") + ops.versions("linear", "cuda", precision="3xtf32")
+
+    def run(dev):
+        xt, wt, bt, dyt = (pyconvnet.tensor(a, dev) for a in (x, w, b, dy))
+        return (ops.linear(xt, wt, bt, version=version),) + ops.linear_backward(dyt, xt, wt, version=version)
+
+    for version in tc:
+        for dev, got in same_on_every_cuda_device(run, f"version {version}").items():
+            _check_all(got, expected, bounds, squares, case, ops.precision("linear", dev, version),
+                       f"on {dev}, version {version}")

@@ -160,3 +160,23 @@ def test_training_step_agrees_on_cpu_and_cuda(rng):
     assert abs(loss_c - loss_g) <= 1e-4 * max(1.0, abs(loss_c))
     for key in w_c:
         assert_close(w_g[key], w_c[key], rtol=1e-4, atol=1e-5 * max(1e-3, np.abs(w_c[key]).max()), what=key)
+
+
+@pytest.mark.cuda
+@pytest.mark.skipif(not pyconvnet.cuda.is_available(), reason="needs CUDA: the TF32 kernels run on CUDA only")
+def test_tf32_precision_runs_every_gemm_layer_on_its_tf32_version(rng):
+    """set_versions (what --precision tf32 does) reaches every conv and linear layer, and the TF32
+    network's logits stay close to the FP32 network's (a loose check of the whole composition:
+    the per-op TF32 bounds are tests/test_conv2d.py's and test_linear.py's)."""
+    from pyconvnet.console import resolve_precision
+    versions = resolve_precision("tf32", "cuda")
+    x = pyconvnet.tensor((rng.standard_normal((2, 3, 64, 64)) * 50).astype(np.float32), "cuda")
+    logits = {}
+    for precision in ("fp32", "tf32"):
+        model = alexnet(num_classes=5, input_size=64, width=0.125, seed=3, init="he").to("cuda")
+        model.set_versions(resolve_precision(precision, "cuda"))
+        gemm = [layer for layer in model.layers if layer.op]
+        assert len(gemm) == 8 and all(layer.version == (versions[layer.op] if precision == "tf32" else 0) for layer in gemm)
+        logits[precision] = model.forward(x, train=False).numpy()
+    scale = np.abs(logits["fp32"]).max()
+    assert np.abs(logits["tf32"] - logits["fp32"]).max() <= 2e-2 * scale

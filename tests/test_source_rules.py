@@ -32,6 +32,17 @@ def test_no_exit_abort_or_assert_in_library_code():
     assert not bare, f"bare assert in library Python (use exceptions): {bare}"
 
 
+@pytest.mark.skipif(not CODE, reason="source tree not available (installed package only)")
+def test_inline_ptx_lives_only_in_the_wrapper_header():
+    # Every inline-PTX instruction is a function of cuda/ptx.cuh, which has a simulator twin and
+    # a test (tests/test_ptx.py); the simulator's own assembly (fences, fiber switch) is not PTX.
+    pattern = re.compile(r"\b(asm|__asm__)\b")
+    offenders = [str(p.relative_to(ROOT)) for p in CODE
+                 if p.relative_to(ROOT).parts[0] != "sim" and p.relative_to(ROOT).as_posix() != "cuda/ptx.cuh"
+                 and pattern.search(_strip_comments(p.read_text()))]
+    assert not offenders, f"inline assembly outside cuda/ptx.cuh (add a wrapper there): {offenders}"
+
+
 # The engine's layers, lowest first. A file may include project headers of its own layer or a lower
 # one, never a higher one; the two kernel rooms (CPU and CUDA) do not include each other.
 LAYERS = [
@@ -39,11 +50,11 @@ LAYERS = [
     ("simulated CUDA runtime", ["sim/include/*", "sim/sim.h", "sim/runtime.cpp", "sim/engine.cpp"]),
     ("basic types", ["csrc/error.h", "csrc/types.h", "csrc/types.cpp", "csrc/philox.h"]),
     ("tensors and devices", ["csrc/tensor.*", "csrc/device.*", "csrc/allocator.*", "csrc/cuda_check.h",
-                             "csrc/staging.*"]),
+                             "csrc/staging.*", "csrc/transfer.*"]),
     ("kernel declarations", ["csrc/kernels/*"]),
     ("kernels", ["csrc/cpu/*", "cuda/*", "sim/selftest.*"]),
     ("dispatch", ["csrc/check.*", "csrc/ops/*"]),
-    ("bindings", ["bindings/*", "sim/bindings.cpp"]),
+    ("bindings and programs", ["bindings/*", "sim/bindings.cpp", "sim/tsan_main.cpp"]),
 ]
 
 

@@ -214,6 +214,9 @@ def test_non_finite_loss_stops_with_a_clear_message_and_keeps_the_checkpoint(tin
 @pytest.mark.parametrize("argv,message", [
     (["--data", "/nonexistent/dir"], "error: --data /nonexistent/dir: no such directory"),
     (["--device", "tpu"], "error: --device must be auto, cpu, cuda or cuda:N; got 'tpu'"),
+    (["--precision", "fp16"], "error: --precision must be fp32 or tf32; got 'fp16'"),
+    (["--device", "cpu", "--precision", "tf32"], "error: --precision tf32: cpu has no TF32 kernels for conv2d and "
+     "linear (they run on CUDA tensor cores); use --precision fp32 or a CUDA device"),
     (["--epochs", "0"], "error: --epochs must be >= 1; got 0"),
     (["--lr", "-1"], "error: --lr must be > 0; got -1.0"),
     (["--resume", "/nonexistent/run"], "error: checkpoint /nonexistent/run/checkpoint.npz: no such file"),
@@ -241,7 +244,7 @@ def test_bad_flags_are_one_line_errors(argv, message, capsys):
 def test_resume_refuses_changed_settings_and_finished_runs(tiny_data, tmp_path, capsys):
     run_train(["--data", tiny_data, "--epochs", "1", "--out", str(tmp_path / "r"), *TINY])
     assert train.main(["--resume", str(tmp_path / "r"), "--batch-size", "8"]) == 2
-    assert "only --epochs, --lr and --device may change (got --batch-size)" in capsys.readouterr().err
+    assert "only --epochs, --lr, --device, --devices and --precision may change (got --batch-size)" in capsys.readouterr().err
     assert train.main(["--resume", str(tmp_path / "r")]) == 2
     assert "already finished its 1 epochs; pass --epochs N with N > 1" in capsys.readouterr().err
 

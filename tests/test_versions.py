@@ -17,7 +17,7 @@ def test_every_op_lists_its_versions(op, device):
 
 def test_unknown_op_or_device_is_a_value_error():
     with pytest.raises(ValueError, match=r"versions: op must be one of conv2d, linear, relu, lrn, max_pool2d, dropout, "
-                                         r"softmax, cross_entropy, sgd_update, augment; got \"pool\""):
+                                         r"softmax, cross_entropy, sgd_update, augment, add; got \"pool\""):
         ops.versions("pool")
     with pytest.raises(ValueError, match=r"device must be \"cpu\", \"cuda\" or \"cuda:N\"; got \"gpu\""):
         ops.versions("lrn", "gpu")
@@ -36,7 +36,7 @@ def test_the_cpu_rejects_a_cuda_only_version():
 
 def test_the_registry_holds_every_op():
     assert ops.OPS == ("conv2d", "linear", "relu", "lrn", "max_pool2d", "dropout", "softmax", "cross_entropy",
-                       "sgd_update", "augment")
+                       "sgd_update", "augment", "add")
 
 
 @pytest.mark.parametrize("op, call", [
@@ -58,3 +58,26 @@ def test_augment_checks_its_int_arguments():
     for name, value in (("crop", 2.0), ("repeats", "1"), ("version", True)):
         with pytest.raises(TypeError, match=rf"augment: argument '{name}' must be an int"):
             ops.augment(images, mean, offsets, flips, **{"crop": 2, name: value})
+
+
+@pytest.mark.parametrize("device", ["cpu", "cuda"])
+@pytest.mark.parametrize("op", ops.OPS)
+def test_every_version_has_a_precision(op, device):
+    precisions = [ops.precision(op, device, v) for v in ops.versions(op, device)]
+    assert set(precisions) <= set(ops.PRECISIONS)
+    assert ops.precision(op, device) == precisions[ops.default_version(op, device) - 1]
+    for p in ops.PRECISIONS:
+        assert ops.versions(op, device, precision=p) == [v for v, q in zip(ops.versions(op, device), precisions) if q == p]
+
+
+def test_the_gemm_ops_have_tf32_and_3xtf32_versions_on_cuda_and_default_to_fp32():
+    for op in ("conv2d", "linear"):
+        assert ops.versions(op, "cuda", precision="tf32") == [4]
+        assert ops.versions(op, "cuda", precision="3xtf32") == [5]
+        assert ops.precision(op, "cuda") == "fp32" and ops.precision(op, "cpu") == "fp32"
+        assert ops.versions(op, "cpu", precision="tf32") == []
+    with pytest.raises(ValueError, match=r"versions: argument 'precision' must be one of fp32, tf32, 3xtf32; got 'fp16'"):
+        ops.versions("conv2d", "cuda", precision="fp16")
+    cpu = len(ops.versions("conv2d", "cpu"))
+    with pytest.raises(ValueError, match=rf"precision: argument 'version' must be one of 0..{cpu} for conv2d on cpu; got 9"):
+        ops.precision("conv2d", "cpu", 9)

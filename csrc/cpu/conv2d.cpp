@@ -1,24 +1,41 @@
-// Convolution on the CPU, version 1: im2col per image and group, then the blocked SGEMM.
+// Convolution on the CPU. Both versions are SGEMMs on the im2col matrix
+// col[(c*R + r)*S + s][p*Q + q] = xpad[c][p*sh + r][q*sw + s] of each image and group:
 //   forward:         y[n, g]  (Kg x PQ)    = W_g (Kg x CgRS) * col(x[n, g]) (CgRS x PQ)
 //   backward data:   dcol     (CgRS x PQ)  = W_g^T * dy[n, g], scattered back by col2im
 //   backward filter: dW_g     (Kg x CgRS) += dy[n, g] (Kg x PQ) * col(x[n, g])^T, n = 0, 1, ...
+// Version 1 writes col (CgRS x PQ floats, 3.5 MB for conv2) to memory and packs it for the
+// SGEMM from there. Version 2 (the default) never stores it: the SGEMM's B panels are packed
+// straight from the image, one L2-sized block at a time (pack_im2col), and at stride 1 the input
+// gradient is itself such a convolution, of dy with the flipped, transposed filters and padding
+// R-1-pad (dx[c][h][w] = sum over k, r, s of dy_pad'[k][h + r][w + s] * W[k][c][R-1-r][S-1-s]),
+// so it needs neither dcol nor col2im. Its filter gradient packs col^T from the image too, and
+// runs the whole sum over images as one SGEMM (sgemm_sum) per group: one parallel region over
+// tiles of dW per group, where version 1 starts three per image (im2col, packing, product).
 // The weights are packed for the SGEMM once per call (pack_a), not once per image. Forward and
-// backward data give each (image, group) pair to one thread, with its own column buffer, so a
-// batch keeps every core busy with no synchronisation inside; with a single pair the SGEMM,
-// im2col and col2im are parallel inside instead. Both ways compute each output with the same
-// operations in the same order. The filter gradient sums over images in order, each product
-// parallel over tiles of dW. Every sum has a fixed order: dW over images then pixels, col2im
-// over taps in order, db over images then pixels.
+// backward data give each (image, group) pair to one thread, so a batch keeps every core busy
+// with no synchronisation inside; with a single pair the SGEMM, im2col and col2im are parallel
+// inside instead. Both ways compute each output with the same operations in the same order.
+// Every sum has a fixed order: dW over images then pixels (the same in both versions), col2im
+// over taps in order, db over images then pixels, an output of the SGEMM over k in its packed
+// order.
 #include "csrc/kernels/conv2d.h"
 
 #include <algorithm>
 #include <vector>
 
 #include "gemm.h"
+#include "isa.h"
 #include "parallel.h"
 
 namespace pcn::cpu {
 namespace {
+
+// Output columns q in [q0, q1) of tap column s read inside the image (iw = q*sw - pw + s in
+// [0, W)); the others read padding.
+void valid_columns(const Conv2dParams& p, int64_t s, int64_t& q0, int64_t& q1) {
+  q0 = std::min(p.Q, std::max<int64_t>(0, (p.pad_w - s + p.stride_w - 1) / p.stride_w));
+  q1 = std::max(q0, std::min(p.Q, (p.W + p.pad_w - s + p.stride_w - 1) / p.stride_w));
+}
 
 // col[(c*R + r)*S + s][p*Q + q] = xpad[c][p*sh + r][q*sw + s] for one image's group of Cg
 // channels starting at x (Cg x H x W).
@@ -28,9 +45,8 @@ void im2col(const Conv2dParams& p, const float* x, float* col) {
     const int64_t c = row / RS, r = row / p.S % p.R, s = row % p.S;
     const float* xc = x + c * p.H * p.W;
     float* out = col + row * PQ;
-    // Output columns q in [q0, q1) read inside the image: iw = q*sw - pw + s in [0, W).
-    const int64_t q0 = std::min(p.Q, std::max<int64_t>(0, (p.pad_w - s + p.stride_w - 1) / p.stride_w));
-    const int64_t q1 = std::max(q0, std::min(p.Q, (p.W + p.pad_w - s + p.stride_w - 1) / p.stride_w));
+    int64_t q0, q1;
+    valid_columns(p, s, q0, q1);
     for (int64_t i = 0; i < p.P; ++i, out += p.Q) {
       const int64_t ih = i * p.stride_h - p.pad_h + r;
       if (ih < 0 || ih >= p.H) {
@@ -49,6 +65,75 @@ void im2col(const Conv2dParams& p, const float* x, float* col) {
   });
 }
 
+// out[j] = col(x)[k][j0 + j] for j < n: part of row k = (c*R + r)*S + s of one image's group's
+// im2col matrix (x: Cg x H x W), one output row i at a time: a copy of the image row it reads
+// (strided at stride_w > 1), zeros for the padding.
+void im2col_row(const Conv2dParams& p, const float* x, int64_t k, int64_t j0, int64_t n,
+                float* out) {
+  const int64_t c = k / (p.R * p.S), r = k / p.S % p.R, s = k % p.S;
+  int64_t q0, q1;
+  valid_columns(p, s, q0, q1);
+  const float* xc = x + c * p.H * p.W;
+  for (int64_t j = 0; j < n;) {
+    const int64_t i = (j0 + j) / p.Q, qa = (j0 + j) % p.Q, qb = std::min(p.Q, qa + n - j);
+    float* o = out + j - qa;  // o[q]: column i*Q + q
+    const int64_t ih = i * p.stride_h - p.pad_h + r;
+    if (ih < 0 || ih >= p.H) {
+      std::fill(o + qa, o + qb, 0.0f);
+    } else {
+      const float* xr = xc + ih * p.W - p.pad_w + s;
+      const int64_t va = std::max(qa, q0), vb = std::max(va, std::min(qb, q1));
+      std::fill(o + qa, o + va, 0.0f);
+      if (p.stride_w == 1) {
+        std::copy(xr + va, xr + vb, o + va);
+      } else {
+        for (int64_t q = va; q < vb; ++q) o[q] = xr[q * p.stride_w];
+      }
+      std::fill(o + vb, o + qb, 0.0f);
+    }
+    j += qb - qa;
+  }
+}
+
+// Rows k0..k0+kc-1, columns j0..j0+nc-1 of col(x) in the SGEMM's nr-column panels (gemm.h,
+// PackB): each row gathered into a buffer (im2col_row), then copied out in nr-float pieces.
+// Everything stays in L1/L2.
+void pack_im2col(const Conv2dParams& p, const float* x, int64_t k0, int64_t kc, int64_t j0,
+                 int64_t nc, float* bp) {
+  const int64_t nr = simd().nr;
+  thread_local std::vector<float> row;
+  row.resize(static_cast<size_t>(nc));
+  for (int64_t kk = 0; kk < kc; ++kk) {
+    im2col_row(p, x, k0 + kk, j0, nc, row.data());
+    for (int64_t j = 0; j < nc; j += nr) {
+      float* dst = bp + j * kc + kk * nr;
+      const int64_t cols = std::min(nr, nc - j);
+      std::copy(row.data() + j, row.data() + j + cols, dst);
+      std::fill(dst + cols, dst + nr, 0.0f);
+    }
+  }
+}
+
+// The same for col(x)^T (rows: output pixels k0..k0+kc-1; columns: col's rows j0..j0+nc-1), the
+// B of the filter gradient: nr rows of col at a time gathered (im2col_row), then transposed into
+// their panel by the active path's 8 x 8 register transposes.
+void pack_im2col_transposed(const Conv2dParams& p, const float* x, int64_t k0, int64_t kc,
+                            int64_t j0, int64_t nc, float* bp) {
+  const SimdKernels& kern = simd();
+  const int64_t nr = kern.nr;
+  thread_local std::vector<float> rows;
+  rows.resize(static_cast<size_t>(nr * kc));
+  for (int64_t j = 0; j < nc; j += nr) {
+    const int64_t cols = std::min(nr, nc - j);
+    for (int64_t jj = 0; jj < cols; ++jj) {
+      im2col_row(p, x, j0 + j + jj, k0, kc, rows.data() + jj * kc);
+    }
+    float* dst = bp + j * kc;
+    if (cols < nr) std::fill(dst, dst + kc * nr, 0.0f);
+    kern.transpose(rows.data(), kc, cols, kc, dst, nr);
+  }
+}
+
 // The transpose of im2col: dx (Cg x H x W, one image's group) = sum over taps of dcol, padding
 // dropped. One task per channel, so no two tasks touch the same element of dx.
 void col2im(const Conv2dParams& p, const float* dcol, float* dx) {
@@ -58,8 +143,8 @@ void col2im(const Conv2dParams& p, const float* dcol, float* dx) {
     std::fill(dxc, dxc + p.H * p.W, 0.0f);
     for (int64_t rs = 0; rs < RS; ++rs) {
       const int64_t r = rs / p.S, s = rs % p.S;
-      const int64_t q0 = std::min(p.Q, std::max<int64_t>(0, (p.pad_w - s + p.stride_w - 1) / p.stride_w));
-      const int64_t q1 = std::max(q0, std::min(p.Q, (p.W + p.pad_w - s + p.stride_w - 1) / p.stride_w));
+      int64_t q0, q1;
+      valid_columns(p, s, q0, q1);
       const float* in = dcol + (c * RS + rs) * PQ;
       for (int64_t i = 0; i < p.P; ++i, in += p.Q) {
         const int64_t ih = i * p.stride_h - p.pad_h + r;
@@ -98,11 +183,21 @@ void conv2d_forward(const Conv2dParams& p, const Tensor& x, const Tensor& w, con
   const std::vector<PackedA> wp = pack_weights(p, w.data<float>(), false);
   parallel_for(p.N * p.groups, [&](int64_t ng) {
     const int64_t n = ng / p.groups, g = ng % p.groups;
-    thread_local std::vector<float> col;
-    col.resize(static_cast<size_t>(CRS * PQ));
+    const float* xg = xd + (n * p.C + g * Cg) * p.H * p.W;
     float* yg = yd + (n * p.K + g * Kg) * PQ;
-    im2col(p, xd + (n * p.C + g * Cg) * p.H * p.W, col.data());
-    sgemm_packed(wp[g], false, PQ, col.data(), PQ, yg, PQ, false);
+    if (version == 1) {
+      thread_local std::vector<float> col;
+      col.resize(static_cast<size_t>(CRS * PQ));
+      im2col(p, xg, col.data());
+      sgemm_packed(wp[g], false, PQ, col.data(), PQ, yg, PQ, false);
+    } else {
+      sgemm_packed(
+          wp[g], PQ,
+          [&](int64_t k0, int64_t kc, int64_t j0, int64_t nc, float* bp) {
+            pack_im2col(p, xg, k0, kc, j0, nc, bp);
+          },
+          yg, PQ, false);
+    }
     if (bd != nullptr || relu) {
       for (int64_t k = 0; k < Kg; ++k) {
         for (int64_t i = 0; i < PQ; ++i) yg[k * PQ + i] = bias_relu(yg[k * PQ + i], bd, g * Kg + k, relu);
@@ -111,11 +206,59 @@ void conv2d_forward(const Conv2dParams& p, const Tensor& x, const Tensor& w, con
   });
 }
 
+namespace {
+
+// Version 2's input gradient at stride 1 (see the top of this file): the convolution of dy
+// (N, K, P, Q) with filters Wt_g[c][k][r][s] = W_g[k][c][R-1-r][S-1-s], padding R-1-pad_h,
+// S-1-pad_w, whose output is dx (N, C, H, W).
+void backward_data_as_forward(const Conv2dParams& p, const float* dyd, const float* wd,
+                              float* dxd) {
+  const int64_t Cg = p.Cg(), Kg = p.Kg(), RS = p.R * p.S, CRS = Cg * RS, HW = p.H * p.W;
+  Conv2dParams t = p;
+  t.C = p.K;
+  t.H = p.P;
+  t.W = p.Q;
+  t.K = p.C;
+  t.P = p.H;
+  t.Q = p.W;
+  t.pad_h = p.R - 1 - p.pad_h;
+  t.pad_w = p.S - 1 - p.pad_w;
+  std::vector<PackedA> wp;
+  std::vector<float> wt(static_cast<size_t>(Kg * CRS));
+  for (int64_t g = 0; g < p.groups; ++g) {
+    const float* wg = wd + g * Kg * CRS;
+    for (int64_t c = 0; c < Cg; ++c) {
+      for (int64_t k = 0; k < Kg; ++k) {
+        for (int64_t rs = 0; rs < RS; ++rs) {
+          wt[(c * Kg + k) * RS + rs] = wg[(k * Cg + c) * RS + RS - 1 - rs];
+        }
+      }
+    }
+    wp.push_back(pack_a(false, Cg, Kg * RS, wt.data(), Kg * RS));
+  }
+  parallel_for(p.N * p.groups, [&](int64_t ng) {
+    const int64_t n = ng / p.groups, g = ng % p.groups;
+    const float* dyg = dyd + (n * p.K + g * Kg) * p.P * p.Q;
+    sgemm_packed(
+        wp[g], HW,
+        [&](int64_t k0, int64_t kc, int64_t j0, int64_t nc, float* bp) {
+          pack_im2col(t, dyg, k0, kc, j0, nc, bp);
+        },
+        dxd + (n * p.C + g * Cg) * HW, HW, false);
+  });
+}
+
+}  // namespace
+
 void conv2d_backward_data(const Conv2dParams& p, const Tensor& dy, const Tensor& w, Tensor& dx,
                           int version) {
   const int64_t Cg = p.Cg(), Kg = p.Kg(), PQ = p.P * p.Q, CRS = Cg * p.R * p.S;
   const float* dyd = dy.data<float>();
   float* dxd = dx.data<float>();
+  if (version != 1 && p.stride_h == 1 && p.stride_w == 1 && p.pad_h < p.R && p.pad_w < p.S) {
+    backward_data_as_forward(p, dyd, w.data<float>(), dxd);
+    return;
+  }
   const std::vector<PackedA> wp = pack_weights(p, w.data<float>(), true);
   parallel_for(p.N * p.groups, [&](int64_t ng) {
     const int64_t n = ng / p.groups, g = ng % p.groups;
@@ -132,12 +275,30 @@ void conv2d_backward_filter(const Conv2dParams& p, const Tensor& dy, const Tenso
   const float* dyd = dy.data<float>();
   const float* xd = x.data<float>();
   float* dwd = dw.data<float>();
-  std::vector<float> col(CRS * PQ);
-  for (int64_t g = 0; g < p.groups; ++g) {
-    for (int64_t n = 0; n < p.N; ++n) {
-      im2col(p, xd + (n * p.C + g * Cg) * p.H * p.W, col.data());
-      sgemm(false, true, Kg, CRS, PQ, dyd + (n * p.K + g * Kg) * PQ, PQ, col.data(), PQ,
-            dwd + g * Kg * CRS, CRS, n > 0);
+  if (version == 1) {
+    std::vector<float> col(CRS * PQ);
+    for (int64_t g = 0; g < p.groups; ++g) {
+      for (int64_t n = 0; n < p.N; ++n) {
+        im2col(p, xd + (n * p.C + g * Cg) * p.H * p.W, col.data());
+        sgemm(false, true, Kg, CRS, PQ, dyd + (n * p.K + g * Kg) * PQ, PQ, col.data(), PQ,
+              dwd + g * Kg * CRS, CRS, n > 0);
+      }
+    }
+  } else {
+    // The same sums as version 1 (image by image, each over its pixels in KC slices): every
+    // dy[n, g] packed at once, then per group one region over tiles of dW_g.
+    std::vector<PackedA> dyp(static_cast<size_t>(p.N * p.groups));
+    parallel_for(p.N * p.groups, [&](int64_t ng) {
+      const int64_t n = ng % p.N, g = ng / p.N;
+      dyp[ng] = pack_a(false, Kg, PQ, dyd + (n * p.K + g * Kg) * PQ, PQ);
+    });
+    for (int64_t g = 0; g < p.groups && p.N > 0; ++g) {
+      sgemm_sum(
+          dyp.data() + g * p.N, p.N, CRS,
+          [&](int64_t n, int64_t k0, int64_t kc, int64_t j0, int64_t nc, float* bp) {
+            pack_im2col_transposed(p, xd + (n * p.C + g * Cg) * p.H * p.W, k0, kc, j0, nc, bp);
+          },
+          dwd + g * Kg * CRS, CRS, false);
     }
   }
   if (p.N == 0) dw.fill_zero();

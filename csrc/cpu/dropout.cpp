@@ -7,13 +7,25 @@
 
 namespace pcn::cpu {
 
-// Chunks of whole Philox blocks (4 words): one philox4x32 call gives the mask of 4 elements.
+// Chunks of whole Philox blocks (4 words): one philox4x32 call gives the mask of 4 elements. A
+// slice of a wider tensor (p.row != 0) draws each element's word of its unit.
 void dropout_forward(const Tensor& x, Tensor& y, Tensor& mask, const DropoutParams& p,
                      int /*version*/) {
   const float* in = x.data<float>();
   float* out = y.data<float>();
   uint8_t* keep = mask.data<uint8_t>();
   const int64_t n = x.numel(), chunk = 1 << 14;
+  if (p.row != 0) {
+    parallel_for((n + chunk - 1) / chunk, [&](int64_t c) {
+      const int64_t end = std::min(n, (c + 1) * chunk);
+      for (int64_t i = c * chunk; i < end; ++i) {
+        const bool kept = philox_word(p.seed, kStreamDropout, dropout_unit(p, i)) >= p.threshold;
+        keep[i] = kept;
+        out[i] = in[i] * (kept ? p.scale : 0.0f);
+      }
+    });
+    return;
+  }
   parallel_for((n + chunk - 1) / chunk, [&](int64_t c) {
     const int64_t end = std::min(n, (c + 1) * chunk);
     for (int64_t b = c * chunk; b < end; b += 4) {

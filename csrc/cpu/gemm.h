@@ -1,6 +1,7 @@
 // The CPU's one matrix product, used by convolution (after im2col) and by the linear layer.
 #pragma once
 #include <cstdint>
+#include <functional>
 #include <vector>
 
 namespace pcn::cpu {
@@ -33,5 +34,23 @@ inline float bias_relu(float v, const float* bias, int64_t i, bool relu) {
   if (bias) v += bias[i];
   return relu && v < 0.0f ? 0.0f : v;
 }
+// The SGEMM with op(B) never stored: pack(k0, kc, j0, nc, bp) writes op(B)'s rows k0..k0+kc-1,
+// columns j0..j0+nc-1 into the micro-kernel's panels, nr = simd().nr columns each: the panel of
+// columns j0+j..j0+j+nr-1 (j a multiple of nr) at bp + j*kc, element (p, jj) at [p*nr + jj],
+// zero beyond column nc. A convolution packs its im2col matrix this way straight from the image.
+// Called from the thread that runs the tile; the same blocks whatever the thread count.
+using PackB = std::function<void(int64_t k0, int64_t kc, int64_t j0, int64_t nc, float* bp)>;
+void sgemm_packed(const PackedA& a, int64_t N, const PackB& pack, float* C, int64_t ldc,
+                  bool accumulate);
+
+// C = (or +=) the sum over b < batches of op(A_b) * op(B_b), in one parallel region over tiles
+// of C; each tile adds the products in order of b, each over k in its KC slices, so an element's
+// sum is what as many accumulating sgemm calls would give. All a[b] have the same M (packed by
+// pack_a on the active path); pack(b, k0, kc, j0, nc, bp) packs op(B_b) as PackB does. A
+// convolution's filter gradient sums its images so.
+using PackBatchB =
+    std::function<void(int64_t b, int64_t k0, int64_t kc, int64_t j0, int64_t nc, float* bp)>;
+void sgemm_sum(const PackedA* a, int64_t batches, int64_t N, const PackBatchB& pack, float* C,
+               int64_t ldc, bool accumulate);
 
 }  // namespace pcn::cpu

@@ -48,6 +48,12 @@ struct SimdKernels {
   // v = momentum*v - decay*w - lr*dw; w += v.
   void (*sgd_update)(float* w, const float* dw, float* v, float momentum, float decay, float lr,
                      int64_t n);
+  // One row of softmax over c > 0 logits: p = exp(x - max(x)) / sum (softmax_cross_entropy.h).
+  void (*softmax_row)(const float* x, float* p, int64_t c);
+  // The arithmetic-peak probe (peak.h): `steps` rounds of 12 independent multiply-add chains,
+  // each one vector (a fused multiply-add on AVX2 and AVX-512, a multiply and an add on the
+  // baseline) wide; returns the FLOPs done and writes the chains' sum to *sink.
+  int64_t (*fma_chains)(int64_t steps, float* sink);
 };
 
 // The active path's kernels (chosen at load; see set_isa).

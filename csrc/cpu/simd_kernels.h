@@ -121,6 +121,104 @@ static void max_pool_backward_plane(const float* x, const float* y, const float*
   }
 }
 
+// exp(v) for softmax's shifted logits v = x - max <= 0 (NaN stays NaN; below -87, where exp is
+// under float32's smallest normal number, 0). v = n ln2 + t with n = round(v / ln2) (the 1.5 * 2^23
+// trick: adding and subtracting it rounds to an integer) and |t| <= ln2 / 2 (ln2 split in two,
+// so that n * ln2_hi is exact); exp(t) by its Taylor polynomial to t^7 (truncation < 3e-9,
+// relative), times 2^n built in the exponent field. exp8 is the same operations on 8 lanes
+// (AVX2), so both give the same bits.
+static constexpr float kExpLog2e = 1.44269504f, kExpRound = 12582912.0f;
+static constexpr float kExpLn2Hi = 0.693359375f, kExpLn2Lo = -2.12194440e-4f;
+static constexpr float kExpTaylor[8] = {1.0f / 5040.0f, 1.0f / 720.0f, 1.0f / 120.0f, 1.0f / 24.0f,
+                                        1.0f / 6.0f,    0.5f,           1.0f,           1.0f};
+
+static inline float exp_nonpositive(float v) {
+  const bool tiny = v < -87.0f;
+  const float vc = (tiny | (v != v)) ? 0.0f : v;
+  const float n = (vc * kExpLog2e + kExpRound) - kExpRound;
+  const float t = (vc - n * kExpLn2Hi) - n * kExpLn2Lo;
+  float e = kExpTaylor[0];
+  for (int i = 1; i < 8; ++i) e = e * t + kExpTaylor[i];
+  const float r = e * __builtin_bit_cast(float, (static_cast<int32_t>(n) + 127) << 23);
+  return v != v ? v : (tiny ? 0.0f : r);
+}
+
+#ifdef __AVX2__
+static inline __m256 exp8_nonpositive(__m256 v) {
+  const __m256 nan = _mm256_cmp_ps(v, v, _CMP_UNORD_Q);
+  const __m256 tiny = _mm256_cmp_ps(v, _mm256_set1_ps(-87.0f), _CMP_LT_OQ);
+  const __m256 vc = _mm256_andnot_ps(_mm256_or_ps(tiny, nan), v);
+  const __m256 round = _mm256_set1_ps(kExpRound);
+  const __m256 n =
+      _mm256_sub_ps(_mm256_add_ps(_mm256_mul_ps(vc, _mm256_set1_ps(kExpLog2e)), round), round);
+  const __m256 t = _mm256_sub_ps(_mm256_sub_ps(vc, _mm256_mul_ps(n, _mm256_set1_ps(kExpLn2Hi))),
+                                 _mm256_mul_ps(n, _mm256_set1_ps(kExpLn2Lo)));
+  __m256 e = _mm256_set1_ps(kExpTaylor[0]);
+  for (int i = 1; i < 8; ++i) e = _mm256_add_ps(_mm256_mul_ps(e, t), _mm256_set1_ps(kExpTaylor[i]));
+  const __m256i bits =
+      _mm256_slli_epi32(_mm256_add_epi32(_mm256_cvttps_epi32(n), _mm256_set1_epi32(127)), 23);
+  const __m256 r = _mm256_andnot_ps(tiny, _mm256_mul_ps(e, _mm256_castsi256_ps(bits)));
+  return _mm256_blendv_ps(r, v, nan);
+}
+#endif
+
+// One row of softmax: p = exp(x - max) / S. The maximum is NaN if the row holds one; S is summed
+// in double in 8 interleaved partial sums (element i into sum i % 8; the 8 added in order at the
+// end). The maximum, too, is taken in those 8 lanes, then across them. On AVX2 the lanes are
+// the lanes of a register, the same operations in the same order: the same bits on every path.
+static void softmax_row(const float* __restrict x, float* __restrict p, int64_t c) {
+  constexpr int L = 8;
+  float lane_max[L];
+  double lane_sum[L];
+  const int64_t c8 = c / L * L;
+#ifdef __AVX2__
+  __m256 mv = _mm256_set1_ps(x[0]);
+  for (int64_t i = 0; i < c8; i += L) {
+    const __m256 v = _mm256_loadu_ps(x + i);
+    const __m256 take =
+        _mm256_or_ps(_mm256_cmp_ps(v, mv, _CMP_GT_OQ), _mm256_cmp_ps(v, v, _CMP_UNORD_Q));
+    mv = _mm256_blendv_ps(mv, v, take);
+  }
+  _mm256_storeu_ps(lane_max, mv);
+#else
+  for (int j = 0; j < L; ++j) lane_max[j] = x[0];
+  for (int64_t i = 0; i < c8; i += L) {
+    for (int j = 0; j < L; ++j) lane_max[j] = max_keep_nan(lane_max[j], x[i + j]);
+  }
+#endif
+  for (int64_t i = c8; i < c; ++i) lane_max[0] = max_keep_nan(lane_max[0], x[i]);
+  float m = lane_max[0];
+  for (int j = 1; j < L; ++j) m = max_keep_nan(m, lane_max[j]);
+#ifdef __AVX2__
+  const __m256 mb = _mm256_set1_ps(m);
+  __m256d lo = _mm256_setzero_pd(), hi = _mm256_setzero_pd();
+  for (int64_t i = 0; i < c8; i += L) {
+    const __m256 e = exp8_nonpositive(_mm256_sub_ps(_mm256_loadu_ps(x + i), mb));
+    _mm256_storeu_ps(p + i, e);
+    lo = _mm256_add_pd(lo, _mm256_cvtps_pd(_mm256_castps256_ps128(e)));
+    hi = _mm256_add_pd(hi, _mm256_cvtps_pd(_mm256_extractf128_ps(e, 1)));
+  }
+  _mm256_storeu_pd(lane_sum, lo);
+  _mm256_storeu_pd(lane_sum + 4, hi);
+#else
+  for (int j = 0; j < L; ++j) lane_sum[j] = 0.0;
+  for (int64_t i = 0; i < c8; i += L) {
+    for (int j = 0; j < L; ++j) {
+      p[i + j] = exp_nonpositive(x[i + j] - m);
+      lane_sum[j] += static_cast<double>(p[i + j]);
+    }
+  }
+#endif
+  for (int64_t i = c8; i < c; ++i) {
+    p[i] = exp_nonpositive(x[i] - m);
+    lane_sum[i - c8] += static_cast<double>(p[i]);
+  }
+  double sum = lane_sum[0];
+  for (int j = 1; j < L; ++j) sum += lane_sum[j];
+  const float s = static_cast<float>(sum);
+  for (int64_t k = 0; k < c; ++k) p[k] /= s;
+}
+
 // dst[p*ldd + j] = src[j*ld + p] for j < rows, p < cols: the transposing copy that packs a
 // transposed GEMM operand into panels. With AVX2, 8 x 8 blocks go through registers.
 #ifdef __AVX2__
@@ -242,6 +340,7 @@ static void gemm_micro_fma(int64_t kc, const float* ap, const float* bp, float* 
   typename V::Reg acc[MR][2];
 #pragma GCC unroll 16
   for (int i = 0; i < MR; ++i) acc[i][0] = acc[i][1] = V::zero();
+#pragma GCC unroll 4
   for (int64_t p = 0; p < kc; ++p, ap += MR, bp += NR) {
     const typename V::Reg b0 = V::load(bp), b1 = V::load(bp + W);
 #pragma GCC unroll 16
@@ -274,8 +373,60 @@ static void gemm_micro_fma(int64_t kc, const float* ap, const float* bp, float* 
 }
 #endif
 
-#define PCN_SIMD_TABLE(isa_name, MR, NR, micro)                                           \
+// The peak probes. 12 chains: a multiply-add's latency (4-5 cycles) times the 2 pipes that
+// issue it is at most 10 operations in flight, so 12 independent chains keep both pipes busy
+// with nothing else in the loop. acc -> acc * m + a converges to a / (1 - m), never a denormal.
+static constexpr int kChains = 12;
+
+[[maybe_unused]] static int64_t mul_add_chains(int64_t steps, float* sink) {
+  constexpr int W = 4;  // one SSE register per chain
+  float acc[kChains][W];
+#pragma GCC unroll 16
+  for (int i = 0; i < kChains; ++i) {
+    for (int j = 0; j < W; ++j) acc[i][j] = 1.0f + 0.125f * i + 0.01f * j;
+  }
+  const float m = 0.999f, a = 0.001f;
+  for (int64_t t = 0; t < steps; ++t) {
+#pragma GCC unroll 16
+    for (int i = 0; i < kChains; ++i) {
+#pragma GCC unroll 4
+      for (int j = 0; j < W; ++j) acc[i][j] = acc[i][j] * m + a;
+    }
+  }
+  float sum = 0.0f;
+  for (int i = 0; i < kChains; ++i) {
+    for (int j = 0; j < W; ++j) sum += acc[i][j];
+  }
+  *sink = sum;
+  return steps * kChains * W * 2;
+}
+
+#ifdef __FMA__
+template <class V>
+static int64_t fma_chains_vec(int64_t steps, float* sink) {
+  const float m_value = 0.999f, a_value = 0.001f;
+  const typename V::Reg m = V::broadcast(&m_value), a = V::broadcast(&a_value);
+  typename V::Reg acc[kChains];
+#pragma GCC unroll 16
+  for (int i = 0; i < kChains; ++i) {
+    const float init = 1.0f + 0.125f * i;
+    acc[i] = V::broadcast(&init);
+  }
+  for (int64_t t = 0; t < steps; ++t) {
+#pragma GCC unroll 16
+    for (int i = 0; i < kChains; ++i) acc[i] = V::fma(acc[i], m, a);
+  }
+#pragma GCC unroll 16
+  for (int i = 1; i < kChains; ++i) acc[0] = V::add(acc[0], acc[i]);
+  float lanes[V::kWidth];
+  V::store(lanes, acc[0]);
+  *sink = lanes[0];
+  return steps * kChains * V::kWidth * 2;
+}
+#endif
+
+#define PCN_SIMD_TABLE(isa_name, MR, NR, micro, peak_probe)                               \
   const SimdKernels table = {isa_name,     MR,           NR,            micro,              \
                              pack_b_panel<NR>, transpose, relu_forward, relu_backward,      \
                              max_pool_forward_plane, max_pool_backward_plane,               \
-                             dropout_backward, sgd_update};
+                             dropout_backward, sgd_update, softmax_row, peak_probe};

@@ -1,4 +1,5 @@
 #include "csrc/kernels/softmax_cross_entropy.h"
+#include "isa.h"
 #include "parallel.h"
 
 #include <cmath>
@@ -31,24 +32,15 @@ inline int label_rank(const float* x, int64_t c, int32_t label) {
 
 }  // namespace
 
-// One task per row: e_i = exp(x_i - max) into the output, their sum in double, then a scale.
+// One task per row, run by the active instruction-set path (simd_kernels.h: a vectorised exp,
+// the sum in double).
 void softmax_forward(const Tensor& x, Tensor& probs, int /*version*/) {
   const int64_t c = x.size(1);
   if (c == 0) return;
   const float* in = x.data<float>();
   float* out = probs.data<float>();
-  parallel_for_work(x.size(0), x.numel(), [&](int64_t n) {
-    const float* xr = in + n * c;
-    float* pr = out + n * c;
-    const float m = row_max(xr, c);
-    double sum = 0.0;
-    for (int64_t i = 0; i < c; ++i) {
-      pr[i] = std::exp(xr[i] - m);
-      sum += pr[i];
-    }
-    const float s = static_cast<float>(sum);
-    for (int64_t i = 0; i < c; ++i) pr[i] /= s;
-  });
+  parallel_for_work(x.size(0), x.numel(),
+                    [&](int64_t n) { simd().softmax_row(in + n * c, out + n * c, c); });
 }
 
 // As softmax_forward, plus per row: S_other = sum of e_i over i != label, so that

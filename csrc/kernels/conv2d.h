@@ -20,10 +20,18 @@ struct Conv2dParams {
   int64_t Kg() const { return K / groups; }  // filters per group
 };
 
-// CPU 1: im2col per image + SGEMM. CUDA 1: direct, one output per thread; 2: tiled implicit
+// CPU 1: im2col per image + SGEMM; 2 (default): the same SGEMMs with the im2col matrix packed
+// straight from the image, and at stride 1 the input gradient as a convolution of dy with the
+// flipped filters (csrc/cpu/conv2d.cpp). CUDA 1: direct, one output per thread; 2: tiled implicit
 // GEMM (cuda/conv2d.cu); 3 (default): the same GEMMs on the 128x128-tile core with 8x8 outputs
-// per thread (cuda/conv2d_v3.cu; verified on the CUDA simulator, not yet timed on a GPU).
-inline constexpr OpVersions kConv2dVersions{{1, 1}, {3, 3}};
+// per thread (cuda/conv2d_v3.cu; verified on the CUDA simulator, not yet timed on a GPU);
+// 4 (TF32) and 5 (3xTF32): version 3's loaders on tensor-core mma.sync (cuda/gemm_tc.cuh;
+// verified on the simulator's reading of the PTX fragment layouts only). The precision listed
+// for each version selects its core.
+inline constexpr OpVersions kConv2dVersions{
+    {2, 2},
+    {5, 3, {Precision::kFp32, Precision::kFp32, Precision::kFp32, Precision::kTf32,
+            Precision::kTf32x3}}};
 
 // b may be undefined; outputs are preallocated, not zeroed. The forward with relu applies ReLU
 // to the biased output in its epilogue: the same bits as conv2d_forward then relu_forward.

@@ -42,10 +42,19 @@ struct ThreadState {
 enum class Sync : int {
   kBlock, kBlockCount, kBlockAnd, kBlockOr,
   kWarp, kShflIdx, kShflUp, kShflDown, kShflXor, kBallot, kAny, kAll,
+  kMma,
 };
 int block_barrier(Sync kind, int predicate, const char* file, int line);
 uint64_t warp_op(Sync kind, unsigned mask, uint64_t value, int arg, int width, const char* file,
                  int line);
+// A warp-wide exchange of `bytes` (at most kMaxGatherBytes) from each lane of `mask`, for the
+// twins of warp-wide instructions (sim/include/pcn_sim_ptx.h): a scheduling point like a
+// shuffle, checked the same way, that returns the 32 lanes' values side by side (lane j's at
+// byte j * bytes; lanes outside the mask unset). The result stays valid until the calling lane
+// reaches its next scheduling point.
+constexpr size_t kMaxGatherBytes = 64;
+const void* warp_gather(Sync kind, unsigned mask, const void* mine, size_t bytes, const char* file,
+                        int line);
 unsigned active_mask();
 // The launch's dynamic shared memory (the launch's smem bytes, NaN-filled for each block).
 void* dynamic_shared();
@@ -303,3 +312,6 @@ PCN_SIM_VEC2(short, short, 4) PCN_SIM_VEC4(short, short, 8)
 #undef PCN_SIM_VEC3
 #undef PCN_SIM_VEC4
 __forceinline__ uint3 make_uint3(unsigned x, unsigned y, unsigned z) { return uint3{x, y, z}; }
+
+// ------------------------------------------------------------------- inline-PTX twins
+#include "pcn_sim_ptx.h"
