@@ -7,24 +7,30 @@
 
 namespace pcn::cpu {
 
-// Chunks of whole Philox blocks (4 words): one philox4x32 call gives the mask of 4 elements.
+// Chunks of whole Philox blocks (4 words) within a row: one philox4x32 call gives the mask of 4
+// elements of one row.
 void dropout_forward(const Tensor& x, Tensor& y, Tensor& mask, const DropoutParams& p,
                      int /*version*/) {
   const float* in = x.data<float>();
   float* out = y.data<float>();
   uint8_t* keep = mask.data<uint8_t>();
-  const int64_t n = x.numel(), chunk = 1 << 14;
-  parallel_for((n + chunk - 1) / chunk, [&](int64_t c) {
-    const int64_t end = std::min(n, (c + 1) * chunk);
-    for (int64_t b = c * chunk; b < end; b += 4) {
-      const uint64_t block = static_cast<uint64_t>(b) >> 2;
+  const int64_t len = p.row_len, chunk = 1 << 14;
+  if (len == 0) return;
+  const int64_t rows = x.numel() / len, per_row = (len + chunk - 1) / chunk;
+  parallel_for(rows * per_row, [&](int64_t task) {
+    const int64_t row = task / per_row, begin = task % per_row * chunk;
+    const int64_t end = std::min(len, begin + chunk), base = row * len;
+    const uint32_t counter_row = p.first_row + static_cast<uint32_t>(row);
+    for (int64_t j = begin; j < end; j += 4) {
+      const uint64_t block = static_cast<uint64_t>(j) >> 2;
       const Philox4 r = philox4x32(static_cast<uint32_t>(block), static_cast<uint32_t>(block >> 32),
-                                   kStreamDropout, 0u, static_cast<uint32_t>(p.seed),
+                                   kStreamDropout, counter_row, static_cast<uint32_t>(p.seed),
                                    static_cast<uint32_t>(p.seed >> 32));
-      for (int64_t e = 0; e < 4 && b + e < end; ++e) {
+      for (int64_t e = 0; e < 4 && j + e < end; ++e) {
+        const int64_t i = base + j + e;
         const bool kept = r.v[e] >= p.threshold;
-        keep[b + e] = kept;
-        out[b + e] = in[b + e] * (kept ? p.scale : 0.0f);  // x * 0 keeps a NaN a NaN
+        keep[i] = kept;
+        out[i] = in[i] * (kept ? p.scale : 0.0f);  // x * 0 keeps a NaN a NaN
       }
     }
   });

@@ -12,6 +12,8 @@ struct DropoutParams {
   uint64_t seed = 0;
   uint64_t threshold = 0;  // keep iff the 32-bit word >= threshold (0 .. 2^32)
   float scale = 1.0f;      // 1 / (1 - p), rounded to float
+  uint32_t first_row = 0;  // the Philox row of x's first row (csrc/ops/dropout.h)
+  int64_t row_len = 0;     // elements per row of x: numel / shape[0]
 };
 
 // CPU 1. CUDA forward 1: one Philox call per element; 2 (default): one per 4 elements

@@ -1,6 +1,7 @@
 #include "dropout.h"
 
 #include <cmath>
+#include <string>
 
 #include "csrc/check.h"
 #include "versions.h"
@@ -17,10 +18,17 @@ static DropoutParams make_params(const ArgCheck& c, double p, uint64_t seed) {
   return d;
 }
 
-std::pair<Tensor, Tensor> dropout_forward(const Tensor& x, double p, uint64_t seed, int version) {
+std::pair<Tensor, Tensor> dropout_forward(const Tensor& x, double p, uint64_t seed, int64_t first_row,
+                                          int version) {
   ArgCheck c("dropout");
   c.dtype(x, "x", DType::Float32);
-  const DropoutParams d = make_params(c, p, seed);
+  DropoutParams d = make_params(c, p, seed);
+  const int64_t rows = x.dim() == 0 ? 1 : x.shape()[0];
+  const std::string rule = str("be in [0, 2^32 - rows] with rows = ", rows, " (x's first axis)");
+  c.require(first_row >= 0 && first_row <= (int64_t{1} << 32) - rows, "first_row", rule.c_str(),
+            first_row);
+  d.first_row = static_cast<uint32_t>(first_row);
+  d.row_len = rows == 0 ? 0 : x.numel() / rows;
   const Device dev = c.same_device({{"x", &x}});
   const int v = resolve_version(c, dev, version, kDropoutVersions);
   Tensor y = Tensor::empty(x.shape(), DType::Float32, dev);
