@@ -47,7 +47,8 @@ def parser() -> argparse.ArgumentParser:
         formatter_class=HelpFormatter)
     p.add_argument("--data", metavar="DIR", help="a prepared dataset (python -m pyconvnet.prepare) or an "
                    "ImageNet-style image tree, which is prepared first (default: the built-in dataset)")
-    p.add_argument("--device", default="auto", help="auto, cpu, cuda or cuda:N (auto: cuda if available)")
+    p.add_argument("--device", default="auto", help="auto, cpu, cuda or cuda:N (auto: cuda if available); under "
+                   "mpirun with several ranks on CUDA, each rank takes device (local rank mod devices visible)")
     p.add_argument("--out", metavar="RUN_DIR", help="where the checkpoint and logs go (default: runs/<date-time>)")
     p.add_argument("--resume", metavar="RUN_DIR", help="continue the run in RUN_DIR from its checkpoint, with "
                    "its settings (--epochs, --lr and --device may be changed)")
