@@ -8,6 +8,7 @@ import importlib.util
 import os
 import pathlib
 import shutil
+import signal
 import subprocess
 import sys
 import types
@@ -141,6 +142,26 @@ def test_a_setup_error_is_printed_once(tiny_data, tmp_path):
     assert err.strip().splitlines() == [
         "error: --batch-size 1 cannot be shared out over 2 ranks (each needs at least one image); use a batch of "
         "at least 2 images, or fewer ranks"], err
+
+
+@requires_mpi
+def test_ctrl_c_on_mpirun_stops_every_rank_at_one_step_with_a_checkpoint(tiny_data, tmp_path):
+    proc = subprocess.Popen([MPIRUN, "-n", "2", sys.executable, "-m", "pyconvnet.train", "--data", tiny_data,
+                             "--epochs", "30", "--out", str(tmp_path / "r"), *TINY], cwd=tmp_path, env=_env(),
+                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    seen = []
+    for line in proc.stdout:
+        seen.append(line)
+        if "epoch 2/30 step 2/" in line:
+            break
+    else:
+        raise AssertionError("never reached epoch 2, step 2:\n" + "".join(seen))
+    proc.send_signal(signal.SIGINT)
+    rest, _ = proc.communicate(timeout=TIMEOUT)
+    assert proc.returncode == 128 + signal.SIGINT, rest
+    assert rest.count("checkpoint saved to") == 1, rest
+    _, meta = checkpoint.load(tmp_path / "r" / CHECKPOINT_NAME)
+    assert (meta["epoch"], meta["step"]) >= (1, 2)
 
 
 FAILING_RANK = """\
