@@ -8,14 +8,16 @@
 # 2. build and install: pip install --no-build-isolation --no-deps .
 # 3. the whole test suite, CUDA tests included: python3 -m pytest -q tests
 # 4. benchmarks/bench_kernels.py on cuda:0 at batch 128, against cuDNN/cuBLAS
-# 5. benchmarks/bench_e2e.py on cuda:0 at batch 128, against PyTorch
+# 5. benchmarks/bench_e2e.py on cuda:0 at batch 128, against PyTorch; then
+#    benchmarks/bench_columns.py (one device vs the two columns on cuda:0 + cuda:1) where the
+#    machine has 2 CUDA devices (skipped, and recorded so, with fewer)
 # 6. compute-sanitizer memcheck over the CUDA tests of the op test files
 # 7. the CUDA tests again with PYCONVNET_SYNC_LAUNCHES=1 (a fault is reported at its launch)
 # 8. python -m pyconvnet.train --device cuda for TRAIN_EPOCHS epochs (default 2), into e2e.txt
 #
-# OUTDIR receives 8 files, no subfolders: suite.log (versions, each step's status and time, the
-# summary tables), build.log, tests.log (steps 3 and 7), kernels.txt, kernels.json, e2e.txt,
-# e2e.json, sanitizer.log. A failing or timed-out step is recorded and the suite goes on; the
+# OUTDIR receives up to 10 files, no subfolders: suite.log (versions, each step's status and
+# time, the summary tables), build.log, tests.log (steps 3 and 7), kernels.txt, kernels.json,
+# e2e.txt, e2e.json, columns.txt, columns.json (2 devices only), sanitizer.log. A failing or timed-out step is recorded and the suite goes on; the
 # exit status is 1 if any step failed. Everything fits in SUITE_BUDGET_S seconds (default 480):
 # each step runs under its own limit clipped to what is left, and a step with under 30 s left is
 # skipped (and recorded so). Environment: PYTHON (default python3), PYCONVNET_COMMIT (the commit
@@ -138,6 +140,15 @@ run_step kernel-benchmark $((klimit + 40)) "$OUT/kernels.txt" \
 run_step e2e-benchmark 150 "$OUT/e2e.txt" \
   "$PY" benchmarks/bench_e2e.py --device cuda:0 --batch "$BATCH" --json "$OUT/e2e.json"
 
+NDEV=$("$PY" -c "import pyconvnet.cuda as c; print(c.device_count())" 2>/dev/null || echo 0)
+if ((NDEV >= 2)); then
+  OPTIONAL_STEP=1 run_step columns-benchmark 90 "$OUT/columns.txt" \
+    "$PY" benchmarks/bench_columns.py --devices cuda:0,cuda:1 --batch "$BATCH" --json "$OUT/columns.json"
+else
+  echo "columns-benchmark skipped: the two columns need 2 CUDA devices; this machine has $NDEV" | tee "$OUT/columns.txt" >>"$SUITE"
+  SUMMARY+=("$(printf '%-22s SKIPPED: %s CUDA device(s); two columns need 2' columns-benchmark "$NDEV")")
+fi
+
 # ------------------------------------------------------------------ 6. compute-sanitizer
 SAN=$(command -v compute-sanitizer || true)
 for c in /usr/local/cuda/bin/compute-sanitizer /usr/local/cuda/compute-sanitizer/compute-sanitizer \
@@ -189,6 +200,11 @@ OPTIONAL_STEP=1 run_step train-alexnet 150 "$OUT/e2e.txt" \
     echo
     echo "=== end-to-end benchmark ==="
     grep -vE "^# (python|note: AVX|timing)|^epoch [0-9]+/[0-9]+ step" "$OUT/e2e.txt" | tail -n 30
+  fi
+  if [[ -f "$OUT/columns.txt" ]]; then
+    echo
+    echo "=== two-column benchmark ==="
+    grep -vE "^# (timing)" "$OUT/columns.txt" | tail -n 10
   fi
   echo
   echo "=== compute-sanitizer ==="

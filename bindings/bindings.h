@@ -23,11 +23,13 @@ inline OptTensor none_if_undefined(const Tensor& t) {
 
 void bind_tensor(py::module_& m);    // tensor.cpp: Tensor, creation, cuda info, memory
 void bind_staging(py::module_& m);   // staging.cpp: the loader's staging slots
+void bind_transfer(py::module_& m);  // transfer.cpp: copies between devices, concat, split
 void bind_random(py::module_& m);    // random.cpp: the Philox generator, for tests and Python
 void bind_versions(py::module_& m);  // versions.cpp: every op's kernel versions
 void bind_conv2d(py::module_& m);
 void bind_linear(py::module_& m);
 void bind_relu(py::module_& m);
+void bind_add(py::module_& m);
 void bind_lrn(py::module_& m);
 void bind_max_pool2d(py::module_& m);
 void bind_dropout(py::module_& m);

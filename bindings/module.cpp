@@ -34,11 +34,13 @@ PYBIND11_MODULE(_C, m) {
 
   bind_tensor(m);
   bind_staging(m);
+  bind_transfer(m);
   bind_random(m);
   bind_versions(m);
   bind_conv2d(m);
   bind_linear(m);
   bind_relu(m);
+  bind_add(m);
   bind_lrn(m);
   bind_max_pool2d(m);
   bind_dropout(m);

@@ -116,6 +116,9 @@ def check_training_meta(path, meta: dict) -> None:
     bad += [f"history[{i}]" for i, rec in enumerate(meta["history"]) if not isinstance(rec, dict)]
     bad += ["classes"] * (not all(isinstance(c, str) for c in meta["classes"]))
     bad += [f"train_config[{k!r}]" for k in ("epochs", "batch_size") if meta["train_config"][k] < 1]
+    devices = meta["train_config"].get("devices")  # the two columns' devices, or null on one device
+    bad += ["train_config['devices']"] * (devices is not None and not (
+        isinstance(devices, list) and len(devices) == 2 and all(isinstance(d, str) for d in devices)))
     if bad:
         raise CheckpointError(f"checkpoint {path}: damaged: {', '.join(bad)} out of range or of the wrong type")
 

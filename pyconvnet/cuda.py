@@ -45,3 +45,19 @@ def memory_stats(index: int = 0) -> dict:
 def empty_cache(index: int = 0) -> None:
     """Return cached, unused device memory (and pinned host buffers) to the driver."""
     _C.cuda_empty_cache(index)
+
+
+def can_access_peer(a: int, b: int) -> bool:
+    """True when CUDA devices a and b can copy to each other directly (peer to peer)."""
+    return _C.cuda_can_access_peer(a, b)
+
+
+def set_peer_copies(enabled: bool) -> None:
+    """Copies between devices (the two columns' crossings) are peer copies where the devices allow
+    them (the default); False stages every one through pinned host memory instead."""
+    _C.set_peer_copies(bool(enabled))
+
+
+def peer_copies() -> bool:
+    """Whether copies between devices may be peer copies (set_peer_copies)."""
+    return _C.peer_copies()

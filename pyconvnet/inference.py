@@ -37,9 +37,8 @@ def load_model(arg, device: str = "cpu") -> tuple[Sequential, dict, pathlib.Path
         model = from_config(meta["model_config"])
     except (ValueError, TypeError) as e:
         raise checkpoint.CheckpointError(f"checkpoint {path}: not a model checkpoint of this pyconvnet ({e})") from None
-    shapes = {key: tuple(layer.params[p].shape) for key, layer, p in model.parameters()}
     weights = {k: v for k, v in arrays.items() if k.startswith("model/")}
-    checkpoint.check_arrays(path, weights, shapes)
+    checkpoint.check_arrays(path, weights, model.param_shapes())
     model.to(device).load_state_dict(model_state(arrays))
     return model, meta, path
 
@@ -97,6 +96,9 @@ def network_input(dataset: PreparedDataset, split: str, indices, crop: int, devi
 
 def fc7_features(model, x):
     """The network's fc7 activations (after ReLU) for input x: float32 (N, fc7 width), on x's device."""
+    if getattr(model, "columns", None) is not None:
+        raise ValueError(f"{model.name}: fc7 features come from a network on one device; it is in two columns "
+                         f"on {' and '.join(model.columns.devices)} (model.to(device) joins them)")
     for layer in model.layers:
         x = layer.forward(x, train=False)
         if layer.name == FEATURE_LAYER:

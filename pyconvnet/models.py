@@ -38,16 +38,24 @@ class Sequential:
             shape = layer.output_shape(shape)
             self.shapes.append(shape)
         self.device = "cpu"
+        # Parameter names and shapes never change; in columns the layers' halves live in
+        # self.columns (pyconvnet/columns.py) and these layers hold no parameters.
+        self._param_shapes = {f"{l.name}.{p}": tuple(t.shape) for l in layers for p, t in l.params.items()}
+        self.columns = None
 
     # -------------------------------------------------------------------- running
     def forward(self, x, train: bool = False):
         if tuple(x.shape[1:]) != self.input_shape:
             raise ValueError(f"{self.name}: input must have shape (N, {', '.join(map(str, self.input_shape))}); got {tuple(x.shape)}")
+        if self.columns is not None:
+            return self.columns.forward(x, train)
         for layer in self.layers:
             x = layer.forward(x, train)
         return x
 
     def backward(self, dy):
+        if self.columns is not None:
+            return self.columns.backward(dy)
         for layer in reversed(self.layers):
             dy = layer.backward(dy)
             if dy is None:
@@ -57,47 +65,95 @@ class Sequential:
     def set_dropout_seed(self, seed: int, step: int = 0, first_row: int = 0) -> None:
         """Give every dropout layer its own mask stream for step `step` of a run seeded `seed`
         (keys.dropout_key); the input's first sample is sample `first_row` of the step's batch."""
+        if self.columns is not None:
+            return self.columns.set_dropout_seed(seed, step, first_row)
         for i, layer in enumerate(self.layers):
             if isinstance(layer, Dropout):
                 layer.seed = dropout_key(seed, step, i)
                 layer.first_row = first_row
 
     def to(self, device: str) -> "Sequential":
+        """Every parameter on `device` (from columns too: the halves are joined)."""
+        if self.columns is not None:
+            state = self.state_dict()
+            self.columns = None
+            for layer in self.layers:
+                layer.params = {p: tensor(state[f"{layer.name}.{p}"]) for p in self._params_of(layer)}
         for layer in self.layers:
             layer.to(device)
         self.device = device
         return self
 
+    def to_columns(self, devices) -> "Sequential":
+        """Column 1's half of every layer (kernels, biases, LRN groups; its momentum in training)
+        on devices[0], column 2's on devices[1], as the paper's two GPUs (pyconvnet/columns.py).
+        forward takes its input on devices[0] and returns the logits there; parameters() yields
+        the halves; state_dict() and load_state_dict() exchange the same arrays as on one device."""
+        from .columns import Columns  # columns imports layers and keys, as this module does
+
+        if self.columns is not None:
+            self.to("cpu")
+        columns = Columns(self, devices)
+        self.columns = columns
+        for layer in self.layers:
+            layer.params, layer.grads = {}, {}
+        self.device = columns.devices[0]
+        return self
+
+    def _params_of(self, layer) -> list:
+        return [key.split(".", 1)[1] for key in self._param_shapes if key.split(".", 1)[0] == layer.name]
+
     # -------------------------------------------------------------------- parameters
     def parameters(self):
-        """(key, layer, name) for every parameter, in layer order; key is "layer.name"."""
+        """(key, layer, name) for every parameter tensor, in layer order; key is "layer.name" (in
+        columns, each half's key is "layer.name[column 1]" or "[column 2]")."""
+        if self.columns is not None:
+            yield from self.columns.parameters()
+            return
         for layer in self.layers:
             for pname in layer.params:
                 yield f"{layer.name}.{pname}", layer, pname
 
+    def param_shapes(self) -> dict:
+        """{"layer.name": shape} of every parameter as one array (the state_dict's shapes)."""
+        return dict(self._param_shapes)
+
+    def merge(self, arrays: dict) -> dict:
+        """Arrays keyed as parameters() (one per tensor) -> keyed "layer.name" (one per parameter,
+        columns' halves joined). The identity on one device."""
+        return self.columns.merge(arrays) if self.columns is not None else dict(arrays)
+
+    def split(self, arrays: dict) -> dict:
+        """The inverse of merge."""
+        return self.columns.split(arrays) if self.columns is not None else dict(arrays)
+
     def num_parameters(self) -> int:
-        return sum(int(np.prod(layer.params[p].shape)) for _, layer, p in self.parameters())
+        return sum(int(np.prod(s)) for s in self._param_shapes.values())
 
     def state_dict(self) -> dict:
-        """Every parameter as a float32 NumPy array, keyed "conv1.weight", "conv1.bias", ..."""
-        return {key: layer.params[p].numpy() for key, layer, p in self.parameters()}
+        """Every parameter as a float32 NumPy array, keyed "conv1.weight", "conv1.bias", ...
+        (the same arrays on one device and in columns)."""
+        return self.merge({key: layer.params[p].numpy() for key, layer, p in self.parameters()})
 
     def load_state_dict(self, state: dict) -> None:
         """Copy arrays (as from state_dict) into the parameters; keys and shapes must match."""
-        expected = {key: tuple(layer.params[p].shape) for key, layer, p in self.parameters()}
+        expected = self._param_shapes
         missing, unexpected = sorted(set(expected) - set(state)), sorted(set(state) - set(expected))
         if missing or unexpected:
             raise ValueError(f"{self.name}.load_state_dict: missing keys {missing}, unexpected keys {unexpected}")
-        for key, layer, p in self.parameters():
+        for key in expected:
             a = np.asarray(state[key])
             if a.shape != expected[key]:
                 raise ValueError(f"{self.name}.load_state_dict: '{key}' must have shape {expected[key]}; got {a.shape}")
-            layer.params[p] = tensor(np.ascontiguousarray(a, dtype=np.float32), self.device)
+        parts = self.split({key: np.asarray(state[key], dtype=np.float32) for key in expected})
+        for key, layer, p in self.parameters():
+            layer.params[p] = tensor(np.ascontiguousarray(parts[key], dtype=np.float32), layer.params[p].device)
 
     def summary(self) -> str:
-        lines = [f"{self.name}: input {self.input_shape}, {self.num_parameters():,} parameters"]
+        where = f", two columns on {' and '.join(self.columns.devices)}" if self.columns is not None else ""
+        lines = [f"{self.name}: input {self.input_shape}, {self.num_parameters():,} parameters{where}"]
         for layer, shape in zip(self.layers, self.shapes):
-            n = sum(int(np.prod(t.shape)) for t in layer.params.values())
+            n = sum(int(np.prod(self._param_shapes[f"{layer.name}.{p}"])) for p in self._params_of(layer))
             lines.append(f"  {layer.name:<8} {type(layer).__name__:<10} -> {str(shape):<16} {n:>12,}")
         return "\n".join(lines)
 

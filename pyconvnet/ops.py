@@ -129,6 +129,11 @@ def relu_backward(dy, y, version=0):
     return _C.relu_backward(as_tensor(dy, op, "dy"), as_tensor(y, op, "y"), _version(version, op))
 
 
+def add(a, b, version=0):
+    """a + b elementwise (float32, one shape, one device)."""
+    return _C.add_forward(as_tensor(a, "add", "a"), as_tensor(b, "add", "b"), _version(version, "add"))
+
+
 def _lrn_params(op, size, alpha, beta, k, groups):
     return _C.LrnParams(_int(size, op, "size"), _float(alpha, op, "alpha"), _float(beta, op, "beta"),
                         _float(k, op, "k"), _int(groups, op, "groups"))
@@ -167,19 +172,26 @@ def max_pool2d_backward(dy, x, y, kernel=3, stride=2, version=0):
                                   _int(kernel, op, "kernel"), _int(stride, op, "stride"), _version(version, op))
 
 
-def dropout(x, p, seed, version=0, first_row=0):
+def dropout(x, p, seed, version=0, first_row=0, part=None):
     """Inverted dropout: returns (y, mask). x is read as rows (its first axis); element j of row r
     is kept iff the Philox word philox_words(seed, 1, j, 1, row=first_row + r) >= round(p * 2**32),
     so the same seed gives the same mask on every device, and a sample's mask depends only on
     its row number: parts of a batch given their first row in the whole batch draw the whole
     batch's mask. Kept elements are scaled by 1 / (1 - p). mask is a uint8 Tensor of 0/1 with
-    x's shape. p in [0, 1); seed an int in [0, 2**64); first_row + rows <= 2**32."""
+    x's shape. p in [0, 1); seed an int in [0, 2**64); first_row + rows <= 2**32.
+
+    part=(offset, width): x (N, F) is the features [offset, offset + F) of an (N, width)
+    tensor, and draws exactly that part of the wider tensor's mask (one column's half of a
+    layer): element j of row r draws word offset + j of row first_row + r."""
     op = "dropout"
     seed = _int(seed, op, "seed", bits=None)
     if not 0 <= seed < 2**64:
         raise ValueError(f"{op}: argument 'seed' must be an int in [0, 2**64); got {seed}")
+    offset, width = (0, -1) if part is None else _pair(part, op, "part")
+    if part is not None and width < 0:
+        raise ValueError(f"{op}: argument 'part' must be (offset, width) with width >= 0; got {part!r}")
     return _C.dropout_forward(as_tensor(x, op, "x"), _float(p, op, "p"), seed, _int(first_row, op, "first_row"),
-                              _version(version, op))
+                              _version(version, op), offset, width)
 
 
 def dropout_backward(dy, mask, p, version=0):

@@ -188,6 +188,14 @@ def max_pool2d_backward(dy, x, kernel=3, stride=2):
     return dx
 
 
+# ---------------------------------------------------------------------------- add
+
+def add(a, b):
+    """a + b elementwise (where two columns' gradients of one input meet)."""
+    a, b = _f64(a, b)
+    return a + b
+
+
 # ---------------------------------------------------------------------------- dropout
 
 def dropout(x, mask, p):

@@ -49,9 +49,12 @@ def parser() -> argparse.ArgumentParser:
                    "ImageNet-style image tree, which is prepared first (default: the built-in dataset)")
     p.add_argument("--device", default="auto", help="auto, cpu, cuda or cuda:N (auto: cuda if available); under "
                    "mpirun with several ranks on CUDA, each rank takes device (local rank mod devices visible)")
+    p.add_argument("--devices", metavar="DEV0,DEV1", help="the paper's two columns on two GPUs, e.g. "
+                   "cuda:0,cuda:1: column 1's half of every layer on the first, column 2's on the second "
+                   "(instead of --device; one process: not under mpirun with several ranks)")
     p.add_argument("--out", metavar="RUN_DIR", help="where the checkpoint and logs go (default: runs/<date-time>)")
     p.add_argument("--resume", metavar="RUN_DIR", help="continue the run in RUN_DIR from its checkpoint, with "
-                   "its settings (--epochs, --lr and --device may be changed)")
+                   "its settings (--epochs, --lr, --device and --devices may be changed)")
     p.add_argument("--seed", type=int, help="seed of initialisation, shuffling, augmentation, dropout (default: 0)")
     p.add_argument("--epochs", type=int, help="epochs to train " + _defaults("epochs"))
     p.add_argument("--batch-size", type=int, help="images per step " + _defaults("batch_size"))
@@ -142,6 +145,45 @@ def _config(args, device: str) -> dict:
     return base
 
 
+def _columns(value: str) -> list:
+    """The two devices of --devices, checked (two distinct CUDA devices that exist)."""
+    from .columns import check_devices
+
+    try:
+        return check_devices(value, who="--devices")
+    except ValueError as e:
+        raise UserError(str(e)) from None
+
+
+def _placement(args, run_config: dict | None = None, group=distributed.SINGLE) -> tuple[str, list | None]:
+    """(the device the data goes to, the two column devices or None) from --device / --devices, or
+    for a resumed run without them, the run's own. The two columns run in one process: with
+    several ranks they are an error."""
+    wanted = args.devices
+    if wanted is None and args.device == "auto" and run_config is not None and run_config.get("devices"):
+        wanted = ",".join(run_config["devices"])
+    if wanted is not None and group.size > 1:
+        what = f"--devices {args.devices}" if args.devices is not None else f"the run's two columns ({wanted})"
+        raise UserError(f"{what}: the two columns train in one process, and this job has {group.size} ranks; "
+                        f"run without mpirun for two columns, or give the ranks --device")
+    if args.devices is not None and args.device != "auto":
+        raise UserError(f"--device {args.device} and --devices {args.devices}: give one of them")
+    if wanted is not None:
+        devices = _columns(wanted)
+        return devices[0], devices
+    if args.device == "auto" and run_config is not None:
+        return group.device(resolve_device(run_config["device"])), None
+    return group.device(resolve_device(args.device)), None
+
+
+def _where(device: str, devices: list | None) -> str:
+    return f"{devices[0]} and {devices[1]} (two columns)" if devices else device
+
+
+def _place(model, device: str, devices: list | None):
+    return model.to_columns(devices) if devices else model.to(device)
+
+
 def _check_batch_size(config: dict, dataset, ranks: int = 1) -> None:
     count, bs = dataset.dataset.count("train"), config["batch_size"]
     if bs > count:
@@ -164,8 +206,8 @@ def _resume(args, out, group):
         ignored = [f for f in ("data", "out", "seed", "batch_size", "momentum", "weight_decay", "lr_drop_epochs",
                                "width", "init", "crop_size", "image_size") if getattr(args, f) is not None]
         if ignored:
-            raise UserError(f"--resume continues a run with its own settings; only --epochs, --lr and --device "
-                            f"may change (got {', '.join('--' + f.replace('_', '-') for f in ignored)})")
+            raise UserError(f"--resume continues a run with its own settings; only --epochs, --lr, --device and "
+                            f"--devices may change (got {', '.join('--' + f.replace('_', '-') for f in ignored)})")
         if args.epochs is not None:
             _check_epochs(args.epochs)
         if args.lr is not None:
@@ -179,12 +221,13 @@ def _resume(args, out, group):
             arrays, meta = checkpoint.load(run.checkpoint)
             checkpoint.check_training_meta(run.checkpoint, meta)
             config = dict(meta["train_config"])
-            # A resumed run stays on its device unless told otherwise (weights are bit-identical to
-            # an uninterrupted run only on the same device and with as many ranks).
-            device = group.device(resolve_device(config["device"] if args.device == "auto" else args.device))
-            if device != config["device"]:
-                print(f"note: resuming on {device} (the run started on {config['device']})", file=out)
-            config["device"] = device
+            # A resumed run stays on its device(s) unless told otherwise (weights are bit-identical
+            # to an uninterrupted run only on the same layout and with as many ranks).
+            device, devices = _placement(args, config, group)
+            was = _where(config["device"], config.get("devices"))
+            if _where(device, devices) != was:
+                print(f"note: resuming on {_where(device, devices)} (the run started on {was})", file=out)
+            config["device"], config["devices"] = device, devices
             if args.epochs is not None:
                 config["epochs"] = args.epochs
             final_only = meta["epoch"] >= config["epochs"]
@@ -192,10 +235,11 @@ def _resume(args, out, group):
                 raise UserError(f"{run_dir} already finished its {config['epochs']} epochs; pass --epochs N with "
                                 f"N > {meta['epoch']} to train on")
             try:
-                model = from_config(meta["model_config"]).to(device)
+                model = from_config(meta["model_config"])
             except (ValueError, TypeError) as e:
                 raise checkpoint.CheckpointError(f"checkpoint {run.checkpoint}: not a model checkpoint of this "
                                                  f"pyconvnet ({e})") from None
+            model = _place(model, device, devices)
         dataset = datamod.open_dataset(config["data_root"], config, out=out, group=group)
         try:
             with group.together():
@@ -229,8 +273,9 @@ def _start(args, out, group):
 
     out_dir = args.out or group.broadcast(f"runs/{datetime.datetime.now():%Y%m%d-%H%M%S}")
     with group.together():
-        device = group.device(resolve_device(args.device))
+        device, devices = _placement(args, group=group)
         config = _config(args, device)
+        config["devices"] = devices
         run_dir = check_usable(out_dir)
         if (run_dir / CHECKPOINT_NAME).exists():
             if group.rank == 0:
@@ -251,8 +296,9 @@ def _start(args, out, group):
             if group.rank == 0 and run.checkpoint.exists():  # written by another trainer since the check above
                 raise UserError(f"--out {run_dir} already holds a run; use --resume {run_dir} to continue it, "
                                 "or another --out")
-            model = alexnet(num_classes=dataset.num_classes, input_size=config["crop_size"], width=config["width"],
-                            seed=config["seed"], init=config["init"]).to(device)
+            model = _place(alexnet(num_classes=dataset.num_classes, input_size=config["crop_size"],
+                                   width=config["width"], seed=config["seed"], init=config["init"]),
+                           device, devices)
             if group.rank == 0:
                 run.write_config({"train": config, "model": model.config})
                 run.log_path.unlink(missing_ok=True)  # a log without a checkpoint is from a run that never saved
@@ -262,8 +308,8 @@ def _start(args, out, group):
         dataset.close()
         raise
     ranks = f", {group.size} ranks (gradients reduced with {trainer.reducer_name})" if group.size > 1 else ""
-    print(f"{model.name} on {device}"
-          f"{' (' + cuda.device_name(int(device[5:]) if ':' in device else 0) + ')' if device != 'cpu' else ''}"
+    print(f"{model.name} on {_where(device, devices)}"
+          f"{' (' + cuda.device_name(int(device[5:]) if ':' in device else 0) + ')' if device != 'cpu' and not devices else ''}"
           f"{ranks}: {model.num_parameters():,} parameters, {dataset.describe()}", file=out)
     print(f"batch {config['batch_size']}, lr {config['lr']:g}, momentum {config['momentum']}, weight decay "
           f"{config['weight_decay']}, {config['epochs']} epochs, lr /10 "

@@ -68,12 +68,18 @@ class Trainer:
     """Trains `model` on `data` (a pyconvnet.data.Dataset) with SGD + momentum + weight decay.
 
     config holds: epochs, batch_size, lr, momentum, weight_decay, lr_drop_epochs, patience,
-    max_drops, seed, device, drop_last, log_every. group: the ranks of the run (data sharded over
-    them; default one process).
+    max_drops, seed, device (where the batches go), drop_last, log_every, and optionally devices
+    (the two columns' devices, when the model is in columns: models.Sequential.to_columns).
+    group: the ranks of the run (data sharded over them; default one process). A model in
+    columns trains in one process: with several ranks a UserError says so.
     """
 
     def __init__(self, model: Sequential, data, config: dict, run_dir, out=sys.stdout, group=SINGLE):
         self.model, self.data, self.config = model, data, dict(config)
+        if group.size > 1 and model.columns is not None:
+            raise UserError(f"a model in two columns (on {' and '.join(model.columns.devices)}) trains in one "
+                            f"process; this run has {group.size} ranks: train the columns without mpirun, or "
+                            f"the ranks without columns")
         self.group, self.root = group, group.rank == 0
         self.reducer_name = group.reducer_name(config["device"])
         self.reducer = None  # made at the first step (with NCCL, a collective)
@@ -82,7 +88,9 @@ class Trainer:
         self.device = config["device"]
         self.progress = Progress(out)
         self.print = self.progress.line
-        self.velocity = {key: zeros(layer.params[p].shape, device=self.device) for key, layer, p in model.parameters()}
+        # One momentum buffer per parameter tensor, on its device (each column's on its own).
+        self.velocity = {key: zeros(layer.params[p].shape, device=layer.params[p].device)
+                         for key, layer, p in model.parameters()}
         self.schedule = Schedule(config["lr"], list(config.get("lr_drop_epochs") or []), config["patience"], config["max_drops"])
         self.epoch, self.step = 0, 0  # next position: epoch index (0-based) and step within it
         self.history: list = []
@@ -95,7 +103,8 @@ class Trainer:
     # ------------------------------------------------------------------ state
     def state(self) -> tuple[dict, dict]:
         arrays = {f"model/{k}": v for k, v in self.model.state_dict().items()}
-        arrays.update({f"momentum/{k}": v.numpy() for k, v in self.velocity.items()})
+        momentum = self.model.merge({k: v.numpy() for k, v in self.velocity.items()})
+        arrays.update({f"momentum/{k}": v for k, v in momentum.items()})
         meta = {
             "model_config": self.model.config,
             "train_config": self.config,
@@ -139,11 +148,12 @@ class Trainer:
     def restore(self, arrays: dict, meta: dict) -> None:
         """Continues from a checkpoint's state (checked against this model: names, shapes, dtypes,
         finiteness; a CheckpointError names what does not fit)."""
-        shapes = {key: tuple(layer.params[p].shape) for key, layer, p in self.model.parameters()}
-        checkpoint.check_arrays(self.run.checkpoint, arrays, shapes, prefixes=("model/", "momentum/"))
+        checkpoint.check_arrays(self.run.checkpoint, arrays, self.model.param_shapes(),
+                                prefixes=("model/", "momentum/"))
         self.model.load_state_dict(model_state(arrays))
-        for key in self.velocity:
-            self.velocity[key] = tensor(arrays[f"momentum/{key}"], self.device)
+        momentum = self.model.split({k: arrays[f"momentum/{k}"] for k in self.model.param_shapes()})
+        for key, layer, p in self.model.parameters():
+            self.velocity[key] = tensor(np.ascontiguousarray(momentum[key]), layer.params[p].device)
         self.epoch, self.step = meta["epoch"], meta["step"]
         self.schedule = Schedule(**meta["schedule"])
         self.running = meta["running"]
@@ -178,7 +188,7 @@ class Trainer:
         lr, m, wd = self.schedule.lr, self.config["momentum"], self.config["weight_decay"]
         for key, layer, p in params:
             ops.sgd_update(layer.params[p], layer.grads[p], self.velocity[key], lr * layer.lr_mult, m, wd)
-        for layer in self.model.layers:
+        for _, layer, _ in params:
             layer.grads = {}
         return loss, hits, stop
 

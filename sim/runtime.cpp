@@ -91,6 +91,8 @@ const char* standard_text(cudaError_t e) {
     case cudaErrorNotReady: return "device not ready";
     case cudaErrorIllegalAddress: return "an illegal memory access was encountered";
     case cudaErrorLaunchOutOfResources: return "too many resources requested for launch";
+    case cudaErrorPeerAccessAlreadyEnabled:
+      return "peer access is already enabled";
     case cudaErrorLaunchFailure: return "unspecified launch failure";
   }
   return "unknown error";
@@ -104,6 +106,7 @@ struct Device {
   size_t used = 0;
   cudaStream_t default_stream = nullptr;
   std::vector<cudaStream_t> streams;
+  bool peer_enabled[kMaxDevices] = {};  // cudaDeviceEnablePeerAccess(peer) called on this device
 };
 
 struct Devices {
@@ -510,6 +513,7 @@ const char* cudaGetErrorName(cudaError_t err) {
     PCN_SIM_NAME(cudaErrorNotReady)
     PCN_SIM_NAME(cudaErrorIllegalAddress)
     PCN_SIM_NAME(cudaErrorLaunchOutOfResources)
+    PCN_SIM_NAME(cudaErrorPeerAccessAlreadyEnabled)
     PCN_SIM_NAME(cudaErrorLaunchFailure)
 #undef PCN_SIM_NAME
   }
@@ -704,6 +708,85 @@ cudaError_t cudaMemcpyPeerAsync(void* dst, int dst_device, const void* src, int 
               cudaMemcpyDeviceToDevice, stream);
 }
 
+// Rows of `width` bytes, `height` of them, `spitch` and `dpitch` bytes apart. Each side's whole
+// extent, from its first byte to the end of its last row, must lie in one allocation (or be host
+// memory), as for cudaMemcpyAsync; pageable host memory is staged or waited for the same way.
+cudaError_t cudaMemcpy2DAsync(void* dst, size_t dpitch, const void* src, size_t spitch, size_t width,
+                              size_t height, cudaMemcpyKind kind, cudaStream_t stream) {
+  if (cudaError_t e = check_current()) return e;
+  if (width > dpitch || width > spitch)
+    return fail(cudaErrorInvalidValue, "cudaMemcpy2DAsync: width " + std::to_string(width) +
+                                           " is larger than a pitch (dpitch " +
+                                           std::to_string(dpitch) + ", spitch " +
+                                           std::to_string(spitch) + ")");
+  if (width == 0 || height == 0) return cudaSuccess;
+  const size_t dextent = dpitch * (height - 1) + width, sextent = spitch * (height - 1) + width;
+  std::string why;
+  if (kind == cudaMemcpyDefault) {
+    const bool dd = device_of(dst, dextent, &why) != -2, sd = device_of(src, sextent, &why) != -2;
+    kind = dd ? (sd ? cudaMemcpyDeviceToDevice : cudaMemcpyHostToDevice)
+              : (sd ? cudaMemcpyDeviceToHost : cudaMemcpyHostToHost);
+  }
+  const bool dst_dev = kind == cudaMemcpyHostToDevice || kind == cudaMemcpyDeviceToDevice;
+  const bool src_dev = kind == cudaMemcpyDeviceToHost || kind == cudaMemcpyDeviceToDevice;
+  const char* call = "cudaMemcpy2DAsync";
+  if (cudaError_t e = check_side(call, "destination", dst, dextent, dst_dev, -1)) return e;
+  if (cudaError_t e = check_side(call, "source", src, sextent, src_dev, -1)) return e;
+  cudaStream_t s = resolve(stream);
+  const int device = s->device;
+  auto rows = [=](const char* from) {
+    for (size_t r = 0; r < height; ++r)
+      std::memcpy(static_cast<char*>(dst) + r * dpitch, from + r * spitch, width);
+  };
+  if (!src_dev && !is_pinned(src, sextent)) {
+    auto staged = std::make_shared<std::vector<char>>(static_cast<const char*>(src),
+                                                      static_cast<const char*>(src) + sextent);
+    enqueue(s, [rows, staged, device] {
+      if (!failed(device)) rows(staged->data());
+    });
+    return cudaSuccess;
+  }
+  const uint64_t ticket = enqueue(s, [rows, src, device] {
+    if (!failed(device)) rows(static_cast<const char*>(src));
+  });
+  if (!dst_dev && !is_pinned(dst, dextent)) {
+    wait_for(s, ticket);
+    return sticky(device);
+  }
+  return cudaSuccess;
+}
+
+// Every pair of distinct simulated devices can reach each other's memory (it is all host memory).
+cudaError_t cudaDeviceCanAccessPeer(int* can_access, int device, int peer_device) {
+  *can_access = 0;
+  if (!valid_device(device) || !valid_device(peer_device))
+    return fail(cudaErrorInvalidDevice, "cudaDeviceCanAccessPeer(" + std::to_string(device) +
+                                            ", " + std::to_string(peer_device) + "): " +
+                                            std::to_string(devices().count) +
+                                            " simulated devices");
+  *can_access = device != peer_device;
+  return cudaSuccess;
+}
+
+cudaError_t cudaDeviceEnablePeerAccess(int peer_device, unsigned int flags) {
+  if (cudaError_t e = check_current()) return e;
+  if (flags != 0)
+    return fail(cudaErrorInvalidValue, "cudaDeviceEnablePeerAccess: flags must be 0; got " +
+                                           std::to_string(flags));
+  if (!valid_device(peer_device) || peer_device == current_device)
+    return fail(cudaErrorInvalidDevice, "cudaDeviceEnablePeerAccess(" +
+                                            std::to_string(peer_device) + ") on cuda:" +
+                                            std::to_string(current_device));
+  Device& dev = *devices().device[current_device];
+  std::lock_guard<std::mutex> lock(dev.mu);
+  if (dev.peer_enabled[peer_device])
+    return fail(cudaErrorPeerAccessAlreadyEnabled,
+                "cudaDeviceEnablePeerAccess(" + std::to_string(peer_device) + ") on cuda:" +
+                    std::to_string(current_device) + ": already enabled");
+  dev.peer_enabled[peer_device] = true;
+  return cudaSuccess;
+}
+
 cudaError_t cudaMemsetAsync(void* ptr, int value, size_t bytes, cudaStream_t stream) {
   if (cudaError_t e = check_current()) return e;
   if (bytes == 0) return cudaSuccess;
@@ -780,6 +863,16 @@ cudaError_t cudaEventSynchronize(cudaEvent_t event) {
   const uint64_t target = event->recorded;
   event->cv.wait(lock, [&] { return event->completed >= target; });
   lock.unlock();
+  return sticky(event->device);
+}
+
+// cudaErrorNotReady while the work before the last record is still running; like CUDA, that
+// answer is not an error (it does not become the thread's last error).
+cudaError_t cudaEventQuery(cudaEvent_t event) {
+  {
+    std::lock_guard<std::mutex> lock(event->mu);
+    if (event->completed < event->recorded) return cudaErrorNotReady;
+  }
   return sticky(event->device);
 }
 

@@ -10,6 +10,7 @@ import pyconvnet
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "benchmarks"))
 
+import bench_columns  # noqa: E402
 import bench_e2e  # noqa: E402
 import bench_kernels  # noqa: E402
 import roofline  # noqa: E402
@@ -18,6 +19,7 @@ import alexnet_shapes as shapes  # noqa: E402
 
 def test_scripts_have_entry_points():
     assert callable(bench_kernels.main) and callable(bench_e2e.main) and callable(roofline.main)
+    assert callable(bench_columns.main)
 
 
 def test_forward_cost_matches_the_paper():
@@ -39,6 +41,14 @@ def test_cases_cover_every_op_and_pass():
     assert all(c.op in bench_kernels.BENCHES for c in cases)
     assert [c.key for c in cases if not c.in_training_step] == ["conv1.bwd_data", "softmax.fwd"]
     assert "training step" in roofline.table(128, roofline.GPUS)[-1]
+
+
+@pytest.mark.skipif(pyconvnet.cuda.is_available() and not pyconvnet.cuda.is_simulated(),
+                    reason="on a GPU machine the benchmark would run")
+def test_bench_columns_refuses_what_it_cannot_time():
+    """Without a GPU (CPU-only build) or on the simulator's devices it stops with a message."""
+    with pytest.raises(SystemExit, match="bench_columns: (CUDA requested but unavailable|this pyconvnet is the CUDA simulator build)"):
+        bench_columns.main([])
 
 
 @pytest.mark.parametrize("device", ["cpu", "cuda"])

@@ -145,6 +145,18 @@ def test_a_setup_error_is_printed_once(tiny_data, tmp_path):
 
 
 @requires_mpi
+def test_two_columns_under_several_ranks_are_a_clear_error(tiny_data, tmp_path):
+    """The two columns train in one process: --devices under mpirun -n 2 says so, once."""
+    code, out, err = mpirun(2, ["--data", tiny_data, "--out", str(tmp_path / "r"), *TINY, "--devices",
+                                "cuda:0,cuda:1"], tmp_path)
+    assert code == 2, out + err
+    assert err.strip().splitlines() == [
+        "error: --devices cuda:0,cuda:1: the two columns train in one process, and this job has 2 ranks; run "
+        "without mpirun for two columns, or give the ranks --device"], err
+    assert not (tmp_path / "r").exists()
+
+
+@requires_mpi
 def test_ctrl_c_on_mpirun_stops_every_rank_at_one_step_with_a_checkpoint(tiny_data, tmp_path):
     proc = subprocess.Popen([MPIRUN, "-n", "2", sys.executable, "-m", "pyconvnet.train", "--data", tiny_data,
                              "--epochs", "30", "--out", str(tmp_path / "r"), *TINY], cwd=tmp_path, env=_env(),

@@ -141,3 +141,46 @@ def test_dropout_rejects_bad_seed_and_mask(device):
         ops.dropout_backward(x, pyconvnet.zeros(4, np.uint8, device), 0.5)
     with pytest.raises(ValueError, match="dropout: argument 'version' " + version_rule("dropout", device) + "; got -1"):
         ops.dropout(x, 0.5, 0, version=-1)
+
+
+@pytest.mark.parametrize("version", [1, 2])
+@pytest.mark.parametrize("width, cut", [(64, 32), (10, 3), (4096, 2048)])
+def test_a_part_draws_its_slice_of_the_wider_mask(device, rng, version, width, cut):
+    """Two columns' halves of a layer, each dropped with part=(offset, width), get exactly the
+    mask of the whole layer: the two-column network drops what the one-device network drops."""
+    if device == "cpu":
+        version = 1
+    n = 3
+    x = rng.standard_normal((n, width)).astype(np.float32)
+    _, mask = ops.dropout(pyconvnet.tensor(x, device), 0.5, 1234, version=version)
+    for lo, hi in ((0, cut), (cut, width)):
+        part = pyconvnet.tensor(np.ascontiguousarray(x[:, lo:hi]), device)
+        y, m = ops.dropout(part, 0.5, 1234, version=version, part=(lo, width))
+        assert np.array_equal(m.numpy(), mask.numpy()[:, lo:hi])
+        assert_close(y, ref.dropout(x[:, lo:hi], m.numpy(), 0.5), what="forward of a part")
+
+
+@pytest.mark.parametrize("version", [1, 2])
+@pytest.mark.parametrize("width, cut", [(10, 3), (13, 5), (40000, 16387)])  # unaligned; past a CPU chunk
+def test_a_part_of_the_features_and_the_rows_draws_the_spec(device, rng, version, width, cut):
+    """A column's half of a rank's part of the batch: part=(offset, width) and first_row at once
+    draw the spec's words (offset + j of row first_row + r), the whole batch's mask."""
+    if device == "cpu":
+        version = 1
+    rows, first = 5, 2
+    whole = expected_mask((first + rows, width), 0.5, 99)
+    x = rng.standard_normal((rows, width)).astype(np.float32)
+    for lo, hi in ((0, cut), (cut, width)):
+        part = pyconvnet.tensor(np.ascontiguousarray(x[:, lo:hi]), device)
+        y, m = ops.dropout(part, 0.5, 99, version=version, first_row=first, part=(lo, width))
+        assert np.array_equal(m.numpy(), whole[first:, lo:hi].astype(np.uint8))
+        assert_close(y, ref.dropout(x[:, lo:hi], m.numpy(), 0.5), what="forward of a part")
+
+
+def test_a_part_must_lie_inside_the_wider_rows(device):
+    x = pyconvnet.zeros((2, 8), device=device)
+    with pytest.raises(ValueError, match=r"dropout: argument 'part' must be \(offset, width\) with 0 <= offset "
+                                         r"and offset \+ 8 \(x's features\) <= width; got \(4, 10\)"):
+        ops.dropout(x, 0.5, 1, part=(4, 10))
+    with pytest.raises(ValueError, match="dropout: argument 'x' must have rank 2"):
+        ops.dropout(pyconvnet.zeros((2, 2, 2), device=device), 0.5, 1, part=(0, 4))

@@ -39,7 +39,7 @@ LAYERS = [
     ("simulated CUDA runtime", ["sim/include/*", "sim/sim.h", "sim/runtime.cpp", "sim/engine.cpp"]),
     ("basic types", ["csrc/error.h", "csrc/types.h", "csrc/types.cpp", "csrc/philox.h"]),
     ("tensors and devices", ["csrc/tensor.*", "csrc/device.*", "csrc/allocator.*", "csrc/cuda_check.h",
-                             "csrc/staging.*"]),
+                             "csrc/staging.*", "csrc/transfer.*"]),
     ("kernel declarations", ["csrc/kernels/*"]),
     ("kernels", ["csrc/cpu/*", "cuda/*", "sim/selftest.*"]),
     ("dispatch", ["csrc/check.*", "csrc/ops/*"]),

@@ -242,7 +242,7 @@ def test_bad_flags_are_one_line_errors(argv, message, capsys):
 def test_resume_refuses_changed_settings_and_finished_runs(tiny_data, tmp_path, capsys):
     run_train(["--data", tiny_data, "--epochs", "1", "--out", str(tmp_path / "r"), *TINY])
     assert train.main(["--resume", str(tmp_path / "r"), "--batch-size", "8"]) == 2
-    assert "only --epochs, --lr and --device may change (got --batch-size)" in capsys.readouterr().err
+    assert "only --epochs, --lr, --device and --devices may change (got --batch-size)" in capsys.readouterr().err
     assert train.main(["--resume", str(tmp_path / "r")]) == 2
     assert "already finished its 1 epochs; pass --epochs N with N > 1" in capsys.readouterr().err
 

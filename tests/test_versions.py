@@ -17,7 +17,7 @@ def test_every_op_lists_its_versions(op, device):
 
 def test_unknown_op_or_device_is_a_value_error():
     with pytest.raises(ValueError, match=r"versions: op must be one of conv2d, linear, relu, lrn, max_pool2d, dropout, "
-                                         r"softmax, cross_entropy, sgd_update, augment; got \"pool\""):
+                                         r"softmax, cross_entropy, sgd_update, augment, add; got \"pool\""):
         ops.versions("pool")
     with pytest.raises(ValueError, match=r"device must be \"cpu\", \"cuda\" or \"cuda:N\"; got \"gpu\""):
         ops.versions("lrn", "gpu")
@@ -36,7 +36,7 @@ def test_the_cpu_rejects_a_cuda_only_version():
 
 def test_the_registry_holds_every_op():
     assert ops.OPS == ("conv2d", "linear", "relu", "lrn", "max_pool2d", "dropout", "softmax", "cross_entropy",
-                       "sgd_update", "augment")
+                       "sgd_update", "augment", "add")
 
 
 @pytest.mark.parametrize("op, call", [

@@ -7,8 +7,8 @@
 
 namespace pcn::cpu {
 
-// Chunks of whole Philox blocks (4 words) within a row: one philox4x32 call gives the mask of 4
-// elements of one row.
+// Chunks of each row, walked in whole Philox blocks of the row's words offset .. offset + len: one
+// philox4x32 call gives the mask of 4 elements of one row (fewer at a chunk's or slice's edge).
 void dropout_forward(const Tensor& x, Tensor& y, Tensor& mask, const DropoutParams& p,
                      int /*version*/) {
   const float* in = x.data<float>();
@@ -19,16 +19,19 @@ void dropout_forward(const Tensor& x, Tensor& y, Tensor& mask, const DropoutPara
   const int64_t rows = x.numel() / len, per_row = (len + chunk - 1) / chunk;
   parallel_for(rows * per_row, [&](int64_t task) {
     const int64_t row = task / per_row, begin = task % per_row * chunk;
-    const int64_t end = std::min(len, begin + chunk), base = row * len;
+    const int64_t end = std::min(len, begin + chunk), base = row * len - p.offset;
     const uint32_t counter_row = p.first_row + static_cast<uint32_t>(row);
-    for (int64_t j = begin; j < end; j += 4) {
-      const uint64_t block = static_cast<uint64_t>(j) >> 2;
+    // Word w of the row is element w - offset of x's row.
+    for (int64_t w0 = (p.offset + begin) & ~int64_t{3}; w0 < p.offset + end; w0 += 4) {
+      const uint64_t block = static_cast<uint64_t>(w0) >> 2;
       const Philox4 r = philox4x32(static_cast<uint32_t>(block), static_cast<uint32_t>(block >> 32),
                                    kStreamDropout, counter_row, static_cast<uint32_t>(p.seed),
                                    static_cast<uint32_t>(p.seed >> 32));
-      for (int64_t e = 0; e < 4 && j + e < end; ++e) {
-        const int64_t i = base + j + e;
-        const bool kept = r.v[e] >= p.threshold;
+      const int64_t lo = std::max<int64_t>(w0, p.offset + begin);
+      const int64_t hi = std::min<int64_t>(w0 + 4, p.offset + end);
+      for (int64_t w = lo; w < hi; ++w) {
+        const int64_t i = base + w;
+        const bool kept = r.v[w - w0] >= p.threshold;
         keep[i] = kept;
         out[i] = in[i] * (kept ? p.scale : 0.0f);  // x * 0 keeps a NaN a NaN
       }

@@ -19,7 +19,7 @@ static DropoutParams make_params(const ArgCheck& c, double p, uint64_t seed) {
 }
 
 std::pair<Tensor, Tensor> dropout_forward(const Tensor& x, double p, uint64_t seed, int64_t first_row,
-                                          int version) {
+                                          int version, int64_t slice_offset, int64_t slice_width) {
   ArgCheck c("dropout");
   c.dtype(x, "x", DType::Float32);
   DropoutParams d = make_params(c, p, seed);
@@ -29,6 +29,15 @@ std::pair<Tensor, Tensor> dropout_forward(const Tensor& x, double p, uint64_t se
             first_row);
   d.first_row = static_cast<uint32_t>(first_row);
   d.row_len = rows == 0 ? 0 : x.numel() / rows;
+  if (slice_width >= 0) {
+    c.rank(x, "x", 2, "(N, features)");
+    const int64_t row = x.shape()[1];
+    c.require(slice_offset >= 0 && slice_offset + row <= slice_width, "part",
+              str("be (offset, width) with 0 <= offset and offset + ", row,
+                  " (x's features) <= width").c_str(),
+              str("(", slice_offset, ", ", slice_width, ")"));
+    d.offset = slice_offset;
+  }
   const Device dev = c.same_device({{"x", &x}});
   const int v = resolve_version(c, dev, version, kDropoutVersions);
   Tensor y = Tensor::empty(x.shape(), DType::Float32, dev);

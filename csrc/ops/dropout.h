@@ -9,6 +9,10 @@
 // (threshold is a 64-bit integer: for p > 1 - 2^-33 it is 2^32 and nothing is kept). p == 0 keeps
 // everything. Kept units are scaled by 1 / (1 - p):
 //   y = x * mask / (1 - p),  dx = dy * mask / (1 - p).
+// A slice (offset, width) makes x (N, row) the features [offset, offset + row) of an (N, width)
+// tensor: element j of row r draws word offset + j of its row, the word of the wider tensor's
+// element it stands for, so two halves (on two devices) draw exactly the wider tensor's mask, and
+// with first_row also any part of its rows.
 // The mask is a uint8 tensor of 0/1 with x's shape: a quarter of the bytes of a float mask, and
 // the op is bound by memory traffic. A dropped NaN stays NaN (x * 0), as in the reference.
 #pragma once
@@ -21,7 +25,8 @@ namespace pcn {
 
 // (y, mask)
 std::pair<Tensor, Tensor> dropout_forward(const Tensor& x, double p, uint64_t seed, int64_t first_row,
-                                          int version);
+                                          int version, int64_t slice_offset = 0,
+                                          int64_t slice_width = -1);
 Tensor dropout_backward(const Tensor& dy, const Tensor& mask, double p, int version);
 
 }  // namespace pcn

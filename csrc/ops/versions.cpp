@@ -1,5 +1,6 @@
 #include "versions.h"
 
+#include "csrc/kernels/add.h"
 #include "csrc/kernels/augment.h"
 #include "csrc/kernels/conv2d.h"
 #include "csrc/kernels/dropout.h"
@@ -25,6 +26,7 @@ constexpr Entry kRegistry[] = {
     {"max_pool2d", kMaxPool2dVersions},  {"dropout", kDropoutVersions},
     {"softmax", kSoftmaxVersions},       {"cross_entropy", kCrossEntropyVersions},
     {"sgd_update", kSgdUpdateVersions},  {"augment", kAugmentVersions},
+    {"add", kAddVersions},
 };
 
 }  // namespace
