@@ -224,6 +224,10 @@ class Trainer:
                         raise UserError(self._stopped(f"the loss became {e.args[0]}")) from None
                     if stop and not interrupted["flag"]:  # another rank was interrupted
                         interrupted["flag"] = signal.SIGTERM
+                    # With several ranks only the agreed value may decide: a signal that lands on
+                    # one rank after the step's sum must wait for the next step, or that rank would
+                    # save while the others went on.
+                    stopping = stop if self.group.size > 1 else bool(interrupted["flag"])
                     r = self.running
                     n = rows[2]
                     r["loss_sum"] += loss * n
@@ -244,16 +248,19 @@ class Trainer:
                     if cfg.get("log_every") and self.step % cfg["log_every"] == 0:
                         self.log({"event": "step", "epoch": self.epoch + 1, "step": self.step, "loss": loss,
                                   "lr": self.schedule.lr, "images_per_s": ips})
-                    if interrupted["flag"]:
+                    if stopping:
                         path = self.save()
                         self.print(f"\ninterrupted at epoch {self.epoch + 1}, step {self.step}/{steps}; "
                                    f"checkpoint saved to {path}")
                         self.print(f"resume with: python -m pyconvnet.train --resume {self.run_dir}")
                         return {"interrupted": interrupted["flag"]}
                 self._end_epoch(steps)
-                if self.group.size > 1 and self.group.sum([bool(interrupted["flag"])])[0] > 0:
-                    interrupted["flag"] = interrupted["flag"] or signal.SIGTERM
-                if interrupted["flag"]:  # Ctrl-C during validation: the epoch's checkpoint is saved
+                stopping = bool(interrupted["flag"])
+                if self.group.size > 1:  # the agreed value, as after a step
+                    stopping = self.group.sum([stopping])[0] > 0
+                    if stopping:
+                        interrupted["flag"] = interrupted["flag"] or signal.SIGTERM
+                if stopping:  # Ctrl-C during validation: the epoch's checkpoint is saved
                     self.print(f"interrupted after epoch {self.epoch}; checkpoint saved to "
                                f"{self.run.checkpoint}")
                     self.print(f"resume with: python -m pyconvnet.train --resume {self.run_dir}")

@@ -42,12 +42,25 @@ def _env():
                 PYTHONPATH=str(pathlib.Path(pyconvnet.__file__).resolve().parents[1]))
 
 
-def mpirun(ranks, args, cwd, script=None):
-    """(exit code, stdout, stderr) of `ranks` processes of pyconvnet.train (or of `script`)."""
+def mpirun(ranks, args, cwd, script=None, timeout=TIMEOUT):
+    """(exit code, stdout, stderr) of `ranks` processes of pyconvnet.train (or of `script`). A job
+    still running after `timeout` seconds is killed, ranks included, and fails the test."""
     program = [script] if script else ["-m", "pyconvnet.train"]
-    proc = subprocess.run([MPIRUN, "-n", str(ranks), sys.executable, *program, *args], cwd=cwd, env=_env(),
-                          capture_output=True, text=True, timeout=TIMEOUT)
-    return proc.returncode, proc.stdout, proc.stderr
+    proc = subprocess.Popen([MPIRUN, "-n", str(ranks), sys.executable, *program, *args], cwd=cwd, env=_env(),
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, start_new_session=True)
+    out, err = _communicate(proc, timeout)
+    return proc.returncode, out, err
+
+
+def _communicate(proc, timeout):
+    """proc.communicate(), but a job (started with start_new_session=True) still running after
+    `timeout` seconds is killed, its ranks included, and fails the test."""
+    try:
+        return proc.communicate(timeout=timeout)
+    except subprocess.TimeoutExpired:
+        os.killpg(proc.pid, signal.SIGKILL)
+        out, err = proc.communicate()
+        raise AssertionError(f"the job hung for {timeout} s:\n{out}\n{err or ''}") from None
 
 
 def assert_weights_close(run_a, run_b, rtol=RTOL):
@@ -160,7 +173,7 @@ def test_two_columns_under_several_ranks_are_a_clear_error(tiny_data, tmp_path):
 def test_ctrl_c_on_mpirun_stops_every_rank_at_one_step_with_a_checkpoint(tiny_data, tmp_path):
     proc = subprocess.Popen([MPIRUN, "-n", "2", sys.executable, "-m", "pyconvnet.train", "--data", tiny_data,
                              "--epochs", "30", "--out", str(tmp_path / "r"), *TINY], cwd=tmp_path, env=_env(),
-                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, start_new_session=True)
     seen = []
     for line in proc.stdout:
         seen.append(line)
@@ -169,11 +182,45 @@ def test_ctrl_c_on_mpirun_stops_every_rank_at_one_step_with_a_checkpoint(tiny_da
     else:
         raise AssertionError("never reached epoch 2, step 2:\n" + "".join(seen))
     proc.send_signal(signal.SIGINT)
-    rest, _ = proc.communicate(timeout=TIMEOUT)
+    rest, _ = _communicate(proc, TIMEOUT)
     assert proc.returncode == 128 + signal.SIGINT, rest
     assert rest.count("checkpoint saved to") == 1, rest
     _, meta = checkpoint.load(tmp_path / "r" / CHECKPOINT_NAME)
     assert (meta["epoch"], meta["step"]) >= (1, 2)
+
+
+LATE_SIGNAL = """\
+import os
+import signal
+import sys
+from mpi4py import MPI
+from pyconvnet import train, trainer
+if MPI.COMM_WORLD.Get_rank() == 1:
+    step = trainer.Trainer.train_step
+    def late(self, *args, **kw):
+        result = step(self, *args, **kw)
+        if self.epoch == 0 and self.step == 1:
+            os.kill(os.getpid(), signal.SIGINT)  # after the step's sum: the ranks agreed to go on
+        return result
+    trainer.Trainer.train_step = late
+sys.exit(train.main(sys.argv[1:]))
+"""
+
+
+@requires_mpi
+def test_a_signal_on_one_rank_after_the_steps_sum_stops_every_rank_at_the_next_step(tiny_data, tmp_path):
+    """Ctrl-C reaches rank 1 alone, just after the ranks agreed that nobody stops at this step:
+    rank 1 must not save on its own (it would wait in the checkpoint's collective while rank 0
+    waits in the next step's sum), but stop with everyone after the next step."""
+    script = tmp_path / "late.py"
+    script.write_text(LATE_SIGNAL)
+    code, out, err = mpirun(2, ["--data", tiny_data, "--epochs", "3", "--out", str(tmp_path / "r"), *TINY],
+                            tmp_path, script=str(script), timeout=120)
+    assert code != 0, out + err
+    assert out.count("checkpoint saved to") == 1, out + err
+    assert "interrupted at epoch 1, step 3/" in out, out
+    _, meta = checkpoint.load(tmp_path / "r" / CHECKPOINT_NAME)
+    assert (meta["epoch"], meta["step"]) == (0, 3)
 
 
 FAILING_RANK = """\
