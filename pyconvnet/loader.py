@@ -23,7 +23,10 @@ What happens per batch, on a background thread, `prefetch` batches ahead of the 
    labels are copied out of the slot the same way, and kept on the host too. (On the CPU the
    background thread does this step too.)
 The training loop receives tensors of its own (never the slot's buffers), so a batch stays valid
-for as long as it is kept. Everything the batch contains is a function of (seed, epoch, step):
+for as long as it is kept. With shard=(rank, ranks) the loader yields only rank's part of each
+batch (pyconvnet.distributed.share: a contiguous run of the sorted indices); the parts of all
+ranks together are the batch of one loader, augmented alike (the draws depend on the image and
+the epoch alone). Everything the batch contains is a function of (seed, epoch, step):
 loader.epoch(e, start_step=s) yields exactly the batches s, s+1, ... of an uninterrupted epoch e.
 
 `wait_seconds` counts the time the training loop spent waiting for a batch; with the data in the
@@ -43,6 +46,7 @@ import numpy as np
 
 from . import _C, augment
 from .dataset import PreparedDataset
+from .distributed import share
 from .tensor import tensor
 
 TRANSFORMS = ("train", "center", "ten", "none")
@@ -55,6 +59,8 @@ class Batch(NamedTuple):
     epoch: int
     step: int
     labels_host: np.ndarray  # int32 (B,): the same labels, as read (no copy back from the device)
+    first_row: int = 0   # the position of this part in the whole batch (0 unless sharded)
+    batch_rows: int = 0  # the rows of the whole batch
 
 
 class _Failure:
@@ -80,6 +86,8 @@ class _Uploaded(NamedTuple):
     step: int
     labels_host: np.ndarray
     params: object  # augment.Params, or None for "none"
+    first_row: int
+    batch_rows: int
 
 
 class Loader:
@@ -93,7 +101,7 @@ class Loader:
 
     def __init__(self, data, split="train", batch_size=128, *, device="cpu", transform=None,
                  crop=None, seed=0, shuffle=None, drop_last=None, lighting_std=augment.LIGHTING_STD,
-                 prefetch=2, read_threads=4):
+                 prefetch=2, read_threads=4, shard=(0, 1)):
         self.data = data if isinstance(data, PreparedDataset) else PreparedDataset(data)
         self.split = split
         self.count = self.data.count(split)
@@ -108,7 +116,11 @@ class Loader:
             raise ValueError(f"Loader: batch_size must be a positive integer; got {batch_size!r}")
         if prefetch < 1:
             raise ValueError(f"Loader: prefetch must be >= 1; got {prefetch}")
+        rank, ranks = shard
+        if not 0 <= rank < ranks:
+            raise ValueError(f"Loader: shard must be (rank, ranks) with 0 <= rank < ranks; got {shard!r}")
         self.batch_size = batch_size
+        self.shard = (int(rank), int(ranks))
         self.device = device
         self._on_device = str(device).startswith("cuda")
         self.seed = int(seed)
@@ -145,10 +157,16 @@ class Loader:
         return np.arange(self.count, dtype=np.int64)
 
     def batch_indices(self, epoch: int, step: int, order=None) -> np.ndarray:
-        """The (sorted) image indices of step `step` of `epoch`."""
+        """The (sorted) image indices of step `step` of `epoch` (this shard's part of them)."""
         order = self.order(epoch) if order is None else order
         b = self.batch_size
-        return np.sort(order[step * b:(step + 1) * b]).astype(np.int64)
+        first, stop, _ = self.rows(step)
+        return np.sort(order[step * b:(step + 1) * b]).astype(np.int64)[first:stop]
+
+    def rows(self, step: int) -> tuple[int, int, int]:
+        """(first, stop, rows): this shard's rows [first, stop) of step `step`'s batch of `rows`."""
+        rows = max(0, min(self.batch_size, self.count - step * self.batch_size))
+        return (*share(rows, *self.shard), rows)
 
     def params(self, epoch: int, indices) -> augment.Params:
         """The augmentation parameters of the images `indices` in `epoch`."""
@@ -221,20 +239,24 @@ class Loader:
                 if stop.is_set():
                     return
                 idx = self.batch_indices(epoch, step, order)
-                ring = self._ring(len(idx))
-                entry = ring.pop(0)
-                ring.append(entry)
-                while not entry.free.wait(timeout=0.1):  # the consumer still finishes its batch
-                    if stop.is_set():
-                        return
-                entry.free.clear()
-                try:
-                    batch = self._upload(entry, epoch, step, idx)
-                except BaseException:
-                    entry.free.set()
-                    raise
-                if not self._on_device:
-                    batch = self._finish(batch)  # the CPU: all the work on this thread
+                if len(idx) == 0:  # a shard with no rows of a small last batch
+                    first, _, rows = self.rows(step)
+                    batch = Batch(None, None, idx, epoch, step, self._labels[idx], first, rows)
+                else:
+                    ring = self._ring(len(idx))
+                    entry = ring.pop(0)
+                    ring.append(entry)
+                    while not entry.free.wait(timeout=0.1):  # the consumer still finishes its batch
+                        if stop.is_set():
+                            return
+                    entry.free.clear()
+                    try:
+                        batch = self._upload(entry, epoch, step, idx)
+                    except BaseException:
+                        entry.free.set()
+                        raise
+                    if not self._on_device:
+                        batch = self._finish(batch)  # the CPU: all the work on this thread
                 while not stop.is_set():
                     try:
                         out.put(batch, timeout=0.1)
@@ -261,13 +283,14 @@ class Loader:
         """The loader thread's part of a batch: read into the slot, start the copy, draw the
         augmentation parameters."""
         slot = entry.slot
+        first, _, rows = self.rows(step)
         slot.wait_uploaded()  # the slot's previous copy no longer reads the host buffers
         self._read(idx, slot.host(0))
         labels_host = self._labels[idx]
         slot.host(1)[:] = labels_host
         slot.upload()
         params = None if self.transform == "none" else self.params(epoch, idx)
-        return _Uploaded(entry, idx, epoch, step, labels_host, params)
+        return _Uploaded(entry, idx, epoch, step, labels_host, params, first, rows)
 
     def _finish(self, up):
         """The consumer's part (on the CPU, the loader thread's): the op stream waits for the
@@ -283,7 +306,7 @@ class Loader:
         finally:
             slot.release()
             up.entry.free.set()
-        return Batch(inputs, labels, up.indices, up.epoch, up.step, up.labels_host)
+        return Batch(inputs, labels, up.indices, up.epoch, up.step, up.labels_host, up.first_row, up.batch_rows)
 
     def _read(self, idx, dest):
         """pread() each image of `idx` into the rows of `dest` (uint8 (n, S, S, 3))."""

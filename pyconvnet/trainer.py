@@ -5,6 +5,12 @@ Everything random in a run is a pure function of (seed, epoch, step): the order 
 seed and position). So the state to resume is only the weights, the momentum buffers, the
 learning-rate schedule and the position, and a resumed run ends with exactly the weights of an
 uninterrupted one on the same device.
+
+With several ranks (pyconvnet.distributed) each computes its part of every batch; the gradients,
+the loss and the hits are summed over the ranks every step, validation is shared out, and rank 0
+alone prints, logs and writes checkpoints. The draws depend on the sample's position in the
+batch, not on the rank, so the weights do not depend on the number of ranks beyond the order of
+floating-point sums.
 """
 from __future__ import annotations
 
@@ -14,11 +20,13 @@ import pathlib
 import signal
 import sys
 import time
+from typing import NamedTuple
 
 import numpy as np
 
 from . import checkpoint, ops
 from .console import Progress, format_duration
+from .distributed import SINGLE
 from .errors import UserError
 from .inference import model_state
 from .metrics import evaluate
@@ -57,18 +65,37 @@ class Schedule:
         return drop
 
 
+class _Summed(NamedTuple):
+    """A step's loss and hit counts summed over the ranks: already on the host."""
+    loss: float
+    hits1: int
+    hits5: int
+
+    def read(self):
+        return self.loss, self.hits1, self.hits5
+
+
 class Trainer:
     """Trains `model` on `data` (a pyconvnet.data.Dataset) with SGD + momentum + weight decay.
 
     config holds: epochs, batch_size, lr, momentum, weight_decay, lr_drop_epochs, patience,
     max_drops, seed, device (where the batches go), drop_last, log_every, and optionally devices
     (the two columns' devices, when the model is in columns: models.Sequential.to_columns).
+    group: the ranks of the run (data sharded over them; default one process). A model in
+    columns trains in one process: with several ranks a UserError says so.
     """
 
     MAX_PENDING = 64  # steps whose loss may wait on the device before one is read
 
-    def __init__(self, model: Sequential, data, config: dict, run_dir, out=sys.stdout):
+    def __init__(self, model: Sequential, data, config: dict, run_dir, out=sys.stdout, group=SINGLE):
         self.model, self.data, self.config = model, data, dict(config)
+        if group.size > 1 and model.columns is not None:
+            raise UserError(f"a model in two columns (on {' and '.join(model.columns.devices)}) trains in one "
+                            f"process; this run has {group.size} ranks: train the columns without mpirun, or "
+                            f"the ranks without columns")
+        self.group, self.root = group, group.rank == 0
+        self.reducer_name = group.reducer_name(config["device"])
+        self.reducer = None  # made at the first step (with NCCL, a collective)
         self.run = run_dir if isinstance(run_dir, RunDir) else RunDir(run_dir)
         self.run_dir = self.run.path
         self.device = config["device"]
@@ -108,7 +135,12 @@ class Trainer:
 
     def save(self, where: str | None = None) -> pathlib.Path:
         """Writes the checkpoint, if every weight and momentum value is finite: a diverged model
-        never replaces the last good checkpoint (a UserError says so instead, naming `where`)."""
+        never replaces the last good checkpoint (a UserError says so instead, naming `where`).
+        With several ranks (all holding the same weights) rank 0 checks and writes it, and every
+        rank raises its error."""
+        return self.group.on_root(lambda: self._write(where))
+
+    def _write(self, where: str | None) -> pathlib.Path:
         arrays, meta = self.state()
         bad = [name for name, a in arrays.items() if not np.isfinite(a).all()]
         if bad:
@@ -142,22 +174,41 @@ class Trainer:
         self.history = meta["history"]
 
     def log(self, record: dict) -> None:
-        self.run.log(record)
+        if self.root:
+            self.run.log(record)
 
     # ------------------------------------------------------------------ one step
-    def train_step(self, x, labels, global_step: int):
-        """Enqueues one SGD step and returns its pending loss: .read() gives (loss, top-1 hits,
-        top-5 hits), counted on the device, waiting for them only then. The step itself never
-        waits for the GPU, so the host runs ahead and queues the next batch's work."""
-        self.model.set_dropout_seed(self.config["seed"], global_step)
+    def train_step(self, x, labels, global_step: int, rows=None, stop=False):
+        """Enqueues one SGD step; returns (its pending loss, stop). pending.read() gives (loss,
+        top-1 hits, top-5 hits), counted on the device, waiting for them only then: the step
+        itself never waits for the GPU, so the host runs ahead and queues the next batch's work.
+        rows = (first, stop, batch rows): the part of the step's batch that x holds (by default
+        all of it). With several ranks the loss, hits and gradients are those of the whole batch,
+        summed over the ranks at once (the step waits for them), `stop` is true if any rank passed
+        stop=True, and a non-finite loss raises FloatingPointError on every rank alike."""
+        first, last, total = rows or (0, len(labels), len(labels))
+        self.model.set_dropout_seed(self.config["seed"], global_step, first)
         pending, dlogits = ops.cross_entropy_async(self.model.forward(x, train=True), labels)
         self.model.backward(dlogits)
+        params = list(self.model.parameters())
+        if self.group.size > 1:
+            n = last - first
+            loss, hits1, hits5 = pending.read()
+            loss_sum, hits1, hits5, stops = self.group.sum([loss * n, hits1, hits5, stop])
+            pending, stop = _Summed(loss_sum / total, int(hits1), int(hits5)), stops > 0
+            if not math.isfinite(pending.loss):
+                raise FloatingPointError(pending.loss)
+            if self.reducer is None:
+                self.reducer = self.group.reducer(self.device)
+            grads = self.reducer.reduce([layer.grads[p] for _, layer, p in params], n / total)
+            for (_, layer, p), g in zip(params, grads):
+                layer.grads[p] = g
         lr, m, wd = self.schedule.lr, self.config["momentum"], self.config["weight_decay"]
-        for key, layer, p in self.model.parameters():
+        for key, layer, p in params:
             ops.sgd_update(layer.params[p], layer.grads[p], self.velocity[key], lr * layer.lr_mult, m, wd)
-        for _, layer, _ in self.model.parameters():
+        for _, layer, _ in params:
             layer.grads = {}
-        return pending
+        return pending, stop
 
     def _collect(self, keep: int = 0) -> float | None:
         """Reads the pending losses of the steps since the last call but the newest `keep`, in
@@ -182,7 +233,7 @@ class Trainer:
 
     # ------------------------------------------------------------------ evaluation
     def evaluate(self, split: str = "val", ten_crop: bool = False) -> dict:
-        return evaluate(self.model, self.data, split, self.config["batch_size"], ten_crop)
+        return evaluate(self.model, self.data, split, self.config["batch_size"], ten_crop, self.group)
 
     # ------------------------------------------------------------------ the loop
     def fit(self) -> dict:
@@ -203,12 +254,24 @@ class Trainer:
                 batches = self.data.train_batches(bs, self.epoch, self.step, cfg["drop_last"])
                 for x, labels, labels_host in batches:
                     global_step = self.epoch * steps + self.step
-                    self.pending.append((self.step + 1, len(labels_host), self.train_step(x, labels, global_step)))
+                    rows = self.data.train_rows(bs, cfg["drop_last"], self.step)
+                    try:
+                        pending, stop = self.train_step(x, labels, global_step, rows, bool(interrupted["flag"]))
+                    except FloatingPointError as e:  # several ranks: the summed loss, the same on each
+                        self.print("")
+                        raise UserError(self._stopped(f"the loss became {e.args[0]}")) from None
+                    if stop and not interrupted["flag"]:  # another rank was interrupted
+                        interrupted["flag"] = signal.SIGTERM
+                    # With several ranks only the agreed value may decide: a signal that lands on
+                    # one rank after the step's sum must wait for the next step, or that rank would
+                    # save while the others went on.
+                    stopping = stop if self.group.size > 1 else bool(interrupted["flag"])
+                    self.pending.append((self.step + 1, rows[2], pending))
                     self.step += 1
                     log = cfg.get("log_every") and self.step % cfg["log_every"] == 0
                     # The losses stay on the device until a line shows them or a checkpoint
                     # needs them: reading one waits for its step.
-                    if not (self.progress.due(self.step, steps) or log or interrupted["flag"]):
+                    if not (self.progress.due(self.step, steps) or log or stopping):
                         if len(self.pending) >= self.MAX_PENDING:
                             self._collect(keep=2)
                         continue
@@ -227,7 +290,7 @@ class Trainer:
                     if log:
                         self.log({"event": "step", "epoch": self.epoch + 1, "step": self.step, "loss": loss,
                                   "lr": self.schedule.lr, "images_per_s": ips})
-                    if interrupted["flag"]:
+                    if stopping:
                         path = self.save()
                         self.print(f"\ninterrupted at epoch {self.epoch + 1}, step {self.step}/{steps}; "
                                    f"checkpoint saved to {path}")
@@ -235,7 +298,12 @@ class Trainer:
                         return {"interrupted": interrupted["flag"]}
                 self._collect()
                 self._end_epoch(steps)
-                if interrupted["flag"]:  # Ctrl-C during validation: the epoch's checkpoint is saved
+                stopping = bool(interrupted["flag"])
+                if self.group.size > 1:  # the agreed value, as after a step
+                    stopping = self.group.sum([stopping])[0] > 0
+                    if stopping:
+                        interrupted["flag"] = interrupted["flag"] or signal.SIGTERM
+                if stopping:  # Ctrl-C during validation: the epoch's checkpoint is saved
                     self.print(f"interrupted after epoch {self.epoch}; checkpoint saved to "
                                f"{self.run.checkpoint}")
                     self.print(f"resume with: python -m pyconvnet.train --resume {self.run_dir}")

@@ -86,7 +86,8 @@ def test_same_seed_gives_identical_weights(tiny_data, tmp_path):
 def test_resume_after_an_epoch_matches_an_uninterrupted_run(tiny_data, tmp_path, monkeypatch):
     keys = []
     real_dropout = pyconvnet.layers.ops.dropout
-    monkeypatch.setattr(pyconvnet.layers.ops, "dropout", lambda x, p, seed: keys.append(seed) or real_dropout(x, p, seed))
+    monkeypatch.setattr(pyconvnet.layers.ops, "dropout",
+                        lambda x, p, seed, **kw: keys.append(seed) or real_dropout(x, p, seed, **kw))
     run_train(["--data", tiny_data, "--epochs", "3", "--out", str(tmp_path / "full"), *TINY])
     monkeypatch.undo()
     # Every step of every epoch, in each of the two dropout layers, has a mask of its own.
@@ -440,9 +441,10 @@ def test_a_training_step_enqueues_without_waiting_for_the_device(tmp_path, rng):
     model = alexnet(num_classes=5, input_size=64, width=0.125, seed=2, init="he").to("cuda")
     trainer = Trainer(model, None, config, tmp_path / "r", out=io.StringIO())
     xt, yt = pyconvnet.tensor(x, "cuda"), pyconvnet.tensor(y, "cuda")
-    trainer.train_step(xt, yt, 0).read()  # the caches warm up (allocations, tap tables)
+    trainer.train_step(xt, yt, 0)[0].read()  # the caches warm up (allocations, tap tables)
     before = _C._sim_host_waits()
-    pending = trainer.train_step(xt, yt, 1)
+    pending, stop = trainer.train_step(xt, yt, 1)
+    assert stop is False
     assert _C._sim_host_waits() == before, "the step waited for the device"
     loss, hits1, hits5 = pending.read()
     assert _C._sim_host_waits() > before
