@@ -160,16 +160,18 @@ INSTANTS = {
     "step:2:2": ((1, 0), (1, 2)),      # mid-epoch: a kill loses the epoch, Ctrl-C saves the step
     "validation:2": ((1, 0), (2, 0)),  # between epochs: Ctrl-C lets the epoch finish and saves it
     "checkpoint:2": ((1, 0), (2, 0)),  # epoch 2's checkpoint written but not yet in place
-    "final": ((3, 0), None),           # the final evaluation: every epoch saved, nothing logged
+    "final": ((3, 0), (3, 0)),         # the final evaluation: every epoch saved, its result not logged
 }
 
 
 @pytest.mark.parametrize("sig,at", [(signal.SIGINT, "step:2:2"), (signal.SIGTERM, "step:2:2"),
                                     (signal.SIGKILL, "step:2:2"), (signal.SIGINT, "validation:2"),
-                                    (signal.SIGKILL, "checkpoint:2"), (signal.SIGKILL, "final")])
+                                    (signal.SIGKILL, "checkpoint:2"), (signal.SIGINT, "final"),
+                                    (signal.SIGKILL, "final")])
 def test_resume_after_ctrl_c_or_kill_matches_uninterrupted_run(tiny_data, full_run, tmp_path, sig, at):
     """Ctrl-C (or SIGTERM) saves a checkpoint at the current step, or after the epoch when it
-    comes during the validation; a kill loses what the last checkpoint does not hold. Whatever
+    comes during the validation, and stops the final evaluation at once (every epoch is saved);
+    a kill loses what the last checkpoint does not hold. Whatever
     the instant, the run continues from its checkpoint, and the final weights and the logged
     history are those of an uninterrupted run, and the log holds no record twice. The run stops
     at the instant until signalled (tests/pausing.py), so the signal lands there however slow
