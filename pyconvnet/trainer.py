@@ -240,10 +240,13 @@ class Trainer:
         cfg = self.config
         epochs, bs = cfg["epochs"], cfg["batch_size"]
         steps = self.data.steps_per_epoch(bs, cfg["drop_last"])
-        interrupted = {"flag": False}
+        interrupted = {"flag": False, "finishing": False}
 
-        def on_signal(signum, frame):  # Ctrl-C or SIGTERM: checkpoint after this step; twice: at once
-            if interrupted["flag"]:
+        def on_signal(signum, frame):
+            # Ctrl-C or SIGTERM: checkpoint after this step. A second one, or one during the final
+            # evaluation (every epoch is saved by then): stop at once.
+            if interrupted["flag"] or interrupted["finishing"]:
+                interrupted["flag"] = interrupted["flag"] or signum
                 raise KeyboardInterrupt
             interrupted["flag"] = signum
         previous = {sig: signal.signal(sig, on_signal) for sig in (signal.SIGINT, signal.SIGTERM)}
@@ -308,10 +311,19 @@ class Trainer:
                                f"{self.run.checkpoint}")
                     self.print(f"resume with: python -m pyconvnet.train --resume {self.run_dir}")
                     return {"interrupted": interrupted["flag"]}
+            interrupted["finishing"] = True
+            try:
+                return self._finish()
+            except KeyboardInterrupt:
+                if not interrupted["flag"]:  # raised by another source than these handlers
+                    raise
+                self.print(f"interrupted during the final evaluation; checkpoint saved to {self.run.checkpoint} "
+                           f"after epoch {self.epoch}")
+                self.print(f"resume with: python -m pyconvnet.train --resume {self.run_dir} (redoes the final evaluation)")
+                return {"interrupted": interrupted["flag"]}
         finally:
             for sig, handler in previous.items():
                 signal.signal(sig, handler)
-        return self._finish()
 
     def _end_epoch(self, steps: int) -> None:
         r = self.running

@@ -21,6 +21,8 @@ from pyconvnet.rundir import CHECKPOINT_NAME, LOG_NAME, RunDir
 from pyconvnet.trainer import Trainer
 from tinyrun import TINY, make_tiny_data, run_train
 
+PAUSING = pathlib.Path(__file__).with_name("pausing.py")
+
 @pytest.fixture(scope="module")
 def tiny_data(tmp_path_factory):
     return make_tiny_data(tmp_path_factory.mktemp("tiny"))
@@ -104,10 +106,13 @@ def test_resume_after_an_epoch_matches_an_uninterrupted_run(tiny_data, tmp_path,
     assert_log_without_duplicates(tmp_path / "part", 3)
 
 
-def _spawn(args, cwd):
+def _spawn(args, cwd, pause_at=None):
+    """`python -m pyconvnet.train args`, or with pause_at, the same run stopping at that instant
+    (tests/pausing.py) until the test signals it."""
     env = dict(os.environ, PYTHONUNBUFFERED="1",
                PYTHONPATH=str(pathlib.Path(pyconvnet.__file__).resolve().parents[1]))
-    return subprocess.Popen([sys.executable, "-m", "pyconvnet.train", *args], cwd=cwd, env=env,
+    command = ["-m", "pyconvnet.train"] if pause_at is None else [str(PAUSING), pause_at]
+    return subprocess.Popen([sys.executable, *command, *args], cwd=cwd, env=env,
                             stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
 
 
@@ -128,7 +133,7 @@ def test_weights_do_not_depend_on_the_thread_count(tiny_data, tmp_path):
         assert np.array_equal(runs["1"][k], runs["2"][k]), k
 
 
-def _wait_for(proc, needle, timeout=120):
+def _wait_for(proc, needle, timeout=600):
     seen = []
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
@@ -142,33 +147,63 @@ def _wait_for(proc, needle, timeout=120):
     raise AssertionError(f"never saw {needle!r}; output:\n{''.join(seen)}")
 
 
-@pytest.mark.parametrize("sig", [signal.SIGINT, signal.SIGTERM, signal.SIGKILL])
-def test_resume_after_ctrl_c_or_kill_mid_epoch_matches_uninterrupted_run(tiny_data, tmp_path, sig):
-    """Ctrl-C (or SIGTERM) saves a checkpoint at the current step; a kill loses the epoch in
-    progress and the run continues from the last epoch's checkpoint. Either way the final weights
-    and the logged history are identical, and the log holds no record twice."""
-    args = ["--data", tiny_data, "--epochs", "3", *TINY]
-    run_train([*args, "--out", str(tmp_path / "full")])
-    proc = _spawn([*args, "--out", str(tmp_path / "cut")], cwd=tmp_path)
-    _wait_for(proc, "epoch 2/3 step 2/")  # mid-epoch 2, after epoch 1's checkpoint
+@pytest.fixture(scope="module")
+def full_run(tiny_data, tmp_path_factory):
+    """The run directory of an uninterrupted 3-epoch run."""
+    out = tmp_path_factory.mktemp("full") / "run"
+    run_train(["--data", tiny_data, "--epochs", "3", "--out", str(out), *TINY])
+    return out
+
+
+# Where a signal lands (tests/pausing.py), and the checkpoint position (finished epochs, steps
+# into the next) that it leaves after a kill, and after Ctrl-C or SIGTERM.
+INSTANTS = {
+    "step:2:2": ((1, 0), (1, 2)),      # mid-epoch: a kill loses the epoch, Ctrl-C saves the step
+    "validation:2": ((1, 0), (2, 0)),  # between epochs: Ctrl-C lets the epoch finish and saves it
+    "checkpoint:2": ((1, 0), (2, 0)),  # epoch 2's checkpoint written but not yet in place
+    "final": ((3, 0), (3, 0)),         # the final evaluation: every epoch saved, its result not logged
+}
+
+
+@pytest.mark.parametrize("sig,at", [(signal.SIGINT, "step:2:2"), (signal.SIGTERM, "step:2:2"),
+                                    (signal.SIGKILL, "step:2:2"), (signal.SIGINT, "validation:2"),
+                                    (signal.SIGKILL, "checkpoint:2"), (signal.SIGINT, "final"),
+                                    (signal.SIGKILL, "final")])
+def test_resume_after_ctrl_c_or_kill_matches_uninterrupted_run(tiny_data, full_run, tmp_path, sig, at):
+    """Ctrl-C (or SIGTERM) saves a checkpoint at the current step, or after the epoch when it
+    comes during the validation, and stops the final evaluation at once (every epoch is saved);
+    a kill loses what the last checkpoint does not hold. Whatever
+    the instant, the run continues from its checkpoint, and the final weights and the logged
+    history are those of an uninterrupted run, and the log holds no record twice. The run stops
+    at the instant until signalled (tests/pausing.py), so the signal lands there however slow
+    the machine is."""
+    cut = tmp_path / "cut"
+    proc = _spawn(["--data", tiny_data, "--epochs", "3", *TINY, "--out", str(cut)], cwd=tmp_path, pause_at=at)
+    _wait_for(proc, f"paused at {at}")
     proc.send_signal(sig)
     rest, _ = proc.communicate(timeout=120)
-    if sig in (signal.SIGINT, signal.SIGTERM):
+    killed, interrupted = INSTANTS[at]
+    if sig == signal.SIGKILL:
+        assert proc.returncode == -signal.SIGKILL, rest
+        position = killed
+    else:
         assert proc.returncode == 128 + sig, rest
         assert "checkpoint saved" in rest and "--resume" in rest
-        _, meta = weights(tmp_path / "cut")
-        assert meta["epoch"] == 1 and meta["step"] >= 2
-    else:
-        assert proc.returncode == -signal.SIGKILL
-    assert not [p for p in (tmp_path / "cut").iterdir() if p.name.endswith(".tmp")] or sig == signal.SIGKILL
-    run_train(["--resume", str(tmp_path / "cut")])
-    full, fmeta = weights(tmp_path / "full")
-    cut, meta = weights(tmp_path / "cut")
+        position = interrupted
+    _, meta = weights(cut)
+    assert (meta["epoch"], meta["step"]) == position
+    temporaries = [p.name for p in cut.iterdir() if p.name.endswith(".tmp")]
+    assert temporaries == ([f"{CHECKPOINT_NAME}.{proc.pid}.tmp"] if (sig, at) == (signal.SIGKILL, "checkpoint:2")
+                           else [])
+    run_train(["--resume", str(cut)])
+    full, fmeta = weights(full_run)
+    cut_weights, meta = weights(cut)
     assert meta["epoch"] == 3
     for k in full:
-        assert np.array_equal(full[k], cut[k]), k
+        assert np.array_equal(full[k], cut_weights[k]), k
     assert_same_history(fmeta, meta)
-    assert_log_without_duplicates(tmp_path / "cut", 3)
+    assert_log_without_duplicates(cut, 3)
+    assert not [p for p in cut.iterdir() if p.name.endswith(".tmp")]
 
 
 @pytest.mark.cuda
@@ -179,12 +214,12 @@ def test_cuda_training_resumes_after_a_kill_and_matches_an_uninterrupted_run(tin
     kernels in the same order)."""
     args = ["--data", tiny_data, "--epochs", "2", *TINY, "--device", "cuda"]
     run_train([*args, "--out", str(tmp_path / "full")])
-    proc = _spawn([*args, "--out", str(tmp_path / "cut")], cwd=tmp_path)
-    _wait_for(proc, "epoch 2/2 step 2/", timeout=600)
+    proc = _spawn([*args, "--out", str(tmp_path / "cut")], cwd=tmp_path, pause_at="step:2:2")
+    _wait_for(proc, "paused at step:2:2")
     proc.kill()
     proc.communicate(timeout=120)
     _, meta = weights(tmp_path / "cut")
-    assert meta["epoch"] == 1
+    assert (meta["epoch"], meta["step"]) == (1, 0)
     run_train(["--resume", str(tmp_path / "cut")])
     full, _ = weights(tmp_path / "full")
     cut, meta = weights(tmp_path / "cut")
