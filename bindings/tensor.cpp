@@ -91,6 +91,8 @@ t.numpy() copies it back to a new NumPy array; t.to(device) copies it to another
       .def_property_readonly("ndim", &Tensor::dim)
       .def_property_readonly("size", &Tensor::numel, "number of elements")
       .def_property_readonly("nbytes", &Tensor::nbytes)
+      .def_property_readonly("data_ptr", [](const Tensor& t) { return reinterpret_cast<uintptr_t>(t.raw()); },
+                             "the address of the first element (device memory for a CUDA tensor)")
       .def("numpy", &to_numpy, "Copy to a new NumPy array (waits for pending device work).")
       .def("__array__", [](const Tensor& t, py::object dtype, py::object copy) {
              py::array a = to_numpy(t);
@@ -129,6 +131,7 @@ t.numpy() copies it back to a new NumPy array; t.to(device) copies it to another
   m.def("cuda_device_name", &cuda_device_name, py::arg("index") = 0);
   m.def("cuda_synchronize", &cuda_synchronize, py::arg("index") = 0,
         py::call_guard<py::gil_scoped_release>());
+  m.def("cuda_current_stream", &cuda_current_stream, py::arg("index"));
   m.def("cuda_memory_stats", [](int index) {
           MemoryStats s = memory_stats(index);
           py::dict d;

@@ -63,6 +63,12 @@ void cuda_synchronize(int index) {
   CUDA_CHECK(cudaStreamSynchronize(cuda::stream(index)));
 }
 
+uintptr_t cuda_current_stream(int index) {
+  require_device(Device::cuda(index), "cuda.current_stream");
+  CUDA_CHECK(cudaSetDevice(index));
+  return reinterpret_cast<uintptr_t>(cuda::stream(index));
+}
+
 namespace cuda {
 
 void throw_cuda_error(cudaError_t err, const char* expr, const char* file, int line) {
@@ -118,6 +124,10 @@ std::string cuda_device_name(int index) {
   return "";
 }
 void cuda_synchronize(int index) { require_device(Device::cuda(index), "cuda.synchronize"); }
+uintptr_t cuda_current_stream(int index) {
+  require_device(Device::cuda(index), "cuda.current_stream");
+  return 0;
+}
 
 #endif
 

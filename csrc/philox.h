@@ -54,6 +54,16 @@ PCN_HD uint32_t philox_word(uint64_t seed, uint32_t stream, uint64_t index) {
   return r.v[index & 3];
 }
 
+// Word `index` of row `row` of the stream: the words of row r come from the blocks with counter
+// word c3 = r, so row 0 is philox_word's stream and every row has 2^64 words of its own.
+PCN_HD uint32_t philox_row_word(uint64_t seed, uint32_t stream, uint32_t row, uint64_t index) {
+  const uint64_t block = index >> 2;
+  const Philox4 r = philox4x32(static_cast<uint32_t>(block), static_cast<uint32_t>(block >> 32),
+                               stream, row, static_cast<uint32_t>(seed),
+                               static_cast<uint32_t>(seed >> 32));
+  return r.v[index & 3];
+}
+
 // Stream tags: one per use of the generator.
 enum PhiloxStream : uint32_t {
   kStreamDropout = 1,

@@ -1,11 +1,12 @@
 // Inverted dropout, forward and backward; csrc/ops/dropout.h has the rule. x, y, dy, dx: n
-// float32; mask: n uint8 (1 = kept). Unit i is kept iff Philox word i of (seed, kStreamDropout)
-// >= threshold, the same integer test as the CPU kernel, so both draw the identical mask.
+// float32, rows of p.row_len; mask: n uint8 (1 = kept). Element j of row r is kept iff word
+// offset + j of Philox row first_row + r of (seed, kStreamDropout) >= threshold, the same integer
+// test as the CPU kernel, so both draw the identical mask.
 //   version 1: one element per thread; one philox4x32 call per element (3 of its 4 words unused).
-//   version 2: four elements per thread: one philox4x32 call gives the words of elements
-//              4b .. 4b+3, so a quarter of the generator's arithmetic.
-// A slice of a wider tensor (DropoutParams::row != 0) draws the words of the units it stands for
-// (dropout_unit): version 1 as it is, version 2 falls back to version 1.
+//   version 2: four elements of a row per thread: one philox4x32 call gives the words 4q .. 4q+3
+//              of the row, so a quarter of the generator's arithmetic.
+// A slice of a wider tensor's features (p.offset != 0) reads words offset .. offset + row_len of
+// each row: version 2 walks the blocks those words fall in, the first and last possibly partial.
 #include "csrc/kernels/dropout.h"
 #include "csrc/philox.h"
 #include "grid_stride.cuh"
@@ -14,33 +15,38 @@ namespace pcn::cuda {
 
 namespace {
 
-// Layout: flat arrays of n. Thread mapping: grid-stride over elements, thread i draws word i.
+// Layout: flat arrays of n, rows of p.row_len. Thread mapping: grid-stride over elements; element
+// i = r * row_len + j draws word offset + j of row first_row + r.
 __global__ void dropout_forward_kernel1(const float* __restrict__ x, float* __restrict__ y,
                                         uint8_t* __restrict__ mask, long long n,
                                         DropoutParams p) {
   for (long long i = global_thread(); i < n; i += grid_threads()) {
-    const bool kept = philox_word(p.seed, kStreamDropout, dropout_unit(p, i)) >= p.threshold;
+    const long long r = i / p.row_len, j = i - r * p.row_len;
+    const bool kept = dropout_word(p, r, j) >= p.threshold;
     mask[i] = kept;
     y[i] = x[i] * (kept ? p.scale : 0.0f);  // x * 0 keeps a NaN a NaN
   }
 }
 
-// Layout: flat arrays of n. Thread mapping: grid-stride over the ceil(n / 4) Philox blocks;
-// thread b handles elements 4b .. min(4b + 3, n - 1) with word e of block b for element 4b + e.
+// Layout: flat arrays of n, rows of p.row_len. Thread mapping: grid-stride over the Philox blocks
+// that words offset .. offset + row_len - 1 of each row fall in (blocks_per_row of them); block q
+// of the row handles words 4q .. 4q + 3, word w being element w - offset of x's row (those in
+// [0, row_len)).
 __global__ void dropout_forward_kernel2(const float* __restrict__ x, float* __restrict__ y,
-                                        uint8_t* __restrict__ mask, long long n,
-                                        DropoutParams p) {
-  const long long blocks = (n + 3) / 4;
+                                        uint8_t* __restrict__ mask, long long rows,
+                                        long long blocks_per_row, DropoutParams p) {
+  const long long first_block = p.offset / 4, blocks = rows * blocks_per_row;
   for (long long b = global_thread(); b < blocks; b += grid_threads()) {
-    const uint64_t block = static_cast<uint64_t>(b);
-    const Philox4 r = philox4x32(static_cast<uint32_t>(block), static_cast<uint32_t>(block >> 32),
-                                 kStreamDropout, 0u, static_cast<uint32_t>(p.seed),
-                                 static_cast<uint32_t>(p.seed >> 32));
+    const long long r = b / blocks_per_row, q = first_block + (b - r * blocks_per_row);
+    const uint64_t block = static_cast<uint64_t>(q);
+    const Philox4 w = philox4x32(static_cast<uint32_t>(block), static_cast<uint32_t>(block >> 32),
+                                 kStreamDropout, p.first_row + static_cast<uint32_t>(r),
+                                 static_cast<uint32_t>(p.seed), static_cast<uint32_t>(p.seed >> 32));
 #pragma unroll
     for (int e = 0; e < 4; ++e) {
-      const long long i = 4 * b + e;
-      if (i < n) {
-        const bool kept = r.v[e] >= p.threshold;
+      const long long j = 4 * q + e - p.offset, i = r * p.row_len + j;
+      if (j >= 0 && j < p.row_len) {
+        const bool kept = w.v[e] >= p.threshold;
         mask[i] = kept;
         y[i] = x[i] * (kept ? p.scale : 0.0f);
       }
@@ -65,13 +71,16 @@ constexpr int kThreads = 256;
 void dropout_forward(const Tensor& x, Tensor& y, Tensor& mask, const DropoutParams& p,
                      int version) {
   const long long n = x.numel();
+  if (n == 0) return;
   cudaStream_t s = stream(x.device().index);
-  if (version == 1 || p.row != 0) {
+  if (version == 1) {
     PCN_LAUNCH(dropout_forward_kernel1, grid_stride_blocks(n, kThreads), kThreads, 0, s,
                x.data<float>(), y.data<float>(), mask.data<uint8_t>(), n, p);
   } else {
-    PCN_LAUNCH(dropout_forward_kernel2, grid_stride_blocks((n + 3) / 4, kThreads), kThreads, 0, s,
-               x.data<float>(), y.data<float>(), mask.data<uint8_t>(), n, p);
+    const long long rows = n / p.row_len;
+    const long long per_row = (p.offset + p.row_len + 3) / 4 - p.offset / 4;
+    PCN_LAUNCH(dropout_forward_kernel2, grid_stride_blocks(rows * per_row, kThreads), kThreads, 0,
+               s, x.data<float>(), y.data<float>(), mask.data<uint8_t>(), rows, per_row, p);
   }
 }
 

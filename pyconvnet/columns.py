@@ -193,12 +193,14 @@ class Columns:
                     return None
         return d
 
-    def set_dropout_seed(self, seed: int, step: int = 0) -> None:
-        """Both halves of a dropout layer draw the one-device layer's mask (its own part of it)."""
+    def set_dropout_seed(self, seed: int, step: int = 0, first_row: int = 0) -> None:
+        """Both halves of a dropout layer draw the one-device layer's mask (its own part of it);
+        the input's first sample is sample `first_row` of the step's batch."""
         for s in self.plan:
             if isinstance(s, _Column) and isinstance(s.source, Dropout):
                 for layer in s.pair:
                     layer.seed = dropout_key(seed, step, layer.index)
+                    layer.first_row = first_row
 
     # ------------------------------------------------------------------ parameters
     def parameters(self):

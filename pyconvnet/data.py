@@ -8,14 +8,16 @@ import pathlib
 import sys
 
 from .dataset import MANIFEST, PreparedDataset
+from .distributed import SINGLE
 from .errors import UserError
 from .loader import Loader
 
 
 class TrainingData:
-    """A prepared dataset with the loaders one training run needs."""
+    """A prepared dataset with the loaders one training run needs. With a group of several ranks
+    (pyconvnet.distributed) every batch yields only this rank's part."""
 
-    def __init__(self, root, crop_size: int, seed: int, device: str):
+    def __init__(self, root, crop_size: int, seed: int, device: str, group=SINGLE):
         try:
             self.dataset = PreparedDataset(root)
         except (FileNotFoundError, ValueError) as e:
@@ -25,7 +27,7 @@ class TrainingData:
         if not 1 <= self.crop <= self.dataset.size:
             raise UserError(f"crop size {self.crop} does not fit the {self.dataset.size}x{self.dataset.size} "
                             f"images of {self.root}")
-        self.seed, self.device = int(seed), device
+        self.seed, self.device, self.group = int(seed), device, group
         self.num_classes = self.dataset.num_classes
         self.class_names = self.dataset.class_names()
         for split in ("train", "val"):
@@ -44,7 +46,8 @@ class TrainingData:
         key = (split, batch_size, transform, drop_last)
         if key not in self._loaders:
             self._loaders[key] = Loader(self.dataset, split, batch_size, device=self.device, transform=transform,
-                                        crop=self.crop, seed=self.seed, drop_last=drop_last)
+                                        crop=self.crop, seed=self.seed, drop_last=drop_last,
+                                        shard=(self.group.rank, self.group.size))
         return self._loaders[key]
 
     def steps_per_epoch(self, batch_size: int, drop_last: bool) -> int:
@@ -53,6 +56,10 @@ class TrainingData:
             raise UserError(f"batch size {batch_size} is larger than the {self.dataset.count('train')} training "
                             f"images and the last partial batch is dropped: use a smaller --batch-size or --no-drop-last")
         return n
+
+    def train_rows(self, batch_size: int, drop_last: bool, step: int) -> tuple[int, int, int]:
+        """(first, stop, rows): this rank's rows [first, stop) of the batch of `rows` of `step`."""
+        return self._loader("train", batch_size, "train", drop_last).rows(step)
 
     def _batches(self, loader, epoch, start_step=0):
         """loader.epoch(...), remembered so that close() can end it if its consumer stopped early
@@ -74,7 +81,8 @@ class TrainingData:
         repeats = 10 if ten_crop else 1
         bs = max(1, batch_size // repeats)
         for b in self._batches(self._loader(split, bs, "ten" if ten_crop else "center"), 0):
-            yield b.inputs, b.labels_host, repeats
+            if len(b.labels_host):  # a rank's part of a batch may be empty
+                yield b.inputs, b.labels_host, repeats
 
     def close(self):
         for it in self._open:
@@ -111,6 +119,8 @@ def prepared_path(data: str | None, image_size: int, out=sys.stdout) -> str:
     return str(target)
 
 
-def open_dataset(data, config: dict, out=sys.stdout) -> TrainingData:
-    root = prepared_path(data, config["image_size"], out)
-    return TrainingData(root, config["crop_size"], config["seed"], config["device"])
+def open_dataset(data, config: dict, out=sys.stdout, group=SINGLE) -> TrainingData:
+    """The training data of a run; the data is prepared (or generated) by rank 0 alone while the
+    other ranks wait."""
+    root = group.on_root(lambda: prepared_path(data, config["image_size"], out))
+    return TrainingData(root, config["crop_size"], config["seed"], config["device"], group)

@@ -6,7 +6,8 @@ only the position:
   seed, counters from position(e, k) = e * 2^32 + k, `per_item` words per position
   (draws(seed, stream, e, k, per_item, count));
 - the dropout masks of step s (counted over the whole run, not within an epoch) in layer i: key
-  dropout_key(seed, s, i), counters from 0 (ops.dropout);
+  dropout_key(seed, s, i); the mask of the sample at position b of the step's batch is Philox
+  row b (ops.dropout's first_row), whichever process computes it;
 - the train/val split of pyconvnet.prepare: key = its seed, a counter range per class.
 """
 from __future__ import annotations

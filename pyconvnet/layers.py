@@ -192,7 +192,8 @@ class MaxPool2d(Layer):
 
 class Dropout(Layer):
     """Inverted dropout. The mask of each step comes from `seed` (set by the model before every
-    training step), so a run is reproducible and CPU and CUDA draw the same masks. `part`
+    training step), so a run is reproducible and CPU and CUDA draw the same masks; row i of the
+    input draws mask row first_row + i (its sample's position in the whole batch). `part`
     (offset, width): the layer is one column's features [offset, ...) of a layer `width` wide,
     and draws that part of its mask (ops.dropout)."""
 
@@ -200,16 +201,14 @@ class Dropout(Layer):
         super().__init__(name)
         self.p = p
         self.seed = 0
+        self.first_row = 0
         self.part = None
 
     def forward(self, x, train=True):
         if not train or self.p == 0:
             self.mask = None
             return x
-        if self.part is None:
-            y, self.mask = ops.dropout(x, self.p, self.seed)
-        else:
-            y, self.mask = ops.dropout(x, self.p, self.seed, part=self.part)
+        y, self.mask = ops.dropout(x, self.p, self.seed, first_row=self.first_row, part=self.part)
         return y
 
     def backward(self, dy):

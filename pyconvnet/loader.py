@@ -20,7 +20,10 @@ What happens per batch, on a background thread, `prefetch` batches ahead of the 
    the centre crop for "center", the ten crops for "ten" (10 outputs per image), or a uint8 copy
    for "none"; the labels are copied out of the slot the same way, and kept on the host too.
 The training loop receives tensors of its own (never the slot's buffers), so a batch stays valid
-for as long as it is kept. Everything the batch contains is a function of (seed, epoch, step):
+for as long as it is kept. With shard=(rank, ranks) the loader yields only rank's part of each
+batch (pyconvnet.distributed.share: a contiguous run of the sorted indices); the parts of all
+ranks together are the batch of one loader, augmented alike (the draws depend on the image and
+the epoch alone). Everything the batch contains is a function of (seed, epoch, step):
 loader.epoch(e, start_step=s) yields exactly the batches s, s+1, ... of an uninterrupted epoch e.
 
 `wait_seconds` counts the time the training loop spent waiting for a batch; with the data in the
@@ -40,6 +43,7 @@ import numpy as np
 
 from . import _C, augment
 from .dataset import PreparedDataset
+from .distributed import share
 from .tensor import tensor
 
 TRANSFORMS = ("train", "center", "ten", "none")
@@ -52,6 +56,8 @@ class Batch(NamedTuple):
     epoch: int
     step: int
     labels_host: np.ndarray  # int32 (B,): the same labels, as read (no copy back from the device)
+    first_row: int = 0   # the position of this part in the whole batch (0 unless sharded)
+    batch_rows: int = 0  # the rows of the whole batch
 
 
 class _Failure:
@@ -70,7 +76,7 @@ class Loader:
 
     def __init__(self, data, split="train", batch_size=128, *, device="cpu", transform=None,
                  crop=None, seed=0, shuffle=None, drop_last=None, lighting_std=augment.LIGHTING_STD,
-                 prefetch=2, read_threads=4):
+                 prefetch=2, read_threads=4, shard=(0, 1)):
         self.data = data if isinstance(data, PreparedDataset) else PreparedDataset(data)
         self.split = split
         self.count = self.data.count(split)
@@ -85,7 +91,11 @@ class Loader:
             raise ValueError(f"Loader: batch_size must be a positive integer; got {batch_size!r}")
         if prefetch < 1:
             raise ValueError(f"Loader: prefetch must be >= 1; got {prefetch}")
+        rank, ranks = shard
+        if not 0 <= rank < ranks:
+            raise ValueError(f"Loader: shard must be (rank, ranks) with 0 <= rank < ranks; got {shard!r}")
         self.batch_size = batch_size
+        self.shard = (int(rank), int(ranks))
         self.device = device
         self.seed = int(seed)
         self.shuffle = self.transform == "train" if shuffle is None else bool(shuffle)
@@ -119,10 +129,16 @@ class Loader:
         return np.arange(self.count, dtype=np.int64)
 
     def batch_indices(self, epoch: int, step: int, order=None) -> np.ndarray:
-        """The (sorted) image indices of step `step` of `epoch`."""
+        """The (sorted) image indices of step `step` of `epoch` (this shard's part of them)."""
         order = self.order(epoch) if order is None else order
         b = self.batch_size
-        return np.sort(order[step * b:(step + 1) * b]).astype(np.int64)
+        first, stop, _ = self.rows(step)
+        return np.sort(order[step * b:(step + 1) * b]).astype(np.int64)[first:stop]
+
+    def rows(self, step: int) -> tuple[int, int, int]:
+        """(first, stop, rows): this shard's rows [first, stop) of step `step`'s batch of `rows`."""
+        rows = max(0, min(self.batch_size, self.count - step * self.batch_size))
+        return (*share(rows, *self.shard), rows)
 
     def params(self, epoch: int, indices) -> augment.Params:
         """The augmentation parameters of the images `indices` in `epoch`."""
@@ -187,12 +203,16 @@ class Loader:
                 if stop.is_set():
                     return
                 idx = self.batch_indices(epoch, step, order)
-                ring = self._ring(len(idx))
-                slot = ring.pop(0)
-                try:
-                    batch = self._make(slot, epoch, step, idx)
-                finally:
-                    ring.append(slot)
+                if len(idx) == 0:  # a shard with no rows of a small last batch
+                    first, _, rows = self.rows(step)
+                    batch = Batch(None, None, idx, epoch, step, self._labels[idx], first, rows)
+                else:
+                    ring = self._ring(len(idx))
+                    slot = ring.pop(0)
+                    try:
+                        batch = self._make(slot, epoch, step, idx)
+                    finally:
+                        ring.append(slot)
                 while not stop.is_set():
                     try:
                         out.put(batch, timeout=0.1)
@@ -214,6 +234,7 @@ class Loader:
         return self._slots[n]
 
     def _make(self, slot, epoch, step, idx):
+        first, _, rows = self.rows(step)
         slot.wait_uploaded()  # the slot's previous copy no longer reads the host buffers
         self._read(idx, slot.host(0))
         labels_host = self._labels[idx]
@@ -227,7 +248,7 @@ class Loader:
             labels = slot.clone(1)
         finally:
             slot.release()
-        return Batch(inputs, labels, idx, epoch, step, labels_host)
+        return Batch(inputs, labels, idx, epoch, step, labels_host, first, rows)
 
     def _read(self, idx, dest):
         """pread() each image of `idx` into the rows of `dest` (uint8 (n, S, S, 3))."""

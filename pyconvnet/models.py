@@ -62,14 +62,15 @@ class Sequential:
                 break
         return dy
 
-    def set_dropout_seed(self, seed: int, step: int = 0) -> None:
+    def set_dropout_seed(self, seed: int, step: int = 0, first_row: int = 0) -> None:
         """Give every dropout layer its own mask stream for step `step` of a run seeded `seed`
-        (keys.dropout_key)."""
+        (keys.dropout_key); the input's first sample is sample `first_row` of the step's batch."""
         if self.columns is not None:
-            return self.columns.set_dropout_seed(seed, step)
+            return self.columns.set_dropout_seed(seed, step, first_row)
         for i, layer in enumerate(self.layers):
             if isinstance(layer, Dropout):
                 layer.seed = dropout_key(seed, step, i)
+                layer.first_row = first_row
 
     def set_versions(self, versions: dict) -> None:
         """Run kernel version versions[op] (pyconvnet.ops.versions) in every layer of that op,

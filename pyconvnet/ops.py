@@ -196,15 +196,17 @@ def max_pool2d_backward(dy, x, y, kernel=3, stride=2, version=0):
                                   _int(kernel, op, "kernel"), _int(stride, op, "stride"), _version(version, op))
 
 
-def dropout(x, p, seed, version=0, part=None):
-    """Inverted dropout: returns (y, mask). Element i is kept iff the Philox word
-    philox_word(seed, stream 1, i) >= round(p * 2**32), so the same seed gives the same mask on
-    every device; kept elements are scaled by 1 / (1 - p). mask is a uint8 Tensor of 0/1 with x's
-    shape. p in [0, 1); seed an int in [0, 2**64).
+def dropout(x, p, seed, version=0, first_row=0, part=None):
+    """Inverted dropout: returns (y, mask). x is read as rows (its first axis); element j of row r
+    is kept iff the Philox word philox_words(seed, 1, j, 1, row=first_row + r) >= round(p * 2**32),
+    so the same seed gives the same mask on every device, and a sample's mask depends only on
+    its row number: parts of a batch given their first row in the whole batch draw the whole
+    batch's mask. Kept elements are scaled by 1 / (1 - p). mask is a uint8 Tensor of 0/1 with
+    x's shape. p in [0, 1); seed an int in [0, 2**64); first_row + rows <= 2**32.
 
     part=(offset, width): x (N, F) is the features [offset, offset + F) of an (N, width)
     tensor, and draws exactly that part of the wider tensor's mask (one column's half of a
-    layer)."""
+    layer): element j of row r draws word offset + j of row first_row + r."""
     op = "dropout"
     seed = _int(seed, op, "seed", bits=None)
     if not 0 <= seed < 2**64:
@@ -212,8 +214,8 @@ def dropout(x, p, seed, version=0, part=None):
     offset, width = (0, -1) if part is None else _pair(part, op, "part")
     if part is not None and width < 0:
         raise ValueError(f"{op}: argument 'part' must be (offset, width) with width >= 0; got {part!r}")
-    return _C.dropout_forward(as_tensor(x, op, "x"), _float(p, op, "p"), seed, _version(version, op),
-                              offset, width)
+    return _C.dropout_forward(as_tensor(x, op, "x"), _float(p, op, "p"), seed, _int(first_row, op, "first_row"),
+                              _version(version, op), offset, width)
 
 
 def dropout_backward(dy, mask, p, version=0):

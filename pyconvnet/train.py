@@ -8,10 +8,11 @@ from __future__ import annotations
 import argparse
 import datetime
 import math
+import os
 import pathlib
 import sys
 
-from . import checkpoint, cuda
+from . import checkpoint, cuda, distributed
 from ._C import OutOfMemoryError
 from .console import HelpFormatter, UserError, resolve_device, resolve_precision, run_command
 from .models import MIN_INPUT_SIZE
@@ -46,10 +47,11 @@ def parser() -> argparse.ArgumentParser:
         formatter_class=HelpFormatter)
     p.add_argument("--data", metavar="DIR", help="a prepared dataset (python -m pyconvnet.prepare) or an "
                    "ImageNet-style image tree, which is prepared first (default: the built-in dataset)")
-    p.add_argument("--device", default="auto", help="auto, cpu, cuda or cuda:N (auto: cuda if available)")
+    p.add_argument("--device", default="auto", help="auto, cpu, cuda or cuda:N (auto: cuda if available); under "
+                   "mpirun with several ranks on CUDA, each rank takes device (local rank mod devices visible)")
     p.add_argument("--devices", metavar="DEV0,DEV1", help="the paper's two columns on two GPUs, e.g. "
                    "cuda:0,cuda:1: column 1's half of every layer on the first, column 2's on the second "
-                   "(instead of --device)")
+                   "(instead of --device; one process: not under mpirun with several ranks)")
     p.add_argument("--precision", help="fp32 (default: FP32-accurate kernels) or tf32 (the convolutions and "
                    "fully-connected layers on TF32 tensor cores, operands rounded to 10-bit mantissas; CUDA only)")
     p.add_argument("--out", metavar="RUN_DIR", help="where the checkpoint and logs go (default: runs/<date-time>)")
@@ -155,20 +157,25 @@ def _columns(value: str) -> list:
         raise UserError(str(e)) from None
 
 
-def _placement(args, run_config: dict | None = None) -> tuple[str, list | None]:
+def _placement(args, run_config: dict | None = None, group=distributed.SINGLE) -> tuple[str, list | None]:
     """(the device the data goes to, the two column devices or None) from --device / --devices, or
-    for a resumed run without them, the run's own."""
-    if args.devices is not None:
-        if args.device != "auto":
-            raise UserError(f"--device {args.device} and --devices {args.devices}: give one of them")
-        devices = _columns(args.devices)
+    for a resumed run without them, the run's own. The two columns run in one process: with
+    several ranks they are an error."""
+    wanted = args.devices
+    if wanted is None and args.device == "auto" and run_config is not None and run_config.get("devices"):
+        wanted = ",".join(run_config["devices"])
+    if wanted is not None and group.size > 1:
+        what = f"--devices {args.devices}" if args.devices is not None else f"the run's two columns ({wanted})"
+        raise UserError(f"{what}: the two columns train in one process, and this job has {group.size} ranks; "
+                        f"run without mpirun for two columns, or give the ranks --device")
+    if args.devices is not None and args.device != "auto":
+        raise UserError(f"--device {args.device} and --devices {args.devices}: give one of them")
+    if wanted is not None:
+        devices = _columns(wanted)
         return devices[0], devices
     if args.device == "auto" and run_config is not None:
-        if run_config.get("devices"):
-            devices = _columns(",".join(run_config["devices"]))
-            return devices[0], devices
-        return resolve_device(run_config["device"]), None
-    return resolve_device(args.device), None
+        return group.device(resolve_device(run_config["device"])), None
+    return group.device(resolve_device(args.device)), None
 
 
 def _where(device: str, devices: list | None) -> str:
@@ -179,68 +186,77 @@ def _place(model, device: str, devices: list | None):
     return model.to_columns(devices) if devices else model.to(device)
 
 
-def _check_batch_size(config: dict, dataset) -> None:
-    count = dataset.dataset.count("train")
-    if config["batch_size"] > count:
-        raise UserError(f"--batch-size {config['batch_size']} is larger than the {count:,} training images of "
+def _check_batch_size(config: dict, dataset, ranks: int = 1) -> None:
+    count, bs = dataset.dataset.count("train"), config["batch_size"]
+    if bs > count:
+        raise UserError(f"--batch-size {bs} is larger than the {count:,} training images of "
                         f"{dataset.root}; use at most --batch-size {count}")
+    last = count % bs
+    if bs < ranks or (not config["drop_last"] and 0 < last < ranks):
+        what = f"--batch-size {bs}" if bs < ranks else f"the last batch of each epoch ({last} images, --no-drop-last)"
+        raise UserError(f"{what} cannot be shared out over {ranks} ranks (each needs at least one image); "
+                        f"use a batch of at least {ranks} images, or fewer ranks")
 
 
-def _resume(args, out):
-    """(run directory (locked), trainer, its dataset) of a run continued from its checkpoint."""
+def _resume(args, out, group):
+    """(run directory (locked by rank 0), trainer, its dataset) of a run continued from its checkpoint."""
     from . import data as datamod
     from .models import from_config
     from .trainer import Trainer
 
-    ignored = [f for f in ("data", "out", "seed", "batch_size", "momentum", "weight_decay", "lr_drop_epochs",
-                           "width", "init", "crop_size", "image_size") if getattr(args, f) is not None]
-    if ignored:
-        raise UserError(f"--resume continues a run with its own settings; only --epochs, --lr, --device, "
-                        f"--devices and --precision may change (got {', '.join('--' + f.replace('_', '-') for f in ignored)})")
-    if args.epochs is not None:
-        _check_epochs(args.epochs)
-    if args.lr is not None:
-        _check_lr(args.lr)
-    run_dir = pathlib.Path(args.resume)
-    if not (run_dir / CHECKPOINT_NAME).is_file():
-        raise UserError(f"checkpoint {run_dir / CHECKPOINT_NAME}: no such file")
-    run = RunDir(run_dir).open()
-    try:
-        arrays, meta = checkpoint.load(run.checkpoint)
-        checkpoint.check_training_meta(run.checkpoint, meta)
-        config = dict(meta["train_config"])
-        # A resumed run stays on its device(s) unless told otherwise (weights are bit-identical to
-        # an uninterrupted run only on the same layout).
-        device, devices = _placement(args, config)
-        was = _where(config["device"], config.get("devices"))
-        if _where(device, devices) != was:
-            print(f"note: resuming on {_where(device, devices)} (the run started on {was})", file=out)
-        config["device"], config["devices"] = device, devices
-        precision = args.precision or config.get("precision", "fp32")
-        versions = resolve_precision(precision, device)
-        if precision != config.get("precision", "fp32"):
-            print(f"note: resuming at --precision {precision} (the run started at "
-                  f"{config.get('precision', 'fp32')})", file=out)
-        config["precision"] = precision
+    with group.together():
+        ignored = [f for f in ("data", "out", "seed", "batch_size", "momentum", "weight_decay", "lr_drop_epochs",
+                               "width", "init", "crop_size", "image_size") if getattr(args, f) is not None]
+        if ignored:
+            raise UserError(f"--resume continues a run with its own settings; only --epochs, --lr, --device, "
+                            f"--devices and --precision may change (got {', '.join('--' + f.replace('_', '-') for f in ignored)})")
         if args.epochs is not None:
-            config["epochs"] = args.epochs
-        final_only = meta["epoch"] >= config["epochs"]
-        if final_only and run.final_logged(meta["epoch"]):
-            raise UserError(f"{run_dir} already finished its {config['epochs']} epochs; pass --epochs N with N > "
-                            f"{meta['epoch']} to train on")
+            _check_epochs(args.epochs)
+        if args.lr is not None:
+            _check_lr(args.lr)
+        run_dir = pathlib.Path(args.resume)
+        if not (run_dir / CHECKPOINT_NAME).is_file():
+            raise UserError(f"checkpoint {run_dir / CHECKPOINT_NAME}: no such file")
+        run = RunDir(run_dir).open() if group.rank == 0 else RunDir(run_dir)
+    try:
+        with group.together():
+            arrays, meta = checkpoint.load(run.checkpoint)
+            checkpoint.check_training_meta(run.checkpoint, meta)
+            config = dict(meta["train_config"])
+            # A resumed run stays on its device(s) unless told otherwise (weights are bit-identical
+            # to an uninterrupted run only on the same layout and with as many ranks).
+            device, devices = _placement(args, config, group)
+            was = _where(config["device"], config.get("devices"))
+            if _where(device, devices) != was:
+                print(f"note: resuming on {_where(device, devices)} (the run started on {was})", file=out)
+            config["device"], config["devices"] = device, devices
+            precision = args.precision or config.get("precision", "fp32")
+            versions = resolve_precision(precision, device)
+            if precision != config.get("precision", "fp32"):
+                print(f"note: resuming at --precision {precision} (the run started at "
+                      f"{config.get('precision', 'fp32')})", file=out)
+            config["precision"] = precision
+            if args.epochs is not None:
+                config["epochs"] = args.epochs
+            final_only = meta["epoch"] >= config["epochs"]
+            if final_only and run.final_logged(meta["epoch"]):
+                raise UserError(f"{run_dir} already finished its {config['epochs']} epochs; pass --epochs N with "
+                                f"N > {meta['epoch']} to train on")
+            try:
+                model = from_config(meta["model_config"])
+                model.set_versions(versions)  # before _place: the columns copy the layers
+            except (ValueError, TypeError) as e:
+                raise checkpoint.CheckpointError(f"checkpoint {run.checkpoint}: not a model checkpoint of this "
+                                                 f"pyconvnet ({e})") from None
+            model = _place(model, device, devices)
+        dataset = datamod.open_dataset(config["data_root"], config, out=out, group=group)
         try:
-            model = from_config(meta["model_config"])
-            model.set_versions(versions)  # before _place: the columns copy the layers
-        except (ValueError, TypeError) as e:
-            raise checkpoint.CheckpointError(f"checkpoint {run.checkpoint}: not a model checkpoint of this "
-                                             f"pyconvnet ({e})") from None
-        model = _place(model, device, devices)
-        dataset = datamod.open_dataset(config["data_root"], config, out=out)
-        try:
-            _check_batch_size(config, dataset)
-            trainer = Trainer(model, dataset, config, run, out=out)
-            trainer.restore(arrays, meta)
-            run.truncate_log(trainer.epoch, trainer.step)
+            with group.together():
+                _check_batch_size(config, dataset, group.size)
+                trainer = Trainer(model, dataset, config, run, out=out, group=group)
+                trainer.restore(arrays, meta)
+                if group.rank == 0:
+                    run.truncate_log(trainer.epoch, trainer.step)
         except BaseException:
             dataset.close()
             raise
@@ -258,47 +274,55 @@ def _resume(args, out):
     return run, trainer, dataset
 
 
-def _start(args, out):
-    """(run directory (locked), trainer, its dataset) of a new run."""
+def _start(args, out, group):
+    """(run directory (locked by rank 0), trainer, its dataset) of a new run."""
     from . import data as datamod
     from .models import alexnet
     from .trainer import Trainer
 
-    device, devices = _placement(args)
-    config = _config(args, device)
-    versions = resolve_precision(config["precision"], device)
-    config["devices"] = devices
-    run_dir = check_usable(args.out or f"runs/{datetime.datetime.now():%Y%m%d-%H%M%S}")
-    if (run_dir / CHECKPOINT_NAME).exists():
-        RunDir(run_dir).open().close()  # a trainer still running there is named first
-        raise UserError(f"--out {run_dir} already holds a run; use --resume {run_dir} to continue it, or another --out")
-    dataset = datamod.open_dataset(args.data, config, out=out)
+    out_dir = args.out or group.broadcast(f"runs/{datetime.datetime.now():%Y%m%d-%H%M%S}")
+    with group.together():
+        device, devices = _placement(args, group=group)
+        config = _config(args, device)
+        versions = resolve_precision(config["precision"], device)
+        config["devices"] = devices
+        run_dir = check_usable(out_dir)
+        if (run_dir / CHECKPOINT_NAME).exists():
+            if group.rank == 0:
+                RunDir(run_dir).open().close()  # a trainer still running there is named first
+            raise UserError(f"--out {run_dir} already holds a run; use --resume {run_dir} to continue it, or "
+                            "another --out")
+    dataset = datamod.open_dataset(args.data, config, out=out, group=group)
     try:
-        _check_batch_size(config, dataset)
-        config["data_root"] = str(dataset.root)
-        run = RunDir(run_dir).open(create=True)
+        with group.together():
+            _check_batch_size(config, dataset, group.size)
+            config["data_root"] = str(dataset.root)
+            run = RunDir(run_dir).open(create=True) if group.rank == 0 else RunDir(run_dir)
     except BaseException:
         dataset.close()
         raise
     try:
-        if run.checkpoint.exists():  # written by another trainer since the check above
-            raise UserError(f"--out {run_dir} already holds a run; use --resume {run_dir} to continue it, or "
-                            "another --out")
-        model = alexnet(num_classes=dataset.num_classes, input_size=config["crop_size"], width=config["width"],
-                        seed=config["seed"], init=config["init"])
-        model.set_versions(versions)  # before _place: the columns copy the layers
-        model = _place(model, device, devices)
-        run.write_config({"train": config, "model": model.config})
-        run.log_path.unlink(missing_ok=True)  # a log without a checkpoint is from a run that never saved
-        trainer = Trainer(model, dataset, config, run, out=out)
+        with group.together():
+            if group.rank == 0 and run.checkpoint.exists():  # written by another trainer since the check above
+                raise UserError(f"--out {run_dir} already holds a run; use --resume {run_dir} to continue it, "
+                                "or another --out")
+            model = alexnet(num_classes=dataset.num_classes, input_size=config["crop_size"], width=config["width"],
+                            seed=config["seed"], init=config["init"])
+            model.set_versions(versions)  # before _place: the columns copy the layers
+            model = _place(model, device, devices)
+            if group.rank == 0:
+                run.write_config({"train": config, "model": model.config})
+                run.log_path.unlink(missing_ok=True)  # a log without a checkpoint is from a run that never saved
+            trainer = Trainer(model, dataset, config, run, out=out, group=group)
     except BaseException:
         run.close()
         dataset.close()
         raise
+    ranks = f", {group.size} ranks (gradients reduced with {trainer.reducer_name})" if group.size > 1 else ""
     print(f"{model.name} on {_where(device, devices)}"
           f"{' (' + cuda.device_name(int(device[5:]) if ':' in device else 0) + ')' if device != 'cpu' and not devices else ''}"
-          f"{', TF32 tensor cores' if config['precision'] == 'tf32' else ''}: "
-          f"{model.num_parameters():,} parameters, {dataset.describe()}", file=out)
+          f"{', TF32 tensor cores' if config['precision'] == 'tf32' else ''}"
+          f"{ranks}: {model.num_parameters():,} parameters, {dataset.describe()}", file=out)
     print(f"batch {config['batch_size']}, lr {config['lr']:g}, momentum {config['momentum']}, weight decay "
           f"{config['weight_decay']}, {config['epochs']} epochs, lr /10 "
           + (f"after epochs {config['lr_drop_epochs']}" if config["lr_drop_epochs"]
@@ -306,9 +330,13 @@ def _start(args, out):
     return run, trainer, dataset
 
 
-def run(argv=None, out=sys.stdout) -> dict:
+def run(argv=None, out=sys.stdout, group=distributed.SINGLE) -> dict:
+    """Trains as the command line says. With a group of several ranks (pyconvnet.distributed)
+    this is one rank's part; only rank 0 writes to `out`."""
     args = parser().parse_args(argv)
-    run_dir, trainer, dataset = _resume(args, out) if args.resume else _start(args, out)
+    if group.rank != 0:
+        out = open(os.devnull, "w")
+    run_dir, trainer, dataset = _resume(args, out, group) if args.resume else _start(args, out, group)
     config = trainer.config
     try:
         return trainer.fit()
@@ -321,8 +349,19 @@ def run(argv=None, out=sys.stdout) -> dict:
 
 
 def main(argv=None) -> int:
-    code, result = run_command(run, argv)
-    return 128 + result["interrupted"] if code == 0 and result.get("interrupted") else code
+    """The command line, in one process or as one rank of an MPI job (mpirun -n N python -m
+    pyconvnet.train ...)."""
+    code, group = run_command(lambda _: distributed.init(), None)
+    if code:
+        return code
+    if group.size == 1:
+        code, result = run_command(run, argv)
+        return 128 + result["interrupted"] if code == 0 and result.get("interrupted") else code
+
+    def one_rank(args):  # errors: distributed.run_ranks
+        result = run(args, group=group)
+        return 128 + result["interrupted"] if result.get("interrupted") else 0
+    return distributed.run_ranks(group, one_rank, argv)
 
 
 if __name__ == "__main__":

@@ -5,6 +5,12 @@ Everything random in a run is a pure function of (seed, epoch, step): the order 
 seed and position). So the state to resume is only the weights, the momentum buffers, the
 learning-rate schedule and the position, and a resumed run ends with exactly the weights of an
 uninterrupted one on the same device.
+
+With several ranks (pyconvnet.distributed) each computes its part of every batch; the gradients,
+the loss and the hits are summed over the ranks every step, validation is shared out, and rank 0
+alone prints, logs and writes checkpoints. The draws depend on the sample's position in the
+batch, not on the rank, so the weights do not depend on the number of ranks beyond the order of
+floating-point sums.
 """
 from __future__ import annotations
 
@@ -19,6 +25,7 @@ import numpy as np
 
 from . import checkpoint, ops
 from .console import Progress, format_duration
+from .distributed import SINGLE
 from .errors import UserError
 from .inference import model_state
 from .metrics import evaluate
@@ -63,10 +70,19 @@ class Trainer:
     config holds: epochs, batch_size, lr, momentum, weight_decay, lr_drop_epochs, patience,
     max_drops, seed, device (where the batches go), drop_last, log_every, and optionally devices
     (the two columns' devices, when the model is in columns: models.Sequential.to_columns).
+    group: the ranks of the run (data sharded over them; default one process). A model in
+    columns trains in one process: with several ranks a UserError says so.
     """
 
-    def __init__(self, model: Sequential, data, config: dict, run_dir, out=sys.stdout):
+    def __init__(self, model: Sequential, data, config: dict, run_dir, out=sys.stdout, group=SINGLE):
         self.model, self.data, self.config = model, data, dict(config)
+        if group.size > 1 and model.columns is not None:
+            raise UserError(f"a model in two columns (on {' and '.join(model.columns.devices)}) trains in one "
+                            f"process; this run has {group.size} ranks: train the columns without mpirun, or "
+                            f"the ranks without columns")
+        self.group, self.root = group, group.rank == 0
+        self.reducer_name = group.reducer_name(config["device"])
+        self.reducer = None  # made at the first step (with NCCL, a collective)
         self.run = run_dir if isinstance(run_dir, RunDir) else RunDir(run_dir)
         self.run_dir = self.run.path
         self.device = config["device"]
@@ -105,7 +121,12 @@ class Trainer:
 
     def save(self, where: str | None = None) -> pathlib.Path:
         """Writes the checkpoint, if every weight and momentum value is finite: a diverged model
-        never replaces the last good checkpoint (a UserError says so instead, naming `where`)."""
+        never replaces the last good checkpoint (a UserError says so instead, naming `where`).
+        With several ranks (all holding the same weights) rank 0 checks and writes it, and every
+        rank raises its error."""
+        return self.group.on_root(lambda: self._write(where))
+
+    def _write(self, where: str | None) -> pathlib.Path:
         arrays, meta = self.state()
         bad = [name for name, a in arrays.items() if not np.isfinite(a).all()]
         if bad:
@@ -139,25 +160,41 @@ class Trainer:
         self.history = meta["history"]
 
     def log(self, record: dict) -> None:
-        self.run.log(record)
+        if self.root:
+            self.run.log(record)
 
     # ------------------------------------------------------------------ one step
-    def train_step(self, x, labels, global_step: int) -> tuple[float, tuple[int, int]]:
-        """(loss, (top-1 hits, top-5 hits)) of one SGD step; the hits are counted on the device."""
-        self.model.set_dropout_seed(self.config["seed"], global_step)
+    def train_step(self, x, labels, global_step: int, rows=None, stop=False):
+        """(loss, (top-1 hits, top-5 hits), stop) of one SGD step; the hits are counted on the
+        device. rows = (first, stop, batch rows): the part of the step's batch that x holds (by
+        default all of it); with several ranks the loss, hits and gradients are those of the whole
+        batch, and `stop` is true if any rank passed stop=True."""
+        first, last, total = rows or (0, len(labels), len(labels))
+        self.model.set_dropout_seed(self.config["seed"], global_step, first)
         loss, _, hits = loss_and_grad(self.model, x, labels, hits=True)
+        params = list(self.model.parameters())
+        if self.group.size > 1:
+            n = last - first
+            loss_sum, hits1, hits5, stops = self.group.sum([loss * n, hits[0], hits[1], stop])
+            loss, hits, stop = loss_sum / total, (int(hits1), int(hits5)), stops > 0
         if not math.isfinite(loss):
             raise FloatingPointError(loss)
+        if self.group.size > 1:
+            if self.reducer is None:
+                self.reducer = self.group.reducer(self.device)
+            grads = self.reducer.reduce([layer.grads[p] for _, layer, p in params], n / total)
+            for (_, layer, p), g in zip(params, grads):
+                layer.grads[p] = g
         lr, m, wd = self.schedule.lr, self.config["momentum"], self.config["weight_decay"]
-        for key, layer, p in self.model.parameters():
+        for key, layer, p in params:
             ops.sgd_update(layer.params[p], layer.grads[p], self.velocity[key], lr * layer.lr_mult, m, wd)
-        for _, layer, _ in self.model.parameters():
+        for _, layer, _ in params:
             layer.grads = {}
-        return loss, hits
+        return loss, hits, stop
 
     # ------------------------------------------------------------------ evaluation
     def evaluate(self, split: str = "val", ten_crop: bool = False) -> dict:
-        return evaluate(self.model, self.data, split, self.config["batch_size"], ten_crop)
+        return evaluate(self.model, self.data, split, self.config["batch_size"], ten_crop, self.group)
 
     # ------------------------------------------------------------------ the loop
     def fit(self) -> dict:
@@ -178,13 +215,21 @@ class Trainer:
                 batches = self.data.train_batches(bs, self.epoch, self.step, cfg["drop_last"])
                 for x, labels, labels_host in batches:
                     global_step = self.epoch * steps + self.step
+                    rows = self.data.train_rows(bs, cfg["drop_last"], self.step)
                     try:
-                        loss, (hits1, hits5) = self.train_step(x, labels, global_step)
+                        loss, (hits1, hits5), stop = self.train_step(x, labels, global_step, rows,
+                                                                     bool(interrupted["flag"]))
                     except FloatingPointError as e:
                         self.print("")
                         raise UserError(self._stopped(f"the loss became {e.args[0]}")) from None
+                    if stop and not interrupted["flag"]:  # another rank was interrupted
+                        interrupted["flag"] = signal.SIGTERM
+                    # With several ranks only the agreed value may decide: a signal that lands on
+                    # one rank after the step's sum must wait for the next step, or that rank would
+                    # save while the others went on.
+                    stopping = stop if self.group.size > 1 else bool(interrupted["flag"])
                     r = self.running
-                    n = len(labels_host)
+                    n = rows[2]
                     r["loss_sum"] += loss * n
                     r["seen"] += n
                     r["err1"] += n - hits1
@@ -203,14 +248,19 @@ class Trainer:
                     if cfg.get("log_every") and self.step % cfg["log_every"] == 0:
                         self.log({"event": "step", "epoch": self.epoch + 1, "step": self.step, "loss": loss,
                                   "lr": self.schedule.lr, "images_per_s": ips})
-                    if interrupted["flag"]:
+                    if stopping:
                         path = self.save()
                         self.print(f"\ninterrupted at epoch {self.epoch + 1}, step {self.step}/{steps}; "
                                    f"checkpoint saved to {path}")
                         self.print(f"resume with: python -m pyconvnet.train --resume {self.run_dir}")
                         return {"interrupted": interrupted["flag"]}
                 self._end_epoch(steps)
-                if interrupted["flag"]:  # Ctrl-C during validation: the epoch's checkpoint is saved
+                stopping = bool(interrupted["flag"])
+                if self.group.size > 1:  # the agreed value, as after a step
+                    stopping = self.group.sum([stopping])[0] > 0
+                    if stopping:
+                        interrupted["flag"] = interrupted["flag"] or signal.SIGTERM
+                if stopping:  # Ctrl-C during validation: the epoch's checkpoint is saved
                     self.print(f"interrupted after epoch {self.epoch}; checkpoint saved to "
                                f"{self.run.checkpoint}")
                     self.print(f"resume with: python -m pyconvnet.train --resume {self.run_dir}")

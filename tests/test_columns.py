@@ -4,9 +4,11 @@ import numpy as np
 import pytest
 
 import pyconvnet
-from pyconvnet import _C, columns
+from pyconvnet import _C, columns, distributed
+from pyconvnet.errors import UserError
 from pyconvnet.inference import fc7_features
 from pyconvnet.models import alexnet, loss_and_grad
+from pyconvnet.trainer import Trainer
 from tinyrun import TINY, make_tiny_data, run_train
 
 needs_two = pytest.mark.skipif(
@@ -120,12 +122,13 @@ def layout(request, monkeypatch):
     return COLUMNS
 
 
-@pytest.mark.parametrize("num_classes", [6, 5])
-def test_two_columns_match_one_device_loss_and_every_gradient(rng, layout, num_classes):
+@pytest.mark.parametrize("num_classes, first_row", [(6, 0), (5, 0), (6, 7)])
+def test_two_columns_match_one_device_loss_and_every_gradient(rng, layout, num_classes, first_row):
     """loss_and_grad of the two-column layout agrees with the same network on one device within
     1e-5 (relative to each array's largest value): forward through every crossing, dropout with
-    the one-device masks, backward with the gradient sums where both columns read one input; on
-    CUDA with peer copies and with copies staged through host memory."""
+    the one-device masks (also for a part of a batch that starts at row first_row), backward
+    with the gradient sums where both columns read one input; on CUDA with peer copies and with
+    copies staged through host memory."""
     where = layout[0]
     # The smallest input AlexNet's strides allow, a sixteenth of the channels: fc6-fc8 256 wide.
     one = alexnet(num_classes=num_classes, input_size=63, width=0.0625, seed=3, init="he").to(where)
@@ -139,7 +142,7 @@ def test_two_columns_match_one_device_loss_and_every_gradient(rng, layout, num_c
     labels = rng.integers(0, num_classes, 3).astype(np.int32)
 
     def run(model):
-        model.set_dropout_seed(11, 5)
+        model.set_dropout_seed(11, 5, first_row)
         loss, logits = loss_and_grad(model, pyconvnet.tensor(x, where), pyconvnet.tensor(labels, where))
         assert logits.device == where
         return loss, logits.numpy(), _grads(model)
@@ -157,6 +160,21 @@ def test_two_columns_match_one_device_loss_and_every_gradient(rng, layout, num_c
                 _assert_relative(grads2[key], grads1[key], f"gradient of {key} (peer copies {peer})")
     finally:
         pyconvnet.cuda.set_peer_copies(previous)
+
+
+def test_a_trainer_of_two_columns_refuses_several_ranks(monkeypatch, tmp_path):
+    """The columns train in one process: a Trainer given a model in columns and a group of two
+    ranks raises a UserError that says so before it touches anything."""
+    monkeypatch.setattr(columns, "check_devices", lambda devices, who="": ["cpu", "cpu"])
+    model = alexnet(num_classes=4, input_size=63, width=0.0625, seed=3).to_columns(["cpu", "cpu"])
+
+    class TwoRanks(distributed.Group):
+        size = 2
+
+    with pytest.raises(UserError, match=r"a model in two columns \(on cpu and cpu\) trains in one process; "
+                                        r"this run has 2 ranks"):
+        Trainer(model, None, {}, tmp_path / "run", group=TwoRanks())
+    assert not (tmp_path / "run").exists()
 
 
 def test_columns_move_to_one_device_and_back(rng, layout):

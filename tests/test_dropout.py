@@ -14,10 +14,14 @@ STREAM_DROPOUT = 1    # csrc/philox.h kStreamDropout
 SCALED = dict(rtol=2.5e-7, atol=1e-30)
 
 
-def expected_mask(shape, p, seed):
-    """The spec: element i kept iff Philox word i >= the integer nearest p * 2^32."""
+def expected_mask(shape, p, seed, first_row=0):
+    """The spec: element j of row r (the first axis) kept iff Philox word j of row first_row + r
+    >= the integer nearest p * 2^32."""
     threshold = math.floor(Fraction(p) * 2**32 + Fraction(1, 2))
-    words = _C.philox_words(seed, STREAM_DROPOUT, 0, int(np.prod(shape)))
+    rows = shape[0] if shape else 1
+    row_len = int(np.prod(shape[1:])) if shape else 1
+    words = [_C.philox_words(seed, STREAM_DROPOUT, 0, row_len, row=first_row + r) for r in range(rows)]
+    words = np.concatenate(words) if words else np.zeros(0, np.uint32)
     return (words.astype(np.int64) >= threshold).reshape(shape)
 
 
@@ -25,6 +29,7 @@ def expected_mask(shape, p, seed):
     ((2, 4096), 0.5, 1234),            # AlexNet's fc6/fc7 outputs
     ((3, 5, 7), 0.3, 2**64 - 1),       # not a multiple of 4; the largest seed
     ((1,), 0.9, 0), ((0, 4096), 0.5, 7), ((4097,), 0.25, 2**40 + 3),
+    ((3, 2, 3), 0.5, 11),              # rows of 6: a row's last block is partial
 ])
 def test_dropout_matches_spec_and_reference(device, rng, shape, p, seed):
     x = rng.standard_normal(shape).astype(np.float32)
@@ -37,6 +42,34 @@ def test_dropout_matches_spec_and_reference(device, rng, shape, p, seed):
         assert_close(y, ref.dropout(x, keep, p), **SCALED, what=f"forward, version {version}")
         dx = ops.dropout_backward(pyconvnet.tensor(dy, device), mask, p, version=0)
         assert_close(dx, ref.dropout_backward(dy, keep, p), **SCALED, what="backward")
+
+
+def test_dropout_row_zero_is_the_flat_stream():
+    """Row 0 of the stream is philox_word's (the counter word that numbers rows is 0)."""
+    assert np.array_equal(_C.philox_words(9, STREAM_DROPOUT, 0, 12, row=0), _C.philox_words(9, STREAM_DROPOUT, 0, 12))
+    assert not np.array_equal(_C.philox_words(9, STREAM_DROPOUT, 0, 12, row=1), _C.philox_words(9, STREAM_DROPOUT, 0, 12))
+
+
+def test_dropout_parts_of_a_batch_draw_the_whole_batchs_mask(device, rng):
+    """Rows split over parts, each given its first row in the batch: the same mask as the batch."""
+    x = rng.standard_normal((7, 3, 5)).astype(np.float32)
+    for version in all_versions("dropout", device):
+        _, whole = ops.dropout(pyconvnet.tensor(x, device), 0.5, 42, version=version)
+        parts = [ops.dropout(pyconvnet.tensor(x[a:b], device), 0.5, 42, version=version, first_row=a)[1].numpy()
+                 for a, b in ((0, 3), (3, 4), (4, 7))]
+        assert np.array_equal(np.concatenate(parts), whole.numpy()), f"version {version}"
+        assert np.array_equal(whole.numpy(), expected_mask(x.shape, 0.5, 42).astype(np.uint8))
+        _, shifted = ops.dropout(pyconvnet.tensor(x[3:], device), 0.5, 42, version=version, first_row=3)
+        assert np.array_equal(shifted.numpy(), expected_mask((4, 3, 5), 0.5, 42, first_row=3).astype(np.uint8))
+
+
+def test_dropout_rejects_bad_first_row(device):
+    x = pyconvnet.tensor(np.ones((4, 2), np.float32), device)
+    ops.dropout(x, 0.5, 1, first_row=2**32 - 4)  # the last rows there are
+    for first_row in (-1, 2**32 - 3):
+        with pytest.raises(ValueError, match=rf"dropout: argument 'first_row' must be in \[0, 2\^32 - rows\] "
+                                             rf"with rows = 4 \(x's first axis\); got {first_row}"):
+            ops.dropout(x, 0.5, 1, first_row=first_row)
 
 
 @pytest.mark.parametrize("p", [0.5, 0.1, 0.9])
@@ -124,6 +157,23 @@ def test_a_part_draws_its_slice_of_the_wider_mask(device, rng, version, width, c
         part = pyconvnet.tensor(np.ascontiguousarray(x[:, lo:hi]), device)
         y, m = ops.dropout(part, 0.5, 1234, version=version, part=(lo, width))
         assert np.array_equal(m.numpy(), mask.numpy()[:, lo:hi])
+        assert_close(y, ref.dropout(x[:, lo:hi], m.numpy(), 0.5), what="forward of a part")
+
+
+@pytest.mark.parametrize("version", [1, 2])
+@pytest.mark.parametrize("width, cut", [(10, 3), (13, 5), (40000, 16387)])  # unaligned; past a CPU chunk
+def test_a_part_of_the_features_and_the_rows_draws_the_spec(device, rng, version, width, cut):
+    """A column's half of a rank's part of the batch: part=(offset, width) and first_row at once
+    draw the spec's words (offset + j of row first_row + r), the whole batch's mask."""
+    if device == "cpu":
+        version = 1
+    rows, first = 5, 2
+    whole = expected_mask((first + rows, width), 0.5, 99)
+    x = rng.standard_normal((rows, width)).astype(np.float32)
+    for lo, hi in ((0, cut), (cut, width)):
+        part = pyconvnet.tensor(np.ascontiguousarray(x[:, lo:hi]), device)
+        y, m = ops.dropout(part, 0.5, 99, version=version, first_row=first, part=(lo, width))
+        assert np.array_equal(m.numpy(), whole[first:, lo:hi].astype(np.uint8))
         assert_close(y, ref.dropout(x[:, lo:hi], m.numpy(), 0.5), what="forward of a part")
 
 

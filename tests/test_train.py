@@ -86,7 +86,8 @@ def test_same_seed_gives_identical_weights(tiny_data, tmp_path):
 def test_resume_after_an_epoch_matches_an_uninterrupted_run(tiny_data, tmp_path, monkeypatch):
     keys = []
     real_dropout = pyconvnet.layers.ops.dropout
-    monkeypatch.setattr(pyconvnet.layers.ops, "dropout", lambda x, p, seed: keys.append(seed) or real_dropout(x, p, seed))
+    monkeypatch.setattr(pyconvnet.layers.ops, "dropout",
+                        lambda x, p, seed, **kw: keys.append(seed) or real_dropout(x, p, seed, **kw))
     run_train(["--data", tiny_data, "--epochs", "3", "--out", str(tmp_path / "full"), *TINY])
     monkeypatch.undo()
     # Every step of every epoch, in each of the two dropout layers, has a mask of its own.

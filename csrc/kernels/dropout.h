@@ -13,15 +13,18 @@ struct DropoutParams {
   uint64_t seed = 0;
   uint64_t threshold = 0;  // keep iff the 32-bit word >= threshold (0 .. 2^32)
   float scale = 1.0f;      // 1 / (1 - p), rounded to float
-  // x may be a slice of the rows of a wider tensor (one column's half of a layer's features):
-  // each row of `row` elements is elements [offset, offset + row) of a row of `row_stride`, and
-  // draws that slice of the wider tensor's mask. row == 0: x is the whole tensor.
-  int64_t row = 0, row_stride = 0, offset = 0;
+  // x is read as rows of row_len elements. x may be the features [offset, offset + row_len) of a
+  // wider tensor's rows (one column's half of a layer): element j of row r then draws element
+  // offset + j of Philox row first_row + r, the wider tensor's word (csrc/ops/dropout.h).
+  uint32_t first_row = 0;  // the Philox row of x's first row
+  int64_t row_len = 0;     // elements per row of x: numel / shape[0]
+  int64_t offset = 0;      // x's first feature within the wider row; 0 for the whole tensor
 };
 
-// The unit of the mask that x's element i draws: i itself, or its place in the wider tensor.
-PCN_HD uint64_t dropout_unit(const DropoutParams& p, int64_t i) {
-  return static_cast<uint64_t>(p.row == 0 ? i : (i / p.row) * p.row_stride + p.offset + i % p.row);
+// The mask word of element j of x's row r.
+PCN_HD uint32_t dropout_word(const DropoutParams& p, int64_t r, int64_t j) {
+  return philox_row_word(p.seed, kStreamDropout, p.first_row + static_cast<uint32_t>(r),
+                         static_cast<uint64_t>(p.offset + j));
 }
 
 // CPU 1. CUDA forward 1: one Philox call per element; 2 (default): one per 4 elements

@@ -1,6 +1,7 @@
 #include "dropout.h"
 
 #include <cmath>
+#include <string>
 
 #include "csrc/check.h"
 #include "versions.h"
@@ -17,11 +18,17 @@ static DropoutParams make_params(const ArgCheck& c, double p, uint64_t seed) {
   return d;
 }
 
-std::pair<Tensor, Tensor> dropout_forward(const Tensor& x, double p, uint64_t seed, int version,
-                                          int64_t slice_offset, int64_t slice_width) {
+std::pair<Tensor, Tensor> dropout_forward(const Tensor& x, double p, uint64_t seed, int64_t first_row,
+                                          int version, int64_t slice_offset, int64_t slice_width) {
   ArgCheck c("dropout");
   c.dtype(x, "x", DType::Float32);
   DropoutParams d = make_params(c, p, seed);
+  const int64_t rows = x.dim() == 0 ? 1 : x.shape()[0];
+  const std::string rule = str("be in [0, 2^32 - rows] with rows = ", rows, " (x's first axis)");
+  c.require(first_row >= 0 && first_row <= (int64_t{1} << 32) - rows, "first_row", rule.c_str(),
+            first_row);
+  d.first_row = static_cast<uint32_t>(first_row);
+  d.row_len = rows == 0 ? 0 : x.numel() / rows;
   if (slice_width >= 0) {
     c.rank(x, "x", 2, "(N, features)");
     const int64_t row = x.shape()[1];
@@ -29,8 +36,6 @@ std::pair<Tensor, Tensor> dropout_forward(const Tensor& x, double p, uint64_t se
               str("be (offset, width) with 0 <= offset and offset + ", row,
                   " (x's features) <= width").c_str(),
               str("(", slice_offset, ", ", slice_width, ")"));
-    d.row = row;
-    d.row_stride = slice_width;
     d.offset = slice_offset;
   }
   const Device dev = c.same_device({{"x", &x}});
