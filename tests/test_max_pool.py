@@ -91,3 +91,42 @@ def test_max_pool_rejects_bad_tensors(device):
     bad = ops.versions("max_pool2d", device)[-1] + 1
     with pytest.raises(ValueError, match=f"max_pool2d: argument 'version' {version_rule('max_pool2d', device)}; got {bad}"):
         ops.max_pool2d(x, version=bad)
+
+
+# AlexNet's 3 x 3 stride-2 windows have their own CPU kernel: even and odd sizes (a row and
+# column after the last window), fewer than 8 windows a row, more than 64 (in runs), with ties
+# and NaNs; every instruction-set path gives the same bits.
+GATHER_SHAPES = [(1, 2, 3, 3), (2, 1, 4, 4), (2, 3, 8, 9), (1, 2, 10, 17), (1, 2, 6, 131),
+                 (1, 1, 5, 145), (1, 1, 7, 130), (1, 1, 9, 147), (3, 2, 13, 13), (2, 2, 28, 26)]
+
+
+def _gather_inputs(rng, shape):
+    yield rng.standard_normal(shape).astype(np.float32)
+    yield rng.integers(0, 3, shape).astype(np.float32)  # ties everywhere
+    x = rng.standard_normal(shape).astype(np.float32)
+    x[rng.random(shape) < 0.1] = np.nan
+    yield x
+
+
+@pytest.mark.parametrize("shape", GATHER_SHAPES)
+def test_max_pool_3x3_stride_2_shapes(device, rng, shape):
+    for x in _gather_inputs(rng, shape):
+        _check(device, x, 3, 2, rng)
+
+
+@pytest.mark.parametrize("shape", GATHER_SHAPES)
+def test_max_pool_backward_is_bit_identical_on_every_cpu_path(rng, shape):
+    before = pyconvnet.cpu_info()["isa"]
+    try:
+        for x in _gather_inputs(rng, shape):
+            y = ops.max_pool2d(x, 3, 2)
+            dy = rng.standard_normal(y.shape).astype(np.float32)
+            results = {}
+            for isa in pyconvnet.cpu_info()["supported"]:
+                pyconvnet.set_cpu_isa(isa)
+                results[isa] = ops.max_pool2d_backward(dy, x, y, 3, 2).numpy()
+            first = next(iter(results.values()))
+            for isa, got in results.items():
+                assert np.array_equal(first, got, equal_nan=True), isa
+    finally:
+        pyconvnet.set_cpu_isa(before)

@@ -5,8 +5,8 @@
 namespace pcn::cpu {
 
 // One task per (n, c) plane, run by the active instruction-set path (simd_kernels.h): each
-// backward task scatters into its own dx plane, so there are no races, and a position's
-// contributions arrive in window order (row, then column), the order the CUDA kernel adds them.
+// backward task writes its own dx plane, so there are no races, and a position's contributions
+// are added in window order (row, then column), the order the CUDA kernel adds them.
 void max_pool2d_forward(const Tensor& x, Tensor& y, int64_t kernel, int64_t stride,
                         int /*version*/) {
   const int64_t h = x.size(2), w = x.size(3), ho = y.size(2), wo = y.size(3);
@@ -25,9 +25,11 @@ void max_pool2d_backward(const Tensor& dy, const Tensor& x, const Tensor& y, Ten
   const float* out = y.data<float>();
   const float* gy = dy.data<float>();
   float* gx = dx.data<float>();
-  parallel_for(x.size(0) * x.size(1), [&](int64_t plane) {
+  const int64_t planes = x.size(0) * x.size(1);
+  parallel_for(planes, [&](int64_t plane) {
     simd().max_pool_backward(in + plane * h * w, out + plane * ho * wo, gy + plane * ho * wo,
-                             gx + plane * h * w, h, w, ho, wo, kernel, stride);
+                             gx + plane * h * w, h, w, ho, wo, kernel, stride,
+                             planes - 1 - plane);
   });
 }
 

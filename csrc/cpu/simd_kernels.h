@@ -110,15 +110,253 @@ static void max_pool_backward_rows(const float* __restrict x, const float* __res
   }
 }
 
+// AlexNet's 3 x 3 windows at stride 2 as a gather: every element of dx is written once, with the
+// sum of the gradients of the windows (at most 4) whose tap it is, added to 0 in window order.
+// Window (i, j) covers rows 2i..2i+2 and columns 2j..2j+2, so dx row 2i + r (r = 0, 1; r = 2 for
+// the row 2i + 2 it shares with window row i + 1) takes from window row i the taps 3r + s: at
+// an even column 2m the tap s = 2 of window m - 1, then s = 0 of window m; at an odd column
+// 2m + 1 the tap s = 1 of window m. For a run of up to 64 windows of a row (and the one before
+// it, for its s = 2 taps) the tap ids and gradients of each window row go to a buffer; each dx
+// row is then selects and adds over one or two of them, written interleaved.
+// (h, w) = (2ho + 1 or 2ho + 2, likewise): the row and column after 2ho, 2wo are covered by no
+// window. With AVX2 the same selects and adds, 8 windows at a time.
+static constexpr int64_t kPoolRun = 64, kPoolBuf = kPoolRun + 16;
+
+// The id r*3 + s of the first tap of the window at xs equal to m (the first NaN when m is NaN),
+// -1 for none.
+static inline float pool3s2_tap(const float* xs, int64_t w, float m) {
+  const bool m_nan = m != m;
+  float t = -1.0f;
+  for (int r = 2; r >= 0; --r) {
+    for (int s = 2; s >= 0; --s) {
+      const float v = xs[r * w + s];
+      t = (v == m) | (m_nan & (v != v)) ? static_cast<float>(r * 3 + s) : t;
+    }
+  }
+  return t;
+}
+
+#ifdef __AVX2__
+static inline __m256i pool_lanes(int64_t n) {  // lane l set when l < n
+  return _mm256_cmpgt_epi32(_mm256_set1_epi32(static_cast<int>(n)),
+                            _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7));
+}
+
+// The taps and gradients of 8 windows: the first x row of the first window at xr (row stride
+// w; columns 0..16 of its 3 rows are read), its y and dy at yr and gr (8 of each read). With
+// cnt < 8 the lanes from cnt on are written as "no window" (tap -1, gradient 0).
+static inline void pool3s2_taps8(const float* xr, int64_t w, const float* yr, const float* gr,
+                                 float* tap, float* grad, int64_t cnt) {
+  const __m256 m = _mm256_loadu_ps(yr);
+  const __m256 m_nan = _mm256_cmp_ps(m, m, _CMP_UNORD_Q);
+  const bool any_nan = _mm256_movemask_ps(m_nan) != 0;
+  const __m256i next = _mm256_setr_epi32(1, 2, 3, 4, 5, 6, 7, 0);
+  __m256 t = _mm256_set1_ps(-1.0f);
+#pragma GCC unroll 3
+  for (int r = 2; r >= 0; --r) {
+    const float* p = xr + r * w;
+    const __m256 a = _mm256_loadu_ps(p), b = _mm256_loadu_ps(p + 8);
+    __m256 v[3];
+    v[0] = _mm256_castpd_ps(
+        _mm256_permute4x64_pd(_mm256_castps_pd(_mm256_shuffle_ps(a, b, 0x88)), 0xD8));
+    v[1] = _mm256_castpd_ps(
+        _mm256_permute4x64_pd(_mm256_castps_pd(_mm256_shuffle_ps(a, b, 0xDD)), 0xD8));
+    v[2] = _mm256_blend_ps(_mm256_permutevar8x32_ps(v[0], next), _mm256_broadcast_ss(p + 16),
+                           0x80);
+#pragma GCC unroll 3
+    for (int s = 2; s >= 0; --s) {
+      __m256 hit = _mm256_cmp_ps(v[s], m, _CMP_EQ_OQ);
+      if (any_nan) {
+        hit = _mm256_or_ps(hit, _mm256_and_ps(m_nan, _mm256_cmp_ps(v[s], v[s], _CMP_UNORD_Q)));
+      }
+      t = _mm256_blendv_ps(t, _mm256_set1_ps(static_cast<float>(r * 3 + s)), hit);
+    }
+  }
+  __m256 g = _mm256_loadu_ps(gr);
+  if (cnt < 8) {
+    const __m256 valid = _mm256_castsi256_ps(pool_lanes(cnt));
+    t = _mm256_blendv_ps(_mm256_set1_ps(-1.0f), t, valid);
+    g = _mm256_and_ps(g, valid);
+  }
+  _mm256_storeu_ps(tap, t);
+  _mm256_storeu_ps(grad, g);
+}
+#endif
+
+// tap[1 + jj], grad[1 + jj] for the windows j0 + jj (jj < n) of window row i, tap[0], grad[0]
+// for window j0 - 1 when j0 > 0; with AVX2 up to 7 entries after them are set to "no window".
+// x_end, y_end: how far x and y (and dy, at the same offsets) may be read.
+static void pool3s2_taps(const float* __restrict x, const float* __restrict y,
+                         const float* __restrict dy, int64_t w, int64_t wo, int64_t i,
+                         int64_t j0, int64_t n, const float* x_end, const float* y_end,
+                         float* __restrict tap, float* __restrict grad) {
+  const float* xr = x + 2 * i * w;
+  const float* yr = y + i * wo;
+  const float* gr = dy + i * wo;
+  const int64_t j_begin = j0 == 0 ? 0 : j0 - 1, j_end = j0 + n, cnt = j_end - j_begin;
+  float* t = tap + j_begin - j0 + 1;
+  float* g = grad + j_begin - j0 + 1;
+#ifdef __AVX2__
+  if (cnt >= 8) {
+    // Blocks of 8, the last one ending at the run's end (overlapping the one before it: the
+    // same taps again). Block j reads x up to column 2j + 16 <= 2(wo - 8) + 16 < w.
+    for (int64_t j = j_begin;; j += 8) {
+      if (j > j_end - 8) j = j_end - 8;
+      pool3s2_taps8(xr + 2 * j, w, yr + j, gr + j, tap + j - j0 + 1, grad + j - j0 + 1, 8);
+      if (j == j_end - 8) return;
+    }
+  }
+  // Fewer than 8 windows: one block, which reads 17 columns of x and 8 of y and dy; where that
+  // would pass the end of the arrays, from copies of the cnt windows' columns.
+  xr += 2 * j_begin;
+  yr += j_begin;
+  gr += j_begin;
+  if (xr + 2 * w + 17 <= x_end && yr + 8 <= y_end) {
+    pool3s2_taps8(xr, w, yr, gr, t, g, cnt);
+    return;
+  }
+  float xs[3 * 17] = {}, ys[8] = {}, gs[8] = {};
+  for (int r = 0; r < 3; ++r) {
+    for (int64_t c = 0; c < 2 * cnt + 1; ++c) xs[r * 17 + c] = xr[r * w + c];
+  }
+  for (int64_t e = 0; e < cnt; ++e) {
+    ys[e] = yr[e];
+    gs[e] = gr[e];
+  }
+  pool3s2_taps8(xs, 17, ys, gs, t, g, cnt);
+#else
+  for (int64_t e = 0; e < cnt; ++e) {
+    t[e] = pool3s2_tap(xr + 2 * (j_begin + e), w, yr[j_begin + e]);
+    g[e] = gr[j_begin + e];
+  }
+#endif
+}
+
+static inline float pool_pick(float tap, float id, float g) { return tap == id ? g : 0.0f; }
+
+// `count` columns of one dx row from the first `sources` (1 or 2) of (tap, grad, r): column 2m
+// of the run is sum over sources of pick(tap[m], 3r + 2) + pick(tap[m + 1], 3r), column 2m + 1
+// pick(tap[m + 1], 3r + 1). With AVX2 whole blocks of 16 are stored while they end within
+// `room` floats of out (what follows the row there is written later).
+static void pool3s2_row(int sources, const float* const* tap, const float* const* grad,
+                        const float* r, int64_t count, int64_t room, float* __restrict out) {
+  int64_t m = 0;
+#ifdef __AVX2__
+  const auto pick = [](const float* t, const float* g, float id) {
+    return _mm256_and_ps(_mm256_cmp_ps(_mm256_loadu_ps(t), _mm256_set1_ps(id), _CMP_EQ_OQ),
+                         _mm256_loadu_ps(g));
+  };
+  for (; 2 * m < count; m += 8) {
+    __m256 even = _mm256_setzero_ps(), odd = _mm256_setzero_ps();
+    for (int k = 0; k < sources; ++k) {
+      const float* t = tap[k] + m;
+      const float* g = grad[k] + m;
+      const float s0 = 3.0f * r[k];
+      even = _mm256_add_ps(_mm256_add_ps(even, pick(t, g, s0 + 2.0f)), pick(t + 1, g + 1, s0));
+      odd = _mm256_add_ps(odd, pick(t + 1, g + 1, s0 + 1.0f));
+    }
+    const __m256 lo = _mm256_unpacklo_ps(even, odd), hi = _mm256_unpackhi_ps(even, odd);
+    const __m256 first = _mm256_permute2f128_ps(lo, hi, 0x20);
+    const __m256 second = _mm256_permute2f128_ps(lo, hi, 0x31);
+    if (2 * m + 16 <= room) {
+      _mm256_storeu_ps(out + 2 * m, first);
+      _mm256_storeu_ps(out + 2 * m + 8, second);
+    } else {  // the row's last columns
+      float* o = out + 2 * m;
+      int64_t rest = count - 2 * m;
+      __m256 part = first;
+      if (rest >= 8) {
+        _mm256_storeu_ps(o, first);
+        o += 8;
+        rest -= 8;
+        part = second;
+      }
+      float tile[8];
+      _mm256_storeu_ps(tile, part);
+#pragma GCC unroll 8
+      for (int c = 0; c < 8; ++c) {
+        if (c < rest) o[c] = tile[c];
+      }
+    }
+  }
+#endif
+  for (; 2 * m < count; ++m) {
+    float even = 0.0f, odd = 0.0f;
+    for (int k = 0; k < sources; ++k) {
+      const float* t = tap[k];
+      const float* g = grad[k];
+      const float s0 = 3.0f * r[k];
+      even = (even + pool_pick(t[m], s0 + 2.0f, g[m])) + pool_pick(t[m + 1], s0, g[m + 1]);
+      odd = odd + pool_pick(t[m + 1], s0 + 1.0f, g[m + 1]);
+    }
+    out[2 * m] = even;
+    if (2 * m + 1 < count) out[2 * m + 1] = odd;
+  }
+}
+
+static void max_pool_backward_3x3s2(const float* x, const float* y, const float* dy, float* dx,
+                                    int64_t h, int64_t w, int64_t ho, int64_t wo,
+                                    int64_t planes_after) {
+  const float* x_end = x + (1 + planes_after) * h * w;
+  const float* y_end = y + (1 + planes_after) * ho * wo;
+  // Three window rows' buffers: row i's taps are found one step before the dx rows that read
+  // them are written (a load right after the stores it reads would wait for them).
+  float tap[3][kPoolBuf], grad[3][kPoolBuf];
+  for (int64_t j0 = 0; j0 < wo; j0 += kPoolRun) {
+    const int64_t n = wo - j0 < kPoolRun ? wo - j0 : kPoolRun;
+    // The run's columns: up to the next run's first, or (the last run) to the row's end.
+    const int64_t count = j0 + n == wo ? w - 2 * j0 : 2 * n;
+    float* out = dx + 2 * j0;
+    // Room after a row's columns: with one run, up to the plane's end (the rows after it are
+    // written later); with several, none.
+    const float* dx_end = dx + h * w;
+    const auto room = [&](int64_t row) {
+      return wo <= kPoolRun ? dx_end - (out + row * w) : count;
+    };
+    for (int b = 0; b < 3; ++b) {
+      for (int64_t e = 0; e < n + 10; ++e) {  // what the rows read: up to entry n + 9
+        tap[b][e] = -1.0f;                    // no window (j0 - 1 when j0 == 0; after the run)
+        grad[b][e] = 0.0f;
+      }
+    }
+    for (int64_t i = 0; i <= ho; ++i) {
+      if (i < ho) {
+        pool3s2_taps(x, y, dy, w, wo, i, j0, n, x_end, y_end, tap[i % 3], grad[i % 3]);
+      }
+      if (i == 0) continue;
+      // Window row k = i - 1: dx row 2k takes taps row 2 of window row k - 1, then row 0 of
+      // window row k; row 2k + 1 takes row 1.
+      const int64_t k = i - 1;
+      const float* t2[2] = {tap[(k + 2) % 3], tap[k % 3]};
+      const float* g2[2] = {grad[(k + 2) % 3], grad[k % 3]};
+      const float r2[2] = {2.0f, 0.0f}, r1 = 1.0f;
+      if (k == 0) {
+        pool3s2_row(1, t2 + 1, g2 + 1, r2 + 1, count, room(0), out);
+      } else {
+        pool3s2_row(2, t2, g2, r2, count, room(2 * k), out + 2 * k * w);
+      }
+      pool3s2_row(1, t2 + 1, g2 + 1, &r1, count, room(2 * k + 1), out + (2 * k + 1) * w);
+    }
+    // Row 2ho: row 2 of the last window row; a row after it is covered by none.
+    const float* tl = tap[(ho - 1) % 3];
+    const float* gl = grad[(ho - 1) % 3];
+    const float rl = 2.0f;
+    pool3s2_row(1, &tl, &gl, &rl, count, room(2 * ho), out + 2 * ho * w);
+    for (int64_t row = 2 * ho + 1; row < h; ++row) {
+      for (int64_t c = 0; c < count; ++c) out[row * w + c] = 0.0f;
+    }
+  }
+}
+
 static void max_pool_backward_plane(const float* x, const float* y, const float* dy, float* dx,
                                     int64_t h, int64_t w, int64_t ho, int64_t wo, int64_t k,
-                                    int64_t st) {
-  for (int64_t e = 0; e < h * w; ++e) dx[e] = 0.0f;
+                                    int64_t st, int64_t planes_after) {
   if (k == 3 && st == 2) {
-    max_pool_backward_rows<3, 2>(x, y, dy, dx, w, ho, wo, k, st);
-  } else {
-    max_pool_backward_rows<0, 0>(x, y, dy, dx, w, ho, wo, k, st);
+    max_pool_backward_3x3s2(x, y, dy, dx, h, w, ho, wo, planes_after);
+    return;
   }
+  for (int64_t e = 0; e < h * w; ++e) dx[e] = 0.0f;
+  max_pool_backward_rows<0, 0>(x, y, dy, dx, w, ho, wo, k, st);
 }
 
 // exp(v) for softmax's shifted logits v = x - max <= 0 (NaN stays NaN; below -87, where exp is
