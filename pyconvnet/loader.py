@@ -239,8 +239,8 @@ class Loader:
                 if stop.is_set():
                     return
                 idx = self.batch_indices(epoch, step, order)
+                first, _, rows = self.rows(step)
                 if len(idx) == 0:  # a shard with no rows of a small last batch
-                    first, _, rows = self.rows(step)
                     batch = Batch(None, None, idx, epoch, step, self._labels[idx], first, rows)
                 else:
                     ring = self._ring(len(idx))
@@ -251,7 +251,7 @@ class Loader:
                             return
                     entry.free.clear()
                     try:
-                        batch = self._upload(entry, epoch, step, idx)
+                        batch = self._upload(entry, epoch, step, idx, first, rows)
                     except BaseException:
                         entry.free.set()
                         raise
@@ -279,11 +279,10 @@ class Loader:
             self._slots[n] = [_Slot(_C.StagingSlot(spec, self.device)) for _ in range(self.prefetch + 2)]
         return self._slots[n]
 
-    def _upload(self, entry, epoch, step, idx):
-        """The loader thread's part of a batch: read into the slot, start the copy, draw the
-        augmentation parameters."""
+    def _upload(self, entry, epoch, step, idx, first, rows):
+        """The loader thread's part of a batch (rows [first, ...) of a batch of `rows`): read into
+        the slot, start the copy, draw the augmentation parameters."""
         slot = entry.slot
-        first, _, rows = self.rows(step)
         slot.wait_uploaded()  # the slot's previous copy no longer reads the host buffers
         self._read(idx, slot.host(0))
         labels_host = self._labels[idx]
