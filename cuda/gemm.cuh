@@ -57,15 +57,9 @@ __device__ __forceinline__ void gemm2_body(const ALoader& a, const BLoader& b, c
   __shared__ float Bs[kTileK][kTileLd];
 
   const int t = threadIdx.x, tx = t % 16, ty = t / 16;
-  int tile = blockIdx.x;
-  const int tn = tile % tiles_n;
-  tile /= tiles_n;
-  const int tm = tile % tiles_m;
-  const int g = tile / tiles_m;
-  const int m0 = tm * kTileM, n0 = tn * kTileN;
-  const int split = blockIdx.y;
-  const int k_begin = min(K, split * k_chunk);
-  const int k_end = min(K, k_begin + k_chunk);
+  const BlockTile bt = block_tile(kTileM, kTileN, tiles_m, tiles_n, K, k_chunk);
+  const int g = bt.g, m0 = bt.m0, n0 = bt.n0, split = bt.split;
+  const int k_begin = bt.k_begin, k_end = bt.k_end;
 
   // This thread's two load slots for each operand: (line within the tile, k within the slice).
   int a_line[2], a_k[2], b_line[2], b_k[2];

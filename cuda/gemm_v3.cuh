@@ -118,15 +118,9 @@ __device__ __forceinline__ void gemm3_body(const ALoader& a, const BLoader& b,
   auto& Bs = smem.b;
 
   const int t = threadIdx.x, lane = t % 32, warp = t / 32;
-  int tile = blockIdx.x;
-  const int tn = tile % tiles_n;
-  tile /= tiles_n;
-  const int tm = tile % tiles_m;
-  const int g = tile / tiles_m;
-  const int m0 = tm * Tile::kM, n0 = tn * Tile::kN;
-  const int split = blockIdx.y;
-  const int k_begin = min(K, split * k_chunk);
-  const int k_end = min(K, k_begin + k_chunk);
+  const BlockTile bt = block_tile(Tile::kM, Tile::kN, tiles_m, tiles_n, K, k_chunk);
+  const int g = bt.g, m0 = bt.m0, n0 = bt.n0, split = bt.split;
+  const int k_begin = bt.k_begin, k_end = bt.k_end;
 
   const Slots3<Tile::kM, kPerA, Tile::kThreads, ALoader::kFastK> sa(t);
   const Slots3<Tile::kN, kPerB, Tile::kThreads, BLoader::kFastK> sb(t);
