@@ -84,15 +84,17 @@ void sgemm_sum(const PackedA* a, int64_t batches, int64_t N, const PackBatchB& p
                 a[b].M, " rows; the active CPU path '", kern.name, "' uses ", kern.mr,
                 ", the first operand has ", M);
   }
-  // Tiles of at most NC columns; when there are few, as many as makes every thread's share
-  // equal (the tile sizes change no result: each element's sum depends only on K's slicing).
+  // Tiles of at most NC columns; when there are few, as many as makes every thread's count
+  // equal, and tile t of a row of tiles takes the panels [t*panels/tiles_n, (t+1)*panels/tiles_n)
+  // of nr columns, so that the threads' shares differ by a panel at most (the tile sizes change
+  // no result: each element's sum depends only on K's slicing).
   const int64_t tiles_m = (M + mc_max - 1) / mc_max, threads = parallel_threads();
-  int64_t tiles_n = (N + NC - 1) / NC;
+  const int64_t panels = (N + nr - 1) / nr;
+  int64_t tiles_n = (panels + NC / nr - 1) / (NC / nr);
   if (tiles_m * tiles_n < 8 * threads && (tiles_m * tiles_n) % threads != 0) {
-    while ((tiles_m * tiles_n) % threads != 0) ++tiles_n;
+    while ((tiles_m * tiles_n) % threads != 0 && tiles_n < panels) ++tiles_n;
   }
-  const int64_t nc_tile = std::min(NC, round_up((N + tiles_n - 1) / tiles_n, nr));
-  tiles_n = (N + nc_tile - 1) / nc_tile;
+  const auto tile_column = [&](int64_t t) { return std::min(N, t * panels / tiles_n * nr); };
   int64_t slices = 0;
   for (int64_t b = 0; b < batches; ++b) slices += (a[b].K + KC - 1) / KC;
   // With more than one KC slice every slice reads and writes the tile of C: it is kept meanwhile
@@ -105,8 +107,8 @@ void sgemm_sum(const PackedA* a, int64_t batches, int64_t N, const PackBatchB& p
     // Per-thread packing buffers, kept between calls (they only ever grow to one block).
     thread_local std::vector<float> bpack, ctile;
     bpack.resize(KC * NC);
-    const int64_t i0 = (t / tiles_n) * mc_max, j0 = (t % tiles_n) * nc_tile;
-    const int64_t mc = std::min(mc_max, M - i0), nc = std::min(nc_tile, N - j0);
+    const int64_t i0 = (t / tiles_n) * mc_max, j0 = tile_column(t % tiles_n);
+    const int64_t mc = std::min(mc_max, M - i0), nc = tile_column(t % tiles_n + 1) - j0;
     float* c = C + i0 * ldc + j0;
     int64_t ld = ldc;
     if (buffered) {
