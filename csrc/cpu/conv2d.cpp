@@ -315,18 +315,15 @@ void backward_data_as_forward(const Conv2dParams& p, const float* dyd, const flo
   t.Q = p.W;
   t.pad_h = p.R - 1 - p.pad_h;
   t.pad_w = p.S - 1 - p.pad_w;
+  // Wt_g[c][k*RS + rs] = W_g[(k*Cg + c)*RS + RS-1-rs] = W_g[c*RS + (k*Cg*RS + RS-1-rs)].
+  std::vector<int64_t> row_off(static_cast<size_t>(Cg)), col_off(static_cast<size_t>(Kg * RS));
+  for (int64_t c = 0; c < Cg; ++c) row_off[c] = c * RS;
+  for (int64_t k = 0; k < Kg; ++k) {
+    for (int64_t rs = 0; rs < RS; ++rs) col_off[k * RS + rs] = k * CRS + RS - 1 - rs;
+  }
   std::vector<PackedA> wp;
-  std::vector<float> wt(static_cast<size_t>(Kg * CRS));
   for (int64_t g = 0; g < p.groups; ++g) {
-    const float* wg = wd + g * Kg * CRS;
-    parallel_for(Cg, [&](int64_t c) {
-      for (int64_t k = 0; k < Kg; ++k) {
-        for (int64_t rs = 0; rs < RS; ++rs) {
-          wt[(c * Kg + k) * RS + rs] = wg[(k * Cg + c) * RS + RS - 1 - rs];
-        }
-      }
-    });
-    wp.push_back(pack_a(false, Cg, Kg * RS, wt.data(), Kg * RS));
+    wp.push_back(pack_a_gathered(Cg, Kg * RS, wd + g * Kg * CRS, row_off.data(), col_off.data()));
   }
   const bool tables = use_tables(t);
   const Im2colTables tab = tables ? im2col_tables(t) : Im2colTables();
@@ -373,6 +370,26 @@ void conv2d_backward_data(const Conv2dParams& p, const Tensor& dy, const Tensor&
     col2im(p, dcol.data(), dxd + (n * p.C + g * Cg) * p.H * p.W);
   });
 }
+
+namespace {
+
+// The sum of v[0..n): 8 interleaved partial sums (element i into sum i % 8 of the first n / 8 * 8,
+// the rest into sum 0), then those 8 in order. Independent chains, so it runs at the adder's
+// throughput, not its latency; the same bits on every path and thread count.
+float plane_sum(const float* v, int64_t n) {
+  constexpr int L = 8;
+  float lane[L] = {};
+  const int64_t n8 = n / L * L;
+  for (int64_t i = 0; i < n8; i += L) {
+    for (int l = 0; l < L; ++l) lane[l] += v[i + l];
+  }
+  for (int64_t i = n8; i < n; ++i) lane[0] += v[i];
+  float sum = lane[0];
+  for (int l = 1; l < L; ++l) sum += lane[l];
+  return sum;
+}
+
+}  // namespace
 
 void conv2d_backward_filter(const Conv2dParams& p, const Tensor& dy, const Tensor& x, Tensor& dw,
                             Tensor& db, int version) {
@@ -424,12 +441,7 @@ void conv2d_backward_filter(const Conv2dParams& p, const Tensor& dy, const Tenso
   float* dbd = db.data<float>();
   parallel_for(p.K, [&](int64_t k) {
     float total = 0.0f;
-    for (int64_t n = 0; n < p.N; ++n) {
-      const float* plane = dyd + (n * p.K + k) * PQ;
-      float sum = 0.0f;
-      for (int64_t i = 0; i < PQ; ++i) sum += plane[i];
-      total += sum;
-    }
+    for (int64_t n = 0; n < p.N; ++n) total += plane_sum(dyd + (n * p.K + k) * PQ, PQ);
     dbd[k] = total;
   });
 }

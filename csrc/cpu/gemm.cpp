@@ -17,6 +17,7 @@
 #include "gemm.h"
 
 #include <algorithm>
+#include <cstdint>
 #include <cstring>
 
 #include "csrc/error.h"
@@ -32,6 +33,15 @@ constexpr int64_t NC = 192, KC = 256, MC_MAX = 192;
 
 int64_t round_up(int64_t v, int64_t m) { return (v + m - 1) / m * m; }
 
+// The packed B block starts on a cache line (kAlign floats = 64 bytes); a panel's row is nr = 8,
+// 16 or 32 floats, so no vector load of the micro-kernel straddles two lines (a vector's
+// malloc'd data is only 16-byte aligned: every second 32-byte load of a 6x16 step would).
+constexpr int64_t kAlign = 16;
+float* aligned(float* p) {
+  const auto a = reinterpret_cast<uintptr_t>(p);
+  return p + (-a & (kAlign * sizeof(float) - 1)) / sizeof(float);
+}
+
 // ap[p*mr + i] = op(A)[i0 + i][k0 + p] for one mr-row panel, zero beyond row `rows`.
 void pack_a_panel(bool trans, const float* A, int64_t lda, int64_t i0, int64_t rows, int64_t k0,
                   int64_t kc, int64_t mr, float* ap) {
@@ -45,9 +55,13 @@ void pack_a_panel(bool trans, const float* A, int64_t lda, int64_t i0, int64_t r
 
 }  // namespace
 
+namespace {
+
 // Layout: slice s (k0 = s*KC, kc deep) starts at k0 * round_up(M, mr); in it, the panel of rows
-// i..i+mr starts at i * kc, so a task's mc rows of one slice are contiguous.
-PackedA pack_a(bool trans_a, int64_t M, int64_t K, const float* A, int64_t lda) {
+// i..i+mr starts at i * kc, so a task's mc rows of one slice are contiguous. panel(i, rows, k0,
+// kc, mr, ap) packs one panel.
+template <class Panel>
+PackedA pack_a_panels(int64_t M, int64_t K, const Panel& panel) {
   PackedA a;
   a.M = M;
   a.K = K;
@@ -58,10 +72,29 @@ PackedA pack_a(bool trans_a, int64_t M, int64_t K, const float* A, int64_t lda) 
   a.data.resize(static_cast<size_t>(m_pad * K));
   parallel_for(panels * slices, [&](int64_t t) {
     const int64_t k0 = (t / panels) * KC, i = (t % panels) * a.mr, kc = std::min(KC, K - k0);
-    pack_a_panel(trans_a, A, lda, i, std::min(a.mr, M - i), k0, kc, a.mr,
-                 a.data.data() + k0 * m_pad + i * kc);
+    panel(i, std::min(a.mr, M - i), k0, kc, a.mr, a.data.data() + k0 * m_pad + i * kc);
   });
   return a;
+}
+
+}  // namespace
+
+PackedA pack_a(bool trans_a, int64_t M, int64_t K, const float* A, int64_t lda) {
+  return pack_a_panels(M, K, [&](int64_t i, int64_t rows, int64_t k0, int64_t kc, int64_t mr,
+                                 float* ap) {
+    pack_a_panel(trans_a, A, lda, i, rows, k0, kc, mr, ap);
+  });
+}
+
+PackedA pack_a_gathered(int64_t M, int64_t K, const float* A, const int64_t* row_off,
+                        const int64_t* col_off) {
+  return pack_a_panels(M, K, [&](int64_t i, int64_t rows, int64_t k0, int64_t kc, int64_t mr,
+                                 float* ap) {
+    for (int64_t p = 0; p < kc; ++p) {
+      const float* a = A + col_off[k0 + p];
+      for (int64_t r = 0; r < mr; ++r) ap[p * mr + r] = r < rows ? a[row_off[i + r]] : 0.0f;
+    }
+  });
 }
 
 void sgemm_sum(const PackedA* a, int64_t batches, int64_t N, const PackBatchB& pack, float* C,
@@ -106,7 +139,8 @@ void sgemm_sum(const PackedA* a, int64_t batches, int64_t N, const PackBatchB& p
   parallel_for(tiles_m * tiles_n, [&](int64_t t) {
     // Per-thread packing buffers, kept between calls (they only ever grow to one block).
     thread_local std::vector<float> bpack, ctile;
-    bpack.resize(KC * NC);
+    bpack.resize(KC * NC + kAlign);
+    float* const bp = aligned(bpack.data());
     const int64_t i0 = (t / tiles_n) * mc_max, j0 = tile_column(t % tiles_n);
     const int64_t mc = std::min(mc_max, M - i0), nc = tile_column(t % tiles_n + 1) - j0;
     float* c = C + i0 * ldc + j0;
@@ -125,11 +159,11 @@ void sgemm_sum(const PackedA* a, int64_t batches, int64_t N, const PackBatchB& p
     for (int64_t b = 0; b < batches; ++b) {
       for (int64_t k0 = 0; k0 < a[b].K; k0 += KC) {
         const int64_t kc = std::min(KC, a[b].K - k0);
-        pack(b, k0, kc, j0, nc, bpack.data());
+        pack(b, k0, kc, j0, nc, bp);
         const float* apack = a[b].data.data() + k0 * m_pad + i0 * kc;
         for (int64_t j = 0; j < nc; j += nr) {
           for (int64_t i = 0; i < mc; i += mr) {
-            kern.gemm_micro(kc, apack + i * kc, bpack.data() + j * kc, c + i * ld + j, ld,
+            kern.gemm_micro(kc, apack + i * kc, bp + j * kc, c + i * ld + j, ld,
                             std::min(mr, mc - i), std::min(nr, nc - j), add);
           }
         }

@@ -460,6 +460,10 @@ static void softmax_row(const float* __restrict x, float* __restrict p, int64_t 
 // dst[p*ldd + j] = src[j*ld + p] for j < rows, p < cols: the transposing copy that packs a
 // transposed GEMM operand into panels. With AVX2, 8 x 8 blocks go through registers.
 #ifdef __AVX2__
+static inline __m256i lanes_from(int t) {  // lane l set when l >= t
+  return _mm256_cmpgt_epi32(_mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7), _mm256_set1_epi32(t - 1));
+}
+
 // r[i] (row i of an 8 x 8 block) becomes column i of it, in registers.
 static inline void transpose_8x8_regs(__m256* r) {
   __m256 t[8];
@@ -503,6 +507,25 @@ static void transpose(const float* __restrict src, int64_t ld, int64_t rows, int
     for (; p < cols; ++p) {
       for (int64_t j = j0; j < j0 + 8; ++j) dst[p * ldd + j] = src[j * ld + p];
     }
+  }
+  if (j0 < rows) {  // the last m < 8 rows (an SGEMM's 6-row panels): zero rows, masked stores
+    const int64_t m = rows - j0;
+    const __m256i first = _mm256_xor_si256(lanes_from(static_cast<int>(m)), _mm256_set1_epi32(-1));
+    int64_t p = 0;
+    for (; p + 8 <= cols; p += 8) {
+      __m256 r[8];
+#pragma GCC unroll 8
+      for (int i = 0; i < 8; ++i) {
+        r[i] = i < m ? _mm256_loadu_ps(src + (j0 + i) * ld + p) : _mm256_setzero_ps();
+      }
+      transpose_8x8_regs(r);
+#pragma GCC unroll 8
+      for (int t = 0; t < 8; ++t) _mm256_maskstore_ps(dst + (p + t) * ldd + j0, first, r[t]);
+    }
+    for (; p < cols; ++p) {
+      for (int64_t j = j0; j < rows; ++j) dst[p * ldd + j] = src[j * ld + p];
+    }
+    return;
   }
 #endif
   for (int64_t j = j0; j < rows; ++j) {
@@ -568,10 +591,6 @@ static inline bool two_runs(const int32_t* o, int32_t& jump, int& split) {
   return true;
 }
 
-static inline __m256i lanes_from(int t) {  // lane l set when l >= t
-  return _mm256_cmpgt_epi32(_mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7), _mm256_set1_epi32(t - 1));
-}
-
 // 8 floats src[t] (t < split), src[jump + t] (t >= split) in a register: two loads and a blend.
 static inline __m256 load_two_runs(const float* src, int32_t jump, __m256 second) {
   return _mm256_blendv_ps(_mm256_loadu_ps(src), _mm256_loadu_ps(src + jump), second);
@@ -583,39 +602,50 @@ static void gather_panel(const float* __restrict x, const int32_t* __restrict ro
                          const int32_t* __restrict cols, int64_t n, float* __restrict bp) {
 #ifdef __AVX2__
   // Each group of 8 columns whose 8 offsets are two runs (the image side of an im2col panel):
-  // two loads and a blend per row p. The others, where 8 consecutive rows' offsets are two runs
+  // two loads and a blend per row p, all such groups of a row together (one panel row, one
+  // cache line, written at once). The others, where 8 consecutive rows' offsets are two runs
   // (the transposed panel of the filter gradient): 8 columns of 8 rows loaded so and transposed
-  // in registers. Anything else element by element.
+  // in registers. Anything else element by element. Groups past column n are zeros.
   constexpr int kGroups = NR / 8;
-  bool by_rows[kGroups];
+  enum Kind { kZero, kOneRun, kTwoRuns, kByRows };
+  Kind kind[kGroups];
   int64_t valid[kGroups];
   bool any_by_rows = false;
+  const float* base[kGroups];
+  int32_t jumps[kGroups];
+  __m256 second[kGroups], keep[kGroups];
+#pragma GCC unroll 4
   for (int g = 0; g < kGroups; ++g) {
     const int h = 8 * g;
     valid[g] = n - h < 0 ? 0 : (n - h > 8 ? 8 : n - h);
-    by_rows[g] = false;
-    float* out = bp + h;
-    int32_t jump;
-    int split;
+    int split = 8;
+    jumps[g] = 0;
     if (valid[g] == 0) {
-      for (int64_t p = 0; p < kc; ++p) _mm256_storeu_ps(out + p * NR, _mm256_setzero_ps());
-    } else if (two_runs(cols + h, jump, split)) {
-      const float* xc = x + cols[h];
-      if (split == 8 && valid[g] == 8) {
-        for (int64_t p = 0; p < kc; ++p) {
-          _mm256_storeu_ps(out + p * NR, _mm256_loadu_ps(xc + rows[p]));
-        }
-        continue;
-      }
-      const __m256 second = _mm256_castsi256_ps(lanes_from(split));
-      const __m256 keep = _mm256_castsi256_ps(
-          _mm256_xor_si256(lanes_from(static_cast<int>(valid[g])), _mm256_set1_epi32(-1)));
-      for (int64_t p = 0; p < kc; ++p) {
-        const __m256 v = load_two_runs(xc + rows[p], jump, second);
-        _mm256_storeu_ps(out + p * NR, _mm256_and_ps(v, keep));
-      }
+      kind[g] = kZero;
+    } else if (!two_runs(cols + h, jumps[g], split)) {
+      kind[g] = kByRows;
+      any_by_rows = true;
     } else {
-      by_rows[g] = any_by_rows = true;
+      kind[g] = split == 8 && valid[g] == 8 ? kOneRun : kTwoRuns;
+    }
+    base[g] = x + cols[h];
+    second[g] = _mm256_castsi256_ps(lanes_from(split));
+    keep[g] = _mm256_castsi256_ps(
+        _mm256_xor_si256(lanes_from(static_cast<int>(valid[g])), _mm256_set1_epi32(-1)));
+  }
+  for (int64_t p = 0; p < kc; ++p) {
+    const int32_t r = rows[p];
+    float* out = bp + p * NR;
+#pragma GCC unroll 4
+    for (int g = 0; g < kGroups; ++g) {
+      if (kind[g] == kOneRun) {
+        _mm256_storeu_ps(out + 8 * g, _mm256_loadu_ps(base[g] + r));
+      } else if (kind[g] == kTwoRuns) {
+        const __m256 v = load_two_runs(base[g] + r, jumps[g], second[g]);
+        _mm256_storeu_ps(out + 8 * g, _mm256_and_ps(v, keep[g]));
+      } else if (kind[g] == kZero) {
+        _mm256_storeu_ps(out + 8 * g, _mm256_setzero_ps());
+      }
     }
   }
   if (!any_by_rows) return;
@@ -626,7 +656,7 @@ static void gather_panel(const float* __restrict x, const int32_t* __restrict ro
     const bool runs = two_runs(rows + p, jump, split);
     const __m256 second = _mm256_castsi256_ps(lanes_from(split));
     for (int g = 0; g < kGroups; ++g) {
-      if (!by_rows[g]) continue;
+      if (kind[g] != kByRows) continue;
       const int h = 8 * g;
       if (!runs) {
         gather_scalar(x, rows, p, p + 8, cols, h, h + 8, n, NR, bp);
@@ -644,7 +674,7 @@ static void gather_panel(const float* __restrict x, const int32_t* __restrict ro
     }
   }
   for (int g = 0; g < kGroups; ++g) {
-    if (by_rows[g]) gather_scalar(x, rows, p, kc, cols, 8 * g, 8 * g + 8, n, NR, bp);
+    if (kind[g] == kByRows) gather_scalar(x, rows, p, kc, cols, 8 * g, 8 * g + 8, n, NR, bp);
   }
 #else
   gather_scalar(x, rows, 0, kc, cols, 0, NR, n, NR, bp);
