@@ -130,11 +130,12 @@ void sgemm_sum(const PackedA* a, int64_t batches, int64_t N, const PackBatchB& p
   const auto tile_column = [&](int64_t t) { return std::min(N, t * panels / tiles_n * nr); };
   int64_t slices = 0;
   for (int64_t b = 0; b < batches; ++b) slices += (a[b].K + KC - 1) / KC;
-  // With more than one KC slice every slice reads and writes the tile of C: it is kept meanwhile
-  // in a dense per-thread buffer (rows kTileLd floats apart), so that a C whose row stride is a
-  // multiple of 4 KiB (fc6: 4096 or 9216 floats) cannot pile the tile's rows onto a few sets of
-  // the caches. The same additions in the same order, so the same results.
-  const bool buffered = slices > 1;
+  // With more than one KC slice every slice reads and writes the tile of C: when C's row stride
+  // is a multiple of 1 KiB (fc6: 4096 or 9216 floats), the tile is kept meanwhile in a dense
+  // per-thread buffer (rows kTileLd floats apart), so that its rows cannot pile onto a few sets
+  // of the caches; other strides (a convolution's P*Q) are used in place, saving the copy. The
+  // same additions in the same order, so the same results.
+  const bool buffered = slices > 1 && ldc % 256 == 0;
   constexpr int64_t kTileLd = NC + 16;
   parallel_for(tiles_m * tiles_n, [&](int64_t t) {
     // Per-thread packing buffers, kept between calls (they only ever grow to one block).
