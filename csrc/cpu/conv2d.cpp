@@ -4,20 +4,27 @@
 //   backward data:   dcol     (CgRS x PQ)  = W_g^T * dy[n, g], scattered back by col2im
 //   backward filter: dW_g     (Kg x CgRS) += dy[n, g] (Kg x PQ) * col(x[n, g])^T, n = 0, 1, ...
 // Version 1 writes col (CgRS x PQ floats, 3.5 MB for conv2) to memory and packs it for the
-// SGEMM from there. Version 2 (the default) never stores it: the SGEMM's B panels are packed
-// straight from the image, one L2-sized block at a time (pack_im2col), and at stride 1 the input
-// gradient is itself such a convolution, of dy with the flipped, transposed filters and padding
-// R-1-pad (dx[c][h][w] = sum over k, r, s of dy_pad'[k][h + r][w + s] * W[k][c][R-1-r][S-1-s]),
-// so it needs neither dcol nor col2im. Its filter gradient packs col^T from the image too, and
-// runs the whole sum over images as one SGEMM (sgemm_sum) per group: one parallel region over
-// tiles of dW per group, where version 1 starts three per image (im2col, packing, product).
+// SGEMM from there. Version 2 (the default) never stores it: the SGEMM's B panels are gathered
+// one L2-sized block at a time from a zero-padded copy of the image (Cg x Hp x Wp, made once per
+// image and group) through two per-layer offset tables, col[k][j] = xpad[rows[k] + cols[j]]
+// (Im2colTables; the active path's pack_gather, isa.h: at stride 1 eight consecutive columns of
+// a row of col are at most two runs of the padded image, so two vector loads and a blend; for
+// col^T, 8 x 8 blocks of such loads transposed in registers). Where the padded copy would be
+// larger than col itself (a stride above the kernel, huge padding), each row of col is built
+// from the image instead (im2col_row, pack_im2col). At stride 1 the input gradient is itself such
+// a convolution, of dy with the flipped, transposed filters (packed straight from w,
+// pack_a_gathered) and padding R-1-pad (dx[c][h][w] = sum over k, r, s of
+// dy_pad'[k][h + r][w + s] * W[k][c][R-1-r][S-1-s]), so it needs neither dcol nor col2im. Its
+// filter gradient gathers col^T from padded copies of the group's images, and runs the whole sum
+// over images as one SGEMM (sgemm_sum) per group: one parallel region over tiles of dW per
+// group, where version 1 starts three per image (im2col, packing, product).
 // The weights are packed for the SGEMM once per call (pack_a), not once per image. Forward and
 // backward data give each (image, group) pair to one thread, so a batch keeps every core busy
 // with no synchronisation inside; with a single pair the SGEMM, im2col and col2im are parallel
 // inside instead. Both ways compute each output with the same operations in the same order.
-// Every sum has a fixed order: dW over images then pixels (the same in both versions), col2im
-// over taps in order, db over images then pixels, an output of the SGEMM over k in its packed
-// order.
+// Every sum has a fixed order: dW over images then pixels (the same in both versions: the
+// packing only copies), col2im over taps in order, db over images, each image's pixels in 8
+// interleaved partial sums (plane_sum), an output of the SGEMM over k in its packed order.
 #include "csrc/kernels/conv2d.h"
 
 #include <algorithm>

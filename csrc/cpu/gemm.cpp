@@ -5,9 +5,13 @@
 //     shared sums);
 //     mc covers up to MC_MAX rows, so in most products each element of op(B) is packed once;
 //   - for each KC slice, a task packs its KC x NC block of op(B) into nr-column panels (an
-//     L2-sized block; one panel, KC*nr floats, stays in L1 while it meets every A panel), by
-//     copying op(B) or, for a convolution, straight from the image (PackB);
-//   - with several slices, the task's tile of C lives in a dense buffer until the last one;
+//     L2-sized block starting on a cache line; one panel, KC*nr floats, stays in L1 while it
+//     meets every A panel), by copying op(B) or, for a convolution, straight from the image
+//     (PackB);
+//   - the tiles of a row of tiles share its nr-column panels evenly, so that with few tiles
+//     every thread gets the same work to a panel;
+//   - with several slices and a row stride of C that is a multiple of 1 KiB, the task's tile of
+//     C lives in a dense buffer until the last one;
 //   - the micro-kernel of the active instruction-set path (isa.h: AVX-512 6x32, AVX2 6x16, or
 //     the portable 4x8) keeps an mr x nr block of C in registers for a whole slice; its k loop
 //     is unrolled by 4 (without, loop overhead held the AVX2 kernel at ~82% of the measured
