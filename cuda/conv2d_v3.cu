@@ -22,6 +22,7 @@
 #include <limits>
 
 #include "conv2d_common.cuh"
+#include "ptx.cuh"
 #include "gemm_tc.cuh"
 #include "grid_stride.cuh"
 
@@ -119,7 +120,13 @@ struct Rows3 {
     return {p + g * group_stride + static_cast<long long>(i) * line_stride};
   }
   __device__ float load(const Line& l, int k) const {
-    return l.p[Tabled ? static_cast<unsigned int>(taps[k].x) : k];
+    // Apart: one conditional expression would make k unsigned too, and an unsigned k + j may
+    // wrap, so the compiler could not fold a thread's consecutive k into one address.
+    if constexpr (Tabled) {
+      return l.p[static_cast<unsigned int>(taps[k].x)];
+    } else {
+      return l.p[k];
+    }
   }
 };
 
@@ -136,8 +143,9 @@ __device__ __forceinline__ float window_load(const Window3& l, const int4& tap, 
   return y < static_cast<unsigned int>(h) && x < static_cast<unsigned int>(w) ? l.origin[tap.y]
                                                                                : 0.0f;
 }
+// The origin is opaque_pointer'd so that it stays a pointer in the loop (ptx.cuh).
 __device__ __forceinline__ Window3 window(const float* base, int y0, int x0, int row) {
-  return {base + (static_cast<long long>(y0) * row + x0), y0, x0};
+  return {opaque_pointer(base + (static_cast<long long>(y0) * row + x0)), y0, x0};
 }
 
 // Forward B: column n = output pixel (img, p, q), whose window starts at
