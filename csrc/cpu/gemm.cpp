@@ -6,7 +6,8 @@
 //     mc covers up to MC_MAX rows, so in most products each element of op(B) is packed once;
 //   - for each KC slice, a task packs its KC x NC block of op(B) into nr-column panels (an
 //     L2-sized block; one panel, KC*nr floats, stays in L1 while it meets every A panel), by
-//     copying op(B) or, for a convolution, straight from the image (PackB);
+//     copying op(B) or, for a convolution, straight from the image (PackB); with a single slice
+//     the tiles go column block by column block and a thread reuses the block it packed last;
 //   - with several slices, the task's tile of C lives in a dense buffer until the last one;
 //   - the micro-kernel of the active instruction-set path (isa.h: AVX-512 6x32, AVX2 6x16, or
 //     the portable 4x8) keeps an mr x nr block of C in registers for a whole slice; its k loop
@@ -17,6 +18,7 @@
 #include "gemm.h"
 
 #include <algorithm>
+#include <atomic>
 #include <cstring>
 
 #include "csrc/error.h"
@@ -101,11 +103,21 @@ void sgemm_sum(const PackedA* a, int64_t batches, int64_t N, const PackBatchB& p
   // the caches. The same additions in the same order, so the same results.
   const bool buffered = slices > 1;
   constexpr int64_t kTileLd = NC + 16;
+  // With one KC slice (K <= KC: fc6's filter gradient at batch 128, M = 4096 rows) a column
+  // block of op(B) serves every row tile: the tiles are then visited column block by column
+  // block, and a thread that already holds this call's packed block for its next tile skips
+  // packing it again (with one tile row, or several slices, every tile packs its own).
+  static std::atomic<int64_t> calls{0};
+  const int64_t call = calls.fetch_add(1) + 1;
+  const bool reuse_b = slices == 1 && tiles_m > 1;
   parallel_for(tiles_m * tiles_n, [&](int64_t t) {
     // Per-thread packing buffers, kept between calls (they only ever grow to one block).
     thread_local std::vector<float> bpack, ctile;
+    thread_local int64_t packed_call = 0, packed_j0 = -1;  // what bpack holds
     bpack.resize(KC * NC);
-    const int64_t i0 = (t / tiles_n) * mc_max, j0 = (t % tiles_n) * nc_tile;
+    const int64_t ti = reuse_b ? t % tiles_m : t / tiles_n;
+    const int64_t tj = reuse_b ? t / tiles_m : t % tiles_n;
+    const int64_t i0 = ti * mc_max, j0 = tj * nc_tile;
     const int64_t mc = std::min(mc_max, M - i0), nc = std::min(nc_tile, N - j0);
     float* c = C + i0 * ldc + j0;
     int64_t ld = ldc;
@@ -123,7 +135,11 @@ void sgemm_sum(const PackedA* a, int64_t batches, int64_t N, const PackBatchB& p
     for (int64_t b = 0; b < batches; ++b) {
       for (int64_t k0 = 0; k0 < a[b].K; k0 += KC) {
         const int64_t kc = std::min(KC, a[b].K - k0);
-        pack(b, k0, kc, j0, nc, bpack.data());
+        if (!reuse_b || packed_call != call || packed_j0 != j0) {
+          pack(b, k0, kc, j0, nc, bpack.data());
+          packed_call = call;
+          packed_j0 = j0;
+        }
         const float* apack = a[b].data.data() + k0 * m_pad + i0 * kc;
         for (int64_t j = 0; j < nc; j += nr) {
           for (int64_t i = 0; i < mc; i += mr) {
@@ -154,14 +170,10 @@ void sgemm_packed(const PackedA& a, int64_t N, const PackB& pack, float* C, int6
 void sgemm_packed(const PackedA& a, bool trans_b, int64_t N, const float* B, int64_t ldb,
                   float* C, int64_t ldc, bool accumulate) {
   const SimdKernels& kern = simd();
-  const int64_t nr = kern.nr;
   sgemm_packed(
       a, N,
       [&](int64_t k0, int64_t kc, int64_t j0, int64_t nc, float* bp) {
-        for (int64_t j = 0; j < nc; j += nr) {
-          const float* panel = trans_b ? B + (j0 + j) * ldb + k0 : B + k0 * ldb + j0 + j;
-          kern.pack_b(trans_b, panel, ldb, std::min(nr, nc - j), kc, bp + j * kc);
-        }
+        kern.pack_b(trans_b, trans_b ? B + j0 * ldb + k0 : B + k0 * ldb + j0, ldb, nc, kc, bp);
       },
       C, ldc, accumulate);
 }

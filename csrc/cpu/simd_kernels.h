@@ -501,27 +501,47 @@ static void transpose(const float* __restrict src, int64_t ld, int64_t rows, int
   }
 }
 
-// bp[p*NR + j] = op(B)[p][j] for one NR-column panel of a KC slice, zero beyond column `cols`:
-// op(B) is B (row p at B + p*ldb) or, with trans, B's transpose (B's row j is op(B)'s column j).
+// The NR-column panels of nc columns of a KC slice: panel q (columns q*NR ..) at bp + q*NR*kc,
+// element (p, j) of it at [p*NR + j], zero beyond column nc. op(B) is B (row p at B + p*ldb) or,
+// with trans, B's transpose (B's row j is op(B)'s column j), transposed panel by panel (a panel's
+// NR rows of B are each read contiguously; the next panel's are prefetched meanwhile). Without trans the rows are walked once each, all
+// panels' pieces of a row in turn: B's rows may be far apart (fc6's data gradient: 36 KiB), and
+// one contiguous stretch of each row is what the memory system serves best; the row kPackAhead
+// rows ahead is prefetched meanwhile (the hardware prefetchers do not follow rows so far apart).
+static constexpr int64_t kPackAhead = 8;
+
 template <int NR>
-static void pack_b_panel(bool trans, const float* __restrict B, int64_t ldb, int64_t cols,
-                         int64_t kc, float* __restrict bp) {
+static void pack_b_panels(bool trans, const float* __restrict B, int64_t ldb, int64_t nc,
+                          int64_t kc, float* __restrict bp) {
   if (trans) {
-    if (cols < NR) {
-      for (int64_t i = 0; i < kc * NR; ++i) bp[i] = 0.0f;
+    for (int64_t j = 0; j < nc; j += NR) {
+      const int64_t cols = nc - j < NR ? nc - j : NR;
+      float* panel = bp + j * kc;
+      for (int64_t r = j + NR; r < j + 2 * NR && r < nc; ++r) {  // the next panel's rows
+        for (int64_t c = 0; c < kc; c += 16) __builtin_prefetch(B + r * ldb + c);
+      }
+      if (cols < NR) {
+        for (int64_t i = 0; i < kc * NR; ++i) panel[i] = 0.0f;
+      }
+      transpose(B + j * ldb, ldb, cols, kc, panel, NR);
     }
-    transpose(B, ldb, cols, kc, bp, NR);
     return;
   }
-  if (cols == NR) {  // the common case: NR contiguous floats per k, a fixed-length vector copy
-    for (int64_t p = 0; p < kc; ++p) {
-#pragma GCC unroll 32
-      for (int j = 0; j < NR; ++j) bp[p * NR + j] = B[p * ldb + j];
-    }
-    return;
-  }
+  const int64_t full = nc / NR * NR;
   for (int64_t p = 0; p < kc; ++p) {
-    for (int64_t j = 0; j < NR; ++j) bp[p * NR + j] = j < cols ? B[p * ldb + j] : 0.0f;
+    const float* row = B + p * ldb;
+    if (p + kPackAhead < kc) {
+      for (int64_t c = 0; c < nc; c += 16) __builtin_prefetch(row + kPackAhead * ldb + c);
+    }
+    for (int64_t j = 0; j < full; j += NR) {  // NR contiguous floats, a fixed-length vector copy
+      float* dst = bp + j * kc + p * NR;
+#pragma GCC unroll 32
+      for (int c = 0; c < NR; ++c) dst[c] = row[j + c];
+    }
+    if (full < nc) {
+      float* dst = bp + full * kc + p * NR;
+      for (int64_t c = 0; c < NR; ++c) dst[c] = full + c < nc ? row[full + c] : 0.0f;
+    }
   }
 }
 
@@ -575,6 +595,12 @@ template <class V, int MR>
 static void gemm_micro_fma(int64_t kc, const float* ap, const float* bp, float* c, int64_t ldc,
                            int64_t rows, int64_t cols, bool add) {
   constexpr int W = V::kWidth, NR = 2 * W;
+  // C's rows are fetched for writing while the k loop runs: C may be far from the caches (fc6's
+  // filter gradient: 151 MB, rows 36 KiB apart), and its stores would otherwise wait for it.
+  for (int64_t i = 0; i < rows; ++i) {
+    __builtin_prefetch(c + i * ldc, 1);
+    __builtin_prefetch(c + i * ldc + cols - 1, 1);
+  }
   typename V::Reg acc[MR][2];
 #pragma GCC unroll 16
   for (int i = 0; i < MR; ++i) acc[i][0] = acc[i][1] = V::zero();
@@ -665,6 +691,6 @@ static int64_t fma_chains_vec(int64_t steps, float* sink) {
 
 #define PCN_SIMD_TABLE(isa_name, MR, NR, micro, peak_probe)                               \
   const SimdKernels table = {isa_name,     MR,           NR,            micro,              \
-                             pack_b_panel<NR>, transpose, relu_forward, relu_backward,      \
+                             pack_b_panels<NR>, transpose, relu_forward, relu_backward,      \
                              max_pool_forward_plane, max_pool_backward_plane,               \
                              dropout_backward, sgd_update, softmax_row, peak_probe};
