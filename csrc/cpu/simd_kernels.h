@@ -348,10 +348,96 @@ static void max_pool_backward_3x3s2(const float* x, const float* y, const float*
   }
 }
 
+#ifdef __AVX2__
+// Planes of at most 7 windows a row (AlexNet's pool5: 6 x 6 windows of 13 x 13): every dx row
+// (w <= 16 columns) is one pair of registers, its even columns 2m in `even` lane m and its odd
+// ones in `odd`, so the gather runs on registers: for each window row the taps (pool3s2_taps),
+// then per tap row r the gradients picked by taps 3r, 3r + 1, 3r + 2, the last moved one lane up
+// (window m - 1's third tap is column 2m). The sums are pool3s2_row's, term for term and in its
+// order (row 2i: window row i - 1's r = 2 terms, then window row i's r = 0 terms), so the
+// results are the same bits.
+static void max_pool_backward_3x3s2_narrow(const float* x, const float* y, const float* dy,
+                                           float* dx, int64_t h, int64_t w, int64_t ho,
+                                           int64_t wo, int64_t planes_after) {
+  const float* x_end = x + (1 + planes_after) * h * w;
+  const float* y_end = y + (1 + planes_after) * ho * wo;
+  const __m256 zero = _mm256_setzero_ps();
+  const __m256i up = _mm256_setr_epi32(0, 0, 1, 2, 3, 4, 5, 6);
+  const __m256i first_lanes = pool_lanes(w < 8 ? w : 8), second_lanes = pool_lanes(w - 8);
+  float tap[kPoolBuf], grad[kPoolBuf];
+  __m256 t, g;
+  const auto pick = [&](int id) {
+    return _mm256_and_ps(_mm256_cmp_ps(t, _mm256_set1_ps(static_cast<float>(id)), _CMP_EQ_OQ), g);
+  };
+  // Tap row r's terms of the window row in t, g added to (even, odd) in pool3s2_row's order.
+  const auto add_row = [&](int r, __m256& even, __m256& odd) {
+    const __m256 third = _mm256_blend_ps(_mm256_permutevar8x32_ps(pick(3 * r + 2), up), zero, 1);
+    even = _mm256_add_ps(_mm256_add_ps(even, third), pick(3 * r));
+    odd = _mm256_add_ps(odd, pick(3 * r + 1));
+  };
+  const auto store_row = [&](int64_t row, __m256 even, __m256 odd) {
+    const __m256 lo = _mm256_unpacklo_ps(even, odd), hi = _mm256_unpackhi_ps(even, odd);
+    const __m256 first = _mm256_permute2f128_ps(lo, hi, 0x20);
+    const __m256 second = _mm256_permute2f128_ps(lo, hi, 0x31);
+    float* out = dx + row * w;
+    if (row * w + 16 <= h * w) {  // 16 floats from out stay within the plane
+      _mm256_storeu_ps(out, first);
+      _mm256_storeu_ps(out + 8, second);  // columns past w: the next row's, written later
+    } else {
+      _mm256_maskstore_ps(out, first_lanes, first);
+      _mm256_maskstore_ps(out + 8, second_lanes, second);
+    }
+  };
+  __m256 even_next = zero, odd_next = zero;  // row 2i's terms from window row i - 1
+  for (int64_t i = 0; i < ho; ++i) {
+    pool3s2_taps(x, y, dy, w, wo, i, 0, wo, x_end, y_end, tap, grad);
+    t = _mm256_loadu_ps(tap + 1);  // windows 0..7 of the row; those from wo on: no window
+    g = _mm256_loadu_ps(grad + 1);
+    __m256 even = even_next, odd = odd_next;
+    add_row(0, even, odd);
+    store_row(2 * i, even, odd);
+    even = odd = zero;
+    add_row(1, even, odd);
+    store_row(2 * i + 1, even, odd);
+    even_next = odd_next = zero;
+    add_row(2, even_next, odd_next);
+  }
+  store_row(2 * ho, even_next, odd_next);
+  for (int64_t e = (2 * ho + 1) * w; e < h * w; ++e) dx[e] = 0.0f;  // a row after 2ho: no window
+}
+#endif
+
+// Prefetches the n floats of a plane, for reading or writing.
+static inline void pool_prefetch(const float* p, int64_t n, bool write) {
+  for (int64_t i = 0; i < n; i += 16) {
+    if (write) {
+      __builtin_prefetch(p + i, 1);
+    } else {
+      __builtin_prefetch(p + i);
+    }
+  }
+}
+
 static void max_pool_backward_plane(const float* x, const float* y, const float* dy, float* dx,
                                     int64_t h, int64_t w, int64_t ho, int64_t wo, int64_t k,
                                     int64_t st, int64_t planes_after) {
+  // A small plane (pool5's x: 676 bytes; at most kPoolSmall floats) is over before the hardware
+  // prefetchers have found its stream: the next plane's x, y, dy and dx are fetched while this
+  // one is computed, so that memory and arithmetic overlap.
+  constexpr int64_t kPoolSmall = 256;
+  if (planes_after > 0 && h * w <= kPoolSmall) {
+    pool_prefetch(x + h * w, h * w, false);
+    pool_prefetch(y + ho * wo, ho * wo, false);
+    pool_prefetch(dy + ho * wo, ho * wo, false);
+    pool_prefetch(dx + h * w, h * w, true);
+  }
   if (k == 3 && st == 2) {
+#ifdef __AVX2__
+    if (wo <= 7) {
+      max_pool_backward_3x3s2_narrow(x, y, dy, dx, h, w, ho, wo, planes_after);
+      return;
+    }
+#endif
     max_pool_backward_3x3s2(x, y, dy, dx, h, w, ho, wo, planes_after);
     return;
   }
