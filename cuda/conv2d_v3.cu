@@ -7,9 +7,13 @@
 //     read (the same entry for all lines of a warp: a broadcast), two adds, two unsigned
 //     compares and the load itself;
 //   - each thread's line (a filter, an input channel, a pixel or a tap) is decoded once;
-//   - the data gradient has a stride-1 kernel in which every (kk, r, s) maps to the output
-//     pixel (h + ph - r, v + pw - s) without a division; larger strides keep the divisibility
-//     test per element (conv1 of AlexNet, whose data gradient training never computes).
+//   - the data gradient runs the same stride-1 loader at every stride: at stride (sh, sw) an
+//     input pixel (h, v) is reached only by the taps r = ry + sh*r', s = rx + sw*s' of its
+//     phase (ry, rx) = ((h + ph) % sh, (v + pw) % sw), from the output pixel
+//     ((h + ph - ry)/sh - r', (v + pw - rx)/sw - s'), so the pass is sh*sw GEMMs, one per
+//     phase, over that phase's pixels and taps (DgradPhase): no division in the loop, and no
+//     product with the taps that miss a pixel (15 of every 16 at conv1's stride 4). Stride 1
+//     is the one phase of all pixels and taps.
 // The three passes launch gemm3_fprop_kernel, gemm3_dgrad_kernel and gemm3_wgrad_kernel (FP32;
 // gemm_tf32_* and gemm_3xtf32_* for versions 4 and 5, the same loaders on the tensor-core cores
 // of gemm_tc.cuh) and their tap tables conv2d_fprop/dgrad/wgrad_taps_kernel3. The filter
@@ -18,6 +22,7 @@
 #include <limits>
 
 #include "conv2d_common.cuh"
+#include "ptx.cuh"
 #include "gemm_tc.cuh"
 #include "grid_stride.cuh"
 
@@ -25,21 +30,29 @@ namespace pcn::cuda {
 
 namespace {
 
-enum class Taps { kFprop, kDgrad, kDgradStrided, kWgrad };
+enum class Taps { kFprop, kDgrad, kWgrad };
 
-// conv2d_taps_body (the kernels conv2d_fprop_taps_kernel3, conv2d_dgrad_taps_kernel3 for both
-// data-gradient kinds, conv2d_wgrad_taps_kernel3): taps[k] = {a, b, dy, dx} for k < len, the
-// offsets of GEMM element k in the A operand and in the gathered B operand (from the line's
-// start / window origin; each fits in int where conv2d_v3_fits holds) and the displacement that the B loader adds to its
-// line's window position for the bounds check:
-//   forward (k = (c, r, s)):            {-, c*H*W + r*W + s, r, s}
-//   data, stride 1 (k = (kk, r, s)):    {kk*Cg*R*S + r*S + s, kk*P*Q - r*Q - s, -r, -s}
-//   data, strided:                      {kk*Cg*R*S + r*S + s, kk*P*Q, r, s}
-//   filter (k = (img, p, q)):           {img*K*P*Q + p*Q + q, img*C*H*W + p*sh*W + q*sw,
-//                                        p*sh, q*sw}
+// One phase (ry, rx) of the data gradient (see the top): its taps r = ry + sh*r' (r' < R) and
+// s = rx + sw*s' (s' < S) and its input pixels h = h0 + sh*i (i < H), v = w0 + sw*j (j < W),
+// whose windows start at output pixel (hq0 + i, wq0 + j). At stride 1: (0, 0), every tap and
+// pixel, hq0 = ph, wq0 = pw.
+struct DgradPhase {
+  int ry, rx, R, S, h0, w0, H, W, hq0, wq0;
+};
+
+// conv2d_taps_body (the kernels conv2d_fprop_taps_kernel3, conv2d_dgrad_taps_kernel3,
+// conv2d_wgrad_taps_kernel3): taps[k] = {a, b, dy, dx} for k < len, the offsets of GEMM
+// element k in the A operand and in the gathered B operand (from the line's start / window
+// origin; each fits in int where conv2d_v3_fits holds) and the displacement that the B loader
+// adds to its line's window position for the bounds check:
+//   forward (k = (c, r, s)):                   {-, c*H*W + r*W + s, r, s}
+//   data, phase f (k = (kk, r', s')):          {kk*Cg*R*S + (f.ry + sh*r')*S + f.rx + sw*s',
+//                                               kk*P*Q - r'*Q - s', -r', -s'}
+//   filter (k = (img, p, q)):                  {img*K*P*Q + p*Q + q, img*C*H*W + p*sh*W + q*sw,
+//                                               p*sh, q*sw}
 // Thread mapping: one entry per thread, grid-stride loop.
-__device__ __forceinline__ void conv2d_taps_body(const ConvShape& s, Taps kind,
-                                                 int4* __restrict__ taps, int len) {
+__device__ __forceinline__ void conv2d_taps_body(const ConvShape& s, const DgradPhase& f,
+                                                 Taps kind, int4* __restrict__ taps, int len) {
   for (int k = blockIdx.x * blockDim.x + threadIdx.x; k < len; k += gridDim.x * blockDim.x) {
     long long a = 0, b = 0;
     int dy = 0, dx = 0;
@@ -53,37 +66,39 @@ __device__ __forceinline__ void conv2d_taps_body(const ConvShape& s, Taps kind,
       dy = p * s.sh, dx = q * s.sw;
       b = static_cast<long long>(img) * s.C * s.H * s.W + static_cast<long long>(dy) * s.W + dx;
     } else {
-      const int kk = k / s.RS, rs = k % s.RS, r = rs / s.S, t = rs % s.S;
-      a = static_cast<long long>(kk) * s.CRS + rs;
-      b = static_cast<long long>(kk) * s.PQ;
-      if (kind == Taps::kDgrad) b -= static_cast<long long>(r) * s.Q + t;
-      dy = kind == Taps::kDgrad ? -r : r, dx = kind == Taps::kDgrad ? -t : t;
+      const int rs = f.R * f.S, kk = k / rs, r = k % rs / f.S, t = k % f.S;
+      a = static_cast<long long>(kk) * s.CRS + (f.ry + s.sh * r) * s.S + f.rx + s.sw * t;
+      b = static_cast<long long>(kk) * s.PQ - static_cast<long long>(r) * s.Q - t;
+      dy = -r, dx = -t;
     }
     taps[k] = make_int4(static_cast<int>(a), static_cast<int>(b), dy, dx);
   }
 }
 
 #define PCN_TAPS_KERNEL(name)                                                       \
-  __global__ void name(ConvShape s, Taps kind, int4* __restrict__ taps, int len) { \
-    conv2d_taps_body(s, kind, taps, len);                                        \
+  __global__ void name(ConvShape s, DgradPhase f, Taps kind, int4* __restrict__ taps, \
+                       int len) {                                                       \
+    conv2d_taps_body(s, f, kind, taps, len);                                            \
   }
 PCN_TAPS_KERNEL(conv2d_fprop_taps_kernel3)
 PCN_TAPS_KERNEL(conv2d_dgrad_taps_kernel3)
 PCN_TAPS_KERNEL(conv2d_wgrad_taps_kernel3)
 #undef PCN_TAPS_KERNEL
 
-// The tap table of `len` entries on the convolution's device (a workspace that returns to the
-// caching allocator when the caller drops it, reused only in stream order).
-Tensor make_taps(const ConvShape& s, Taps kind, int len, const Device& device, cudaStream_t st) {
+// The tap table of `len` > 0 entries on the convolution's device (a workspace that returns to
+// the caching allocator when the caller drops it, reused only in stream order); `f` is read
+// for the data gradient only.
+Tensor make_taps(const ConvShape& s, Taps kind, int len, const Device& device, cudaStream_t st,
+                 const DgradPhase& f = {}) {
   Tensor taps = Tensor::empty({len, 4}, DType::Int32, device);
   int4* t = reinterpret_cast<int4*>(taps.data<int32_t>());
   const unsigned int blocks = grid_stride_blocks(len, 256);
   if (kind == Taps::kFprop) {
-    PCN_LAUNCH(conv2d_fprop_taps_kernel3, blocks, 256, 0, st, s, kind, t, len);
+    PCN_LAUNCH(conv2d_fprop_taps_kernel3, blocks, 256, 0, st, s, f, kind, t, len);
   } else if (kind == Taps::kWgrad) {
-    PCN_LAUNCH(conv2d_wgrad_taps_kernel3, blocks, 256, 0, st, s, kind, t, len);
+    PCN_LAUNCH(conv2d_wgrad_taps_kernel3, blocks, 256, 0, st, s, f, kind, t, len);
   } else {
-    PCN_LAUNCH(conv2d_dgrad_taps_kernel3, blocks, 256, 0, st, s, kind, t, len);
+    PCN_LAUNCH(conv2d_dgrad_taps_kernel3, blocks, 256, 0, st, s, f, kind, t, len);
   }
   return taps;
 }
@@ -105,7 +120,13 @@ struct Rows3 {
     return {p + g * group_stride + static_cast<long long>(i) * line_stride};
   }
   __device__ float load(const Line& l, int k) const {
-    return l.p[Tabled ? static_cast<unsigned int>(taps[k].x) : k];
+    // Apart: one conditional expression would make k unsigned too, and an unsigned k + j may
+    // wrap, so the compiler could not fold a thread's consecutive k into one address.
+    if constexpr (Tabled) {
+      return l.p[static_cast<unsigned int>(taps[k].x)];
+    } else {
+      return l.p[k];
+    }
   }
 };
 
@@ -122,8 +143,9 @@ __device__ __forceinline__ float window_load(const Window3& l, const int4& tap, 
   return y < static_cast<unsigned int>(h) && x < static_cast<unsigned int>(w) ? l.origin[tap.y]
                                                                                : 0.0f;
 }
+// The origin is opaque_pointer'd so that it stays a pointer in the loop (ptx.cuh).
 __device__ __forceinline__ Window3 window(const float* base, int y0, int x0, int row) {
-  return {base + (static_cast<long long>(y0) * row + x0), y0, x0};
+  return {opaque_pointer(base + (static_cast<long long>(y0) * row + x0)), y0, x0};
 }
 
 // Forward B: column n = output pixel (img, p, q), whose window starts at
@@ -142,41 +164,34 @@ struct FpropPixels3 {
   __device__ float load(const Line& l, int k) const { return window_load(l, taps[k], s.H, s.W); }
 };
 
-// Data-gradient B, stride 1: column n = input pixel (img, h, v); element (kk, r, s) is
-// dy[img][g*Kg + kk][h + ph - r][v + pw - s] inside the output, else 0.
+// Data-gradient B of phase f: column n = input pixel (img, f.h0 + sh*i, f.w0 + sw*j), n =
+// (img*f.H + i)*f.W + j; element (kk, r', s') is dy[img][g*Kg + kk][f.hq0 + i - r'][f.wq0 + j - s']
+// inside the output, else 0.
 struct DgradPixels3 {
-  static constexpr bool kFastK = false;  // consecutive n: consecutive v
+  static constexpr bool kFastK = false;  // consecutive n: consecutive j
   const float* __restrict__ dy;
   const int4* __restrict__ taps;
   ConvShape s;
+  DgradPhase f;
   using Line = Window3;
   __device__ Line line(int g, int n) const {
-    const int v = n % s.W, h = n / s.W % s.H, img = n / (s.H * s.W);
-    return window(dy + (static_cast<long long>(img) * s.K + g * s.Kg) * s.PQ, h + s.ph,
-                  v + s.pw, s.Q);
+    const int j = n % f.W, i = n / f.W % f.H, img = n / (f.H * f.W);
+    return window(dy + (static_cast<long long>(img) * s.K + g * s.Kg) * s.PQ, f.hq0 + i,
+                  f.wq0 + j, s.Q);
   }
   __device__ float load(const Line& l, int k) const { return window_load(l, taps[k], s.P, s.Q); }
 };
 
-// Data-gradient B, any stride: as DgradPixels3, where the tap (r, s) reaches an output pixel
-// only when sh divides h + ph - r and sw divides v + pw - s.
-struct DgradPixelsStrided3 {
-  static constexpr bool kFastK = false;
-  const float* __restrict__ dy;
-  const int4* __restrict__ taps;
+// The data gradient's epilogue for phase f: dx[img][g*Cg + m][f.h0 + sh*i][f.w0 + sw*j] = v for
+// column n = (img*f.H + i)*f.W + j.
+struct DgradOut3 {
+  float* dx;
   ConvShape s;
-  using Line = Window3;  // origin: the image's first gradient of the group
-  __device__ Line line(int g, int n) const {
-    const int v = n % s.W, h = n / s.W % s.H, img = n / (s.H * s.W);
-    return {dy + (static_cast<long long>(img) * s.K + g * s.Kg) * s.PQ, h + s.ph, v + s.pw};
-  }
-  __device__ float load(const Line& l, int k) const {
-    const int4 tap = taps[k];
-    const int hr = l.y0 - tap.z, vr = l.x0 - tap.w;
-    if (hr < 0 || vr < 0) return 0.0f;
-    const int p = hr / s.sh, q = vr / s.sw;
-    if (p * s.sh != hr || q * s.sw != vr || p >= s.P || q >= s.Q) return 0.0f;
-    return l.origin[tap.y + p * s.Q + q];
+  DgradPhase f;
+  __device__ void store(int g, int, int m, int n, float v) const {
+    const int j = n % f.W, i = n / f.W % f.H, img = n / (f.H * f.W);
+    dx[((static_cast<long long>(img) * s.C + g * s.Cg + m) * s.H + f.h0 + s.sh * i) * s.W +
+       f.w0 + s.sw * j] = v;
   }
 };
 
@@ -217,20 +232,36 @@ void conv2d_forward3(const ConvShape& s, int groups, const float* x, const float
       FpropPixels3{x, t, s}, FwdOut{y, b, relu, s}, groups, M, N, s.CRS, 1, s.CRS, st);
 }
 
+// The phases of one axis: for phase r < stride, its first input pixel first (the least
+// h >= 0 with (h + pad) % stride == r), its pixel count, its tap count and its window origin.
+struct AxisPhase {
+  int first, pixels, taps, origin;
+};
+AxisPhase axis_phase(int r, int stride, int pad, int size, int kernel) {
+  const int first = ((r - pad) % stride + stride) % stride;
+  return {first, first < size ? (size - first + stride - 1) / stride : 0,
+          r < kernel ? (kernel - r + stride - 1) / stride : 0, (first + pad - r) / stride};
+}
+
 void conv2d_backward_data3(const ConvShape& s, int groups, const float* dy, const float* w,
                            float* dx, Precision precision, const Device& device,
                            cudaStream_t st) {
-  const int M = s.Cg, N = s.N * s.H * s.W, K = s.Kg * s.RS;
-  const bool unit = s.sh == 1 && s.sw == 1;
-  const Tensor taps = make_taps(s, unit ? Taps::kDgrad : Taps::kDgradStrided, K, device, st);
-  const int4* t = reinterpret_cast<const int4*>(taps.data<int32_t>());
-  const Rows3<true> a{w, t, static_cast<long long>(s.Kg) * s.CRS, s.RS};
-  if (unit) {
-    launch_gemm3_precision<Pass::kDgrad>(precision, a, DgradPixels3{dy, t, s}, DataOut{dx, s},
-                                         groups, M, N, K, 1, K, st);
-  } else {
-    launch_gemm3_precision<Pass::kDgrad>(precision, a, DgradPixelsStrided3{dy, t, s},
-                                         DataOut{dx, s}, groups, M, N, K, 1, K, st);
+  for (int ry = 0; ry < s.sh; ++ry) {
+    const AxisPhase y = axis_phase(ry, s.sh, s.ph, s.H, s.R);
+    for (int rx = 0; rx < s.sw; ++rx) {
+      const AxisPhase x = axis_phase(rx, s.sw, s.pw, s.W, s.S);
+      const DgradPhase f{ry,      rx,      y.taps,  x.taps,   y.first,
+                         x.first, y.pixels, x.pixels, y.origin, x.origin};
+      const int N = s.N * f.H * f.W, K = s.Kg * f.R * f.S;
+      if (N == 0) continue;  // no input pixel has this phase
+      // K == 0 (no tap reaches these pixels: stride above the kernel): the GEMM stores zeros
+      // and reads no table.
+      const Tensor taps = K > 0 ? make_taps(s, Taps::kDgrad, K, device, st, f) : Tensor();
+      const int4* t = K > 0 ? reinterpret_cast<const int4*>(taps.data<int32_t>()) : nullptr;
+      launch_gemm3_precision<Pass::kDgrad>(
+          precision, Rows3<true>{w, t, static_cast<long long>(s.Kg) * s.CRS, s.RS},
+          DgradPixels3{dy, t, s, f}, DgradOut3{dx, s, f}, groups, s.Cg, N, K, 1, K, st);
+    }
   }
 }
 

@@ -19,8 +19,20 @@ namespace pcn::cuda {
 
 #ifdef PYCONVNET_SIM
 using pcn_sim::mma_m16n8k8_tf32;
+using pcn_sim::opaque_pointer;
 using pcn_sim::tf32_round;
 #else
+
+// p itself (mov.b64), hidden from the compiler's address arithmetic: a pointer formed once per
+// thread (a loader's window origin) stays one register pair. Without it ptxas re-derives
+// param + (index + offset) * 4 at every gathered load: an LDC of the parameter and four integer
+// instructions per element in the convolutions' v3-v5 loops (benchmarks/README.md). Its
+// test is every conv2d test of versions 3-5: a wrong address fails them.
+__device__ __forceinline__ const float* opaque_pointer(const float* p) {
+  const float* r;
+  asm("mov.b64 %0, %1;" : "=l"(r) : "l"(p));
+  return r;
+}
 
 // x rounded to TF32 (cvt.rna.tf32.f32): the nearest value with a 10-bit mantissa, ties away
 // from zero, returned as an FP32 whose low 13 mantissa bits are zero. A value that rounds past

@@ -9,6 +9,8 @@
   FP32 accumulation error of 8 exact products and c (|error| <= gamma_9 * (|c| + sum|a||b|),
   gamma_n = n u / (1 - n u), u = 2^-24); integer tiles, exact in FP32, pin every fragment
   position (a wrong lane or register mapping moves a value to another output).
+- opaque_pointer (mov.b64) is the identity on its pointer; the convolution loaders of versions 3-5
+  read through it, so every conv2d test of those versions (tests/test_conv2d.py) tests it.
 """
 import numpy as np
 import pytest

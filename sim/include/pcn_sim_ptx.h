@@ -23,6 +23,9 @@ __forceinline__ float tf32_round(float x) {
   return x;
 }
 
+// mov.b64 of a pointer (cuda/ptx.cuh's opaque_pointer): the pointer itself.
+__forceinline__ const float* opaque_pointer(const float* p) { return p; }
+
 // The TF32 value a tensor core reads from a register: its sign, exponent and the 10 high
 // mantissa bits (the low 13 ignored). Our reading of the ISA, which requires .tf32 operands
 // and leaves other bit patterns' treatment to the implementation; the engine only passes values
