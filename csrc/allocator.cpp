@@ -3,6 +3,7 @@
 #include <cstdlib>
 #include <map>
 #include <mutex>
+#include <utility>
 #include <vector>
 
 #ifdef PYCONVNET_WITH_CUDA
@@ -21,6 +22,74 @@ void* host_alloc(size_t bytes) {
   if (posix_memalign(&p, 64, (bytes + 63) / 64 * 64) != 0 || p == nullptr)
     throw OutOfMemory(str("out of host memory allocating ", bytes, " bytes"));
   return p;
+}
+
+// Large CPU blocks are cached: the C library returns a block of more than a few hundred KiB to
+// the kernel when it is freed, so the next tensor of that size would take a page fault (and a
+// zeroed page) for every 4 KiB it writes; fc6's weight gradient (151 MB) spent more time so than
+// in its SGEMM. Blocks of at least kHostCacheMin bytes, rounded up to kHostCacheStep, go to a
+// free list when their tensor dies and are reused for the next request of the same rounded
+// size; at most kHostCacheMax bytes stay cached (the oldest blocks are freed first).
+constexpr size_t kHostCacheMin = size_t(1) << 20, kHostCacheStep = size_t(64) << 10;
+constexpr size_t kHostCacheMax = size_t(1) << 30;
+
+struct HostPool {
+  std::mutex mu;
+  std::vector<std::pair<size_t, void*>> free_blocks;  // (rounded size, block), oldest first
+  size_t cached = 0;
+};
+HostPool& host_pool() {
+  static HostPool& p = *new HostPool;  // leaked on purpose, as the device pools
+  return p;
+}
+
+std::shared_ptr<void> host_allocate(size_t bytes) {
+  if (bytes < kHostCacheMin) {
+    return std::shared_ptr<void>(host_alloc(bytes), [](void* p) { std::free(p); });
+  }
+  const size_t size = (bytes + kHostCacheStep - 1) / kHostCacheStep * kHostCacheStep;
+  HostPool& pool = host_pool();
+  void* ptr = nullptr;
+  {
+    std::lock_guard<std::mutex> lock(pool.mu);
+    for (auto it = pool.free_blocks.end(); it != pool.free_blocks.begin();) {
+      --it;  // the most recently freed block first: the likeliest to be in the caches
+      if (it->first == size) {
+        ptr = it->second;
+        pool.cached -= size;
+        pool.free_blocks.erase(it);
+        break;
+      }
+    }
+  }
+  if (ptr == nullptr) {
+    try {
+      ptr = host_alloc(size);
+    } catch (const OutOfMemory&) {  // the cached blocks back to the C library, then once more
+      std::lock_guard<std::mutex> lock(pool.mu);
+      for (const auto& [s, block] : pool.free_blocks) std::free(block);
+      pool.free_blocks.clear();
+      pool.cached = 0;
+    }
+    if (ptr == nullptr) ptr = host_alloc(size);
+  }
+  return std::shared_ptr<void>(ptr, [size](void* q) {
+    HostPool& pl = host_pool();
+    std::lock_guard<std::mutex> lock(pl.mu);
+    try {
+      pl.free_blocks.emplace_back(size, q);
+    } catch (...) {  // no memory for the list: free the block instead
+      std::free(q);
+      return;
+    }
+    pl.cached += size;
+    size_t drop = 0;
+    while (pl.cached > kHostCacheMax) {
+      pl.cached -= pl.free_blocks[drop].first;
+      std::free(pl.free_blocks[drop++].second);
+    }
+    pl.free_blocks.erase(pl.free_blocks.begin(), pl.free_blocks.begin() + drop);
+  });
 }
 
 #ifdef PYCONVNET_WITH_CUDA
@@ -117,7 +186,7 @@ PinnedPool& pinned_pool() {
 }  // namespace
 
 std::shared_ptr<void> allocate(size_t bytes, Device device) {
-  if (device.is_cpu()) return std::shared_ptr<void>(host_alloc(bytes), [](void* p) { std::free(p); });
+  if (device.is_cpu()) return host_allocate(bytes);
 #ifdef PYCONVNET_WITH_CUDA
   return cuda_allocate(bytes, device.index);
 #else

@@ -6,7 +6,7 @@ from pyconvnet import ops, reference as ref
 from helpers import assert_close
 
 
-@pytest.mark.parametrize("shape", [(4, 256, 13, 13), (2, 4096), (1,), (0, 3), (3, 5, 7)])
+@pytest.mark.parametrize("shape", [(4, 256, 13, 13), (2, 4096), (1,), (0, 3), (3, 5, 7), (3, 11111)])
 def test_add(device, rng, shape):
     a = rng.standard_normal(shape).astype(np.float32)
     b = rng.standard_normal(shape).astype(np.float32)

@@ -25,6 +25,9 @@ CASES = {
     # batch 130 (a partial row tile), the weight gradient with 200 outputs.
     "large_tiles_out": (130, 12, 200),
     "large_tiles_in": (130, 200, 12),
+    # CPU SGEMM: the weight gradient's 450 rows are three row tiles over one KC slice (K = 20),
+    # which share each packed block of x; partial B panels in every pass (403, 450 columns).
+    "shared_b_panels": (20, 403, 450),
 }
 # fc6-fc8 with fewer features for the CUDA simulator (CPU and GPU runs keep the real sizes).
 SIMULATED = {"fc6": (2, 2304, 1024), "fc7": (2, 1024, 1024), "fc8": (2, 1024, 250)}

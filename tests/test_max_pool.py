@@ -96,8 +96,10 @@ def test_max_pool_rejects_bad_tensors(device):
 # AlexNet's 3 x 3 stride-2 windows have their own CPU kernel: even and odd sizes (a row and
 # column after the last window), fewer than 8 windows a row, more than 64 (in runs), with ties
 # and NaNs; every instruction-set path gives the same bits.
+# Up to 7 windows a row (pool5's 13 x 13; 15 and 16 columns: 7) have their own AVX2 path.
 GATHER_SHAPES = [(1, 2, 3, 3), (2, 1, 4, 4), (2, 3, 8, 9), (1, 2, 10, 17), (1, 2, 6, 131),
-                 (1, 1, 5, 145), (1, 1, 7, 130), (1, 1, 9, 147), (3, 2, 13, 13), (2, 2, 28, 26)]
+                 (1, 1, 5, 145), (1, 1, 7, 130), (1, 1, 9, 147), (3, 2, 13, 13), (2, 2, 28, 26),
+                 (2, 3, 16, 15), (3, 1, 15, 16), (2, 2, 5, 14)]
 
 
 def _gather_inputs(rng, shape):

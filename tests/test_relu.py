@@ -6,7 +6,8 @@ from pyconvnet import ops, reference as ref
 from helpers import assert_close
 
 
-@pytest.mark.parametrize("shape", [(128, 96, 55, 55), (2, 4096), (1,), (0, 3), (3, 5, 7)])
+# (3, 11111): three CPU chunks, the last one partial, run in parallel.
+@pytest.mark.parametrize("shape", [(128, 96, 55, 55), (2, 4096), (1,), (0, 3), (3, 5, 7), (3, 11111)])
 def test_relu_forward_backward(device, rng, shape):
     if shape[0] == 128:
         shape = (4,) + shape[1:]  # AlexNet's conv1 output at a small batch

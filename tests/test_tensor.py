@@ -35,6 +35,27 @@ def test_zeros_and_empty(device):
     assert pyconvnet.empty([4], device=device).shape == (4,)
 
 
+def test_large_cpu_blocks_are_reused_and_hold_what_is_written(rng):
+    # CPU blocks of 1 MiB and more go to a cache when their tensor dies, and the next tensor of
+    # the same (rounded) size gets one: zeros() must still be zeros, ops must overwrite it.
+    shape = (300, 1000)  # 1.2 MB
+    a = pyconvnet.tensor(np.full(shape, 7, np.float32))
+    block = a.data_ptr
+    del a
+    gc.collect()
+    z = pyconvnet.zeros(shape)
+    assert z.data_ptr == block, "a freed large block must be reused"
+    assert np.array_equal(z.numpy(), np.zeros(shape, np.float32))
+    del z
+    x = rng.standard_normal(shape).astype(np.float32)
+    for _ in range(3):  # each result lands in the block the one before it left
+        y = pyconvnet.ops.relu(x)
+        assert np.array_equal(y.numpy(), np.maximum(x, 0))
+        del y
+    big = [pyconvnet.empty(shape) for _ in range(3)]  # several live blocks of one size
+    assert len({t.data_ptr for t in big}) == 3
+
+
 def test_tensor_copies_its_input():
     a = np.ones(3, np.float32)
     t = pyconvnet.tensor(a)

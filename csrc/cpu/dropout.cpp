@@ -45,10 +45,8 @@ void dropout_backward(const Tensor& dy, const Tensor& mask, Tensor& dx, const Dr
   const uint8_t* keep = mask.data<uint8_t>();
   float* d = dx.data<float>();
   const float scale = p.scale;
-  const int64_t n = dy.numel(), chunk = 1 << 16;
-  parallel_for((n + chunk - 1) / chunk, [&](int64_t c) {
-    const int64_t end = std::min(n, (c + 1) * chunk);
-    simd().dropout_backward(g + c * chunk, keep + c * chunk, scale, d + c * chunk, end - c * chunk);
+  parallel_chunks(dy.numel(), [&](int64_t begin, int64_t end) {
+    simd().dropout_backward(g + begin, keep + begin, scale, d + begin, end - begin);
   });
 }
 

@@ -7,7 +7,10 @@
 //   - for each KC slice, a task packs its KC x NC block of op(B) into nr-column panels (an
 //     L2-sized block starting on a cache line; one panel, KC*nr floats, stays in L1 while it
 //     meets every A panel), by copying op(B) or, for a convolution, straight from the image
-//     (PackB);
+//     (PackB); with a single slice the tiles go column block by column block and a thread
+//     reuses the block it packed last; the plain SGEMM (op(B) in memory) prefetches the next
+//     slice's block into L2 a part after each micro-kernel call, so that packing it does not
+//     wait for memory;
 //   - the tiles of a row of tiles share its nr-column panels evenly, so that with few tiles
 //     every thread gets the same work to a panel;
 //   - with several slices and a row stride of C that is a multiple of 1 KiB, the task's tile of
@@ -21,6 +24,7 @@
 #include "gemm.h"
 
 #include <algorithm>
+#include <atomic>
 #include <cstdint>
 #include <cstring>
 
@@ -56,10 +60,6 @@ void pack_a_panel(bool trans, const float* A, int64_t lda, int64_t i0, int64_t r
   }
   simd().transpose(A + i0 * lda + k0, lda, rows, kc, ap, mr);
 }
-
-}  // namespace
-
-namespace {
 
 // Layout: slice s (k0 = s*KC, kc deep) starts at k0 * round_up(M, mr); in it, the panel of rows
 // i..i+mr starts at i * kc, so a task's mc rows of one slice are contiguous. panel(i, rows, k0,
@@ -102,7 +102,7 @@ PackedA pack_a_gathered(int64_t M, int64_t K, const float* A, const int64_t* row
 }
 
 void sgemm_sum(const PackedA* a, int64_t batches, int64_t N, const PackBatchB& pack, float* C,
-               int64_t ldc, bool accumulate) {
+               int64_t ldc, bool accumulate, const PrefetchB& ahead) {
   const int64_t M = batches == 0 ? 0 : a[0].M;
   if (M == 0 || N == 0) return;
   int64_t K = 0;
@@ -141,13 +141,23 @@ void sgemm_sum(const PackedA* a, int64_t batches, int64_t N, const PackBatchB& p
   // same additions in the same order, so the same results.
   const bool buffered = slices > 1 && ldc % 256 == 0;
   constexpr int64_t kTileLd = NC + 16;
+  // With one KC slice (K <= KC: fc6's filter gradient at batch 128, M = 4096 rows) a column
+  // block of op(B) serves every row tile: the tiles are then visited column block by column
+  // block, and a thread that already holds this call's packed block for its next tile skips
+  // packing it again (with one tile row, or several slices, every tile packs its own).
+  static std::atomic<int64_t> calls{0};
+  const int64_t call = calls.fetch_add(1) + 1;
+  const bool reuse_b = slices == 1 && tiles_m > 1;
   parallel_for(tiles_m * tiles_n, [&](int64_t t) {
     // Per-thread packing buffers, kept between calls (they only ever grow to one block).
     thread_local std::vector<float> bpack, ctile;
+    thread_local int64_t packed_call = 0, packed_j0 = -1;  // what bpack holds
     bpack.resize(KC * NC + kAlign);
     float* const bp = aligned(bpack.data());
-    const int64_t i0 = (t / tiles_n) * mc_max, j0 = tile_column(t % tiles_n);
-    const int64_t mc = std::min(mc_max, M - i0), nc = tile_column(t % tiles_n + 1) - j0;
+    const int64_t ti = reuse_b ? t % tiles_m : t / tiles_n;
+    const int64_t tj = reuse_b ? t / tiles_m : t % tiles_n;
+    const int64_t i0 = ti * mc_max, j0 = tile_column(tj);
+    const int64_t mc = std::min(mc_max, M - i0), nc = tile_column(tj + 1) - j0;
     float* c = C + i0 * ldc + j0;
     int64_t ld = ldc;
     if (buffered) {
@@ -164,12 +174,26 @@ void sgemm_sum(const PackedA* a, int64_t batches, int64_t N, const PackBatchB& p
     for (int64_t b = 0; b < batches; ++b) {
       for (int64_t k0 = 0; k0 < a[b].K; k0 += KC) {
         const int64_t kc = std::min(KC, a[b].K - k0);
-        pack(b, k0, kc, j0, nc, bp);
+        if (!reuse_b || packed_call != call || packed_j0 != j0) {
+          pack(b, k0, kc, j0, nc, bp);
+          packed_call = call;
+          packed_j0 = j0;
+        }
         const float* apack = a[b].data.data() + k0 * m_pad + i0 * kc;
+        // The next slice's block of op(B), fetched a part after each micro-kernel call.
+        int64_t nb = b, nk = k0 + KC;
+        while (nb < batches && nk >= a[nb].K) {
+          ++nb;
+          nk = 0;
+        }
+        const bool fetch = ahead && nb < batches;
+        const int64_t parts = (nc + nr - 1) / nr * ((mc + mr - 1) / mr);
+        int64_t part = 0;
         for (int64_t j = 0; j < nc; j += nr) {
           for (int64_t i = 0; i < mc; i += mr) {
             kern.gemm_micro(kc, apack + i * kc, bp + j * kc, c + i * ld + j, ld,
                             std::min(mr, mc - i), std::min(nr, nc - j), add);
+            if (fetch) ahead(nb, nk, std::min(KC, a[nb].K - nk), j0, nc, part++, parts);
           }
         }
         add = true;
@@ -195,16 +219,26 @@ void sgemm_packed(const PackedA& a, int64_t N, const PackB& pack, float* C, int6
 void sgemm_packed(const PackedA& a, bool trans_b, int64_t N, const float* B, int64_t ldb,
                   float* C, int64_t ldc, bool accumulate) {
   const SimdKernels& kern = simd();
-  const int64_t nr = kern.nr;
-  sgemm_packed(
-      a, N,
-      [&](int64_t k0, int64_t kc, int64_t j0, int64_t nc, float* bp) {
-        for (int64_t j = 0; j < nc; j += nr) {
-          const float* panel = trans_b ? B + (j0 + j) * ldb + k0 : B + k0 * ldb + j0 + j;
-          kern.pack_b(trans_b, panel, ldb, std::min(nr, nc - j), kc, bp + j * kc);
-        }
+  const auto block = [&](int64_t k0, int64_t j0) {
+    return trans_b ? B + j0 * ldb + k0 : B + k0 * ldb + j0;
+  };
+  // op(B)'s block is kc rows of nc floats, or (trans_b) nc rows of kc floats, of B; each part
+  // of the prefetch is a share of those rows, into L2.
+  const PrefetchB ahead = [&](int64_t, int64_t k0, int64_t kc, int64_t j0, int64_t nc,
+                              int64_t part, int64_t parts) {
+    const int64_t rows = trans_b ? nc : kc, len = trans_b ? kc : nc;
+    const float* base = block(k0, j0);
+    for (int64_t r = rows * part / parts; r < rows * (part + 1) / parts; ++r) {
+      for (int64_t e = 0; e < len; e += 16) __builtin_prefetch(base + r * ldb + e, 0, 2);
+      __builtin_prefetch(base + r * ldb + len - 1, 0, 2);
+    }
+  };
+  sgemm_sum(
+      &a, 1, N,
+      [&](int64_t, int64_t k0, int64_t kc, int64_t j0, int64_t nc, float* bp) {
+        kern.pack_b(trans_b, block(k0, j0), ldb, nc, kc, bp);
       },
-      C, ldc, accumulate);
+      C, ldc, accumulate, ahead);
 }
 
 void sgemm(bool trans_a, bool trans_b, int64_t M, int64_t N, int64_t K, const float* A,

@@ -54,7 +54,13 @@ void sgemm_packed(const PackedA& a, int64_t N, const PackB& pack, float* C, int6
 // convolution's filter gradient sums its images so.
 using PackBatchB =
     std::function<void(int64_t b, int64_t k0, int64_t kc, int64_t j0, int64_t nc, float* bp)>;
+// ahead (optional): fetches part `part` of `parts` of the memory that pack(b, k0, kc, j0, nc, .)
+// will read; called after each micro-kernel call of a slice for the next slice's block, so that
+// its reads from memory overlap the arithmetic instead of stalling the pack (the plain SGEMM
+// gives it; fc6's weights stream from memory once per pass).
+using PrefetchB = std::function<void(int64_t b, int64_t k0, int64_t kc, int64_t j0, int64_t nc,
+                                     int64_t part, int64_t parts)>;
 void sgemm_sum(const PackedA* a, int64_t batches, int64_t N, const PackBatchB& pack, float* C,
-               int64_t ldc, bool accumulate);
+               int64_t ldc, bool accumulate, const PrefetchB& ahead = {});
 
 }  // namespace pcn::cpu

@@ -31,16 +31,33 @@ void parallel_for(int64_t n, const F& f) {
   for (int64_t i = 0; i < n; ++i) f(i);
 }
 
-// parallel_for for loops whose whole work is `work` elements: below about 64K of them, waking
-// the other threads costs more than it saves (tens of microseconds on a loaded machine), so the
-// loop runs on the calling thread. The same f(i) either way, so the results are the same.
+// parallel_for for loops whose whole work is `work` element operations (a pointwise op: one per
+// element; an op that costs more per element, such as softmax's exp, weighs its elements so):
+// below kParallelWork of them, waking the other threads costs about as much as it saves (and on
+// a loaded machine a woken thread may wait a whole scheduler time slice), so the loop runs on
+// the calling thread. The same f(i) either way, so the results are the same.
+inline constexpr int64_t kParallelWork = int64_t{1} << 15;
+
 template <typename F>
 void parallel_for_work(int64_t n, int64_t work, const F& f) {
-  if (work < (int64_t{1} << 16)) {
+  if (work < kParallelWork) {
     for (int64_t i = 0; i < n; ++i) f(i);
   } else {
     parallel_for(n, f);
   }
+}
+
+// A pointwise loop over n elements: f(begin, end) on fixed chunks of kPointwiseChunk elements
+// (half of kParallelWork, so the smallest loop that runs in parallel gives every thread of two
+// a chunk), as parallel_for_work decides.
+inline constexpr int64_t kPointwiseChunk = kParallelWork / 2;
+
+template <typename F>
+void parallel_chunks(int64_t n, const F& f) {
+  parallel_for_work((n + kPointwiseChunk - 1) / kPointwiseChunk, n, [&](int64_t c) {
+    const int64_t begin = c * kPointwiseChunk;
+    f(begin, n - begin < kPointwiseChunk ? n : begin + kPointwiseChunk);
+  });
 }
 
 }  // namespace pcn::cpu

@@ -2,8 +2,6 @@
 #include "isa.h"
 #include "parallel.h"
 
-#include <algorithm>
-
 namespace pcn::cpu {
 
 void sgd_update(Tensor& w, const Tensor& dw, Tensor& v, const SgdParams& p, int /*version*/) {
@@ -12,11 +10,8 @@ void sgd_update(Tensor& w, const Tensor& dw, Tensor& v, const SgdParams& p, int 
   float* __restrict__ vp = v.data<float>();
   const float mom = static_cast<float>(p.momentum), lr = static_cast<float>(p.lr);
   const float decay = static_cast<float>(p.weight_decay * p.lr);
-  const int64_t n = w.numel(), chunk = 1 << 16;
-  parallel_for((n + chunk - 1) / chunk, [&](int64_t c) {
-    const int64_t end = std::min(n, (c + 1) * chunk);
-    const int64_t i = c * chunk;
-    simd().sgd_update(wp + i, gp + i, vp + i, mom, decay, lr, end - i);
+  parallel_chunks(w.numel(), [&](int64_t begin, int64_t end) {
+    simd().sgd_update(wp + begin, gp + begin, vp + begin, mom, decay, lr, end - begin);
   });
 }
 

@@ -348,10 +348,96 @@ static void max_pool_backward_3x3s2(const float* x, const float* y, const float*
   }
 }
 
+#ifdef __AVX2__
+// Planes of at most 7 windows a row (AlexNet's pool5: 6 x 6 windows of 13 x 13): every dx row
+// (w <= 16 columns) is one pair of registers, its even columns 2m in `even` lane m and its odd
+// ones in `odd`, so the gather runs on registers: for each window row the taps (pool3s2_taps),
+// then per tap row r the gradients picked by taps 3r, 3r + 1, 3r + 2, the last moved one lane up
+// (window m - 1's third tap is column 2m). The sums are pool3s2_row's, term for term and in its
+// order (row 2i: window row i - 1's r = 2 terms, then window row i's r = 0 terms), so the
+// results are the same bits.
+static void max_pool_backward_3x3s2_narrow(const float* x, const float* y, const float* dy,
+                                           float* dx, int64_t h, int64_t w, int64_t ho,
+                                           int64_t wo, int64_t planes_after) {
+  const float* x_end = x + (1 + planes_after) * h * w;
+  const float* y_end = y + (1 + planes_after) * ho * wo;
+  const __m256 zero = _mm256_setzero_ps();
+  const __m256i up = _mm256_setr_epi32(0, 0, 1, 2, 3, 4, 5, 6);
+  const __m256i first_lanes = pool_lanes(w < 8 ? w : 8), second_lanes = pool_lanes(w - 8);
+  float tap[kPoolBuf], grad[kPoolBuf];
+  __m256 t, g;
+  const auto pick = [&](int id) {
+    return _mm256_and_ps(_mm256_cmp_ps(t, _mm256_set1_ps(static_cast<float>(id)), _CMP_EQ_OQ), g);
+  };
+  // Tap row r's terms of the window row in t, g added to (even, odd) in pool3s2_row's order.
+  const auto add_row = [&](int r, __m256& even, __m256& odd) {
+    const __m256 third = _mm256_blend_ps(_mm256_permutevar8x32_ps(pick(3 * r + 2), up), zero, 1);
+    even = _mm256_add_ps(_mm256_add_ps(even, third), pick(3 * r));
+    odd = _mm256_add_ps(odd, pick(3 * r + 1));
+  };
+  const auto store_row = [&](int64_t row, __m256 even, __m256 odd) {
+    const __m256 lo = _mm256_unpacklo_ps(even, odd), hi = _mm256_unpackhi_ps(even, odd);
+    const __m256 first = _mm256_permute2f128_ps(lo, hi, 0x20);
+    const __m256 second = _mm256_permute2f128_ps(lo, hi, 0x31);
+    float* out = dx + row * w;
+    if (row * w + 16 <= h * w) {  // 16 floats from out stay within the plane
+      _mm256_storeu_ps(out, first);
+      _mm256_storeu_ps(out + 8, second);  // columns past w: the next row's, written later
+    } else {
+      _mm256_maskstore_ps(out, first_lanes, first);
+      _mm256_maskstore_ps(out + 8, second_lanes, second);
+    }
+  };
+  __m256 even_next = zero, odd_next = zero;  // row 2i's terms from window row i - 1
+  for (int64_t i = 0; i < ho; ++i) {
+    pool3s2_taps(x, y, dy, w, wo, i, 0, wo, x_end, y_end, tap, grad);
+    t = _mm256_loadu_ps(tap + 1);  // windows 0..7 of the row; those from wo on: no window
+    g = _mm256_loadu_ps(grad + 1);
+    __m256 even = even_next, odd = odd_next;
+    add_row(0, even, odd);
+    store_row(2 * i, even, odd);
+    even = odd = zero;
+    add_row(1, even, odd);
+    store_row(2 * i + 1, even, odd);
+    even_next = odd_next = zero;
+    add_row(2, even_next, odd_next);
+  }
+  store_row(2 * ho, even_next, odd_next);
+  for (int64_t e = (2 * ho + 1) * w; e < h * w; ++e) dx[e] = 0.0f;  // a row after 2ho: no window
+}
+#endif
+
+// Prefetches the n floats of a plane, for reading or writing.
+static inline void pool_prefetch(const float* p, int64_t n, bool write) {
+  for (int64_t i = 0; i < n; i += 16) {
+    if (write) {
+      __builtin_prefetch(p + i, 1);
+    } else {
+      __builtin_prefetch(p + i);
+    }
+  }
+}
+
 static void max_pool_backward_plane(const float* x, const float* y, const float* dy, float* dx,
                                     int64_t h, int64_t w, int64_t ho, int64_t wo, int64_t k,
                                     int64_t st, int64_t planes_after) {
+  // A small plane (pool5's x: 676 bytes; at most kPoolSmall floats) is over before the hardware
+  // prefetchers have found its stream: the next plane's x, y, dy and dx are fetched while this
+  // one is computed, so that memory and arithmetic overlap.
+  constexpr int64_t kPoolSmall = 256;
+  if (planes_after > 0 && h * w <= kPoolSmall) {
+    pool_prefetch(x + h * w, h * w, false);
+    pool_prefetch(y + ho * wo, ho * wo, false);
+    pool_prefetch(dy + ho * wo, ho * wo, false);
+    pool_prefetch(dx + h * w, h * w, true);
+  }
   if (k == 3 && st == 2) {
+#ifdef __AVX2__
+    if (wo <= 7) {
+      max_pool_backward_3x3s2_narrow(x, y, dy, dx, h, w, ho, wo, planes_after);
+      return;
+    }
+#endif
     max_pool_backward_3x3s2(x, y, dy, dx, h, w, ho, wo, planes_after);
     return;
   }
@@ -533,27 +619,47 @@ static void transpose(const float* __restrict src, int64_t ld, int64_t rows, int
   }
 }
 
-// bp[p*NR + j] = op(B)[p][j] for one NR-column panel of a KC slice, zero beyond column `cols`:
-// op(B) is B (row p at B + p*ldb) or, with trans, B's transpose (B's row j is op(B)'s column j).
+// The NR-column panels of nc columns of a KC slice: panel q (columns q*NR ..) at bp + q*NR*kc,
+// element (p, j) of it at [p*NR + j], zero beyond column nc. op(B) is B (row p at B + p*ldb) or,
+// with trans, B's transpose (B's row j is op(B)'s column j), transposed panel by panel (a panel's
+// NR rows of B are each read contiguously; the next panel's are prefetched meanwhile). Without trans the rows are walked once each, all
+// panels' pieces of a row in turn: B's rows may be far apart (fc6's data gradient: 36 KiB), and
+// one contiguous stretch of each row is what the memory system serves best; the row kPackAhead
+// rows ahead is prefetched meanwhile (the hardware prefetchers do not follow rows so far apart).
+static constexpr int64_t kPackAhead = 8;
+
 template <int NR>
-static void pack_b_panel(bool trans, const float* __restrict B, int64_t ldb, int64_t cols,
-                         int64_t kc, float* __restrict bp) {
+static void pack_b_panels(bool trans, const float* __restrict B, int64_t ldb, int64_t nc,
+                          int64_t kc, float* __restrict bp) {
   if (trans) {
-    if (cols < NR) {
-      for (int64_t i = 0; i < kc * NR; ++i) bp[i] = 0.0f;
+    for (int64_t j = 0; j < nc; j += NR) {
+      const int64_t cols = nc - j < NR ? nc - j : NR;
+      float* panel = bp + j * kc;
+      for (int64_t r = j + NR; r < j + 2 * NR && r < nc; ++r) {  // the next panel's rows
+        for (int64_t c = 0; c < kc; c += 16) __builtin_prefetch(B + r * ldb + c);
+      }
+      if (cols < NR) {
+        for (int64_t i = 0; i < kc * NR; ++i) panel[i] = 0.0f;
+      }
+      transpose(B + j * ldb, ldb, cols, kc, panel, NR);
     }
-    transpose(B, ldb, cols, kc, bp, NR);
     return;
   }
-  if (cols == NR) {  // the common case: NR contiguous floats per k, a fixed-length vector copy
-    for (int64_t p = 0; p < kc; ++p) {
-#pragma GCC unroll 32
-      for (int j = 0; j < NR; ++j) bp[p * NR + j] = B[p * ldb + j];
-    }
-    return;
-  }
+  const int64_t full = nc / NR * NR;
   for (int64_t p = 0; p < kc; ++p) {
-    for (int64_t j = 0; j < NR; ++j) bp[p * NR + j] = j < cols ? B[p * ldb + j] : 0.0f;
+    const float* row = B + p * ldb;
+    if (p + kPackAhead < kc) {
+      for (int64_t c = 0; c < nc; c += 16) __builtin_prefetch(row + kPackAhead * ldb + c);
+    }
+    for (int64_t j = 0; j < full; j += NR) {  // NR contiguous floats, a fixed-length vector copy
+      float* dst = bp + j * kc + p * NR;
+#pragma GCC unroll 32
+      for (int c = 0; c < NR; ++c) dst[c] = row[j + c];
+    }
+    if (full < nc) {
+      float* dst = bp + full * kc + p * NR;
+      for (int64_t c = 0; c < NR; ++c) dst[c] = full + c < nc ? row[full + c] : 0.0f;
+    }
   }
 }
 
@@ -731,6 +837,12 @@ template <class V, int MR>
 static void gemm_micro_fma(int64_t kc, const float* ap, const float* bp, float* c, int64_t ldc,
                            int64_t rows, int64_t cols, bool add) {
   constexpr int W = V::kWidth, NR = 2 * W;
+  // C's rows are fetched for writing while the k loop runs: C may be far from the caches (fc6's
+  // filter gradient: 151 MB, rows 36 KiB apart), and its stores would otherwise wait for it.
+  for (int64_t i = 0; i < rows; ++i) {
+    __builtin_prefetch(c + i * ldc, 1);
+    __builtin_prefetch(c + i * ldc + cols - 1, 1);
+  }
   typename V::Reg acc[MR][2];
 #pragma GCC unroll 16
   for (int i = 0; i < MR; ++i) acc[i][0] = acc[i][1] = V::zero();
@@ -821,7 +933,7 @@ static int64_t fma_chains_vec(int64_t steps, float* sink) {
 
 #define PCN_SIMD_TABLE(isa_name, MR, NR, micro, peak_probe)                               \
   const SimdKernels table = {isa_name,     MR,           NR,            micro,              \
-                             pack_b_panel<NR>, gather_panel<NR>, transpose, relu_forward,  \
+                             pack_b_panels<NR>, gather_panel<NR>, transpose, relu_forward, \
                              relu_backward,                                                 \
                              max_pool_forward_plane, max_pool_backward_plane,               \
                              dropout_backward, sgd_update, softmax_row, peak_probe};

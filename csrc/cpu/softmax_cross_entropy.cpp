@@ -30,6 +30,10 @@ inline int label_rank(const float* x, int64_t c, int32_t label) {
   return rank;
 }
 
+// A logit costs about as much as kExpWork pointwise element operations (an exp, a division, the
+// maximum and the sum): what parallel_for_work weighs the rows by.
+constexpr int64_t kExpWork = 8;
+
 }  // namespace
 
 // One task per row, run by the active instruction-set path (simd_kernels.h: a vectorised exp,
@@ -39,7 +43,7 @@ void softmax_forward(const Tensor& x, Tensor& probs, int /*version*/) {
   if (c == 0) return;
   const float* in = x.data<float>();
   float* out = probs.data<float>();
-  parallel_for_work(x.size(0), x.numel(),
+  parallel_for_work(x.size(0), x.numel() * kExpWork,
                     [&](int64_t n) { simd().softmax_row(in + n * c, out + n * c, c); });
 }
 
@@ -63,7 +67,7 @@ void cross_entropy(const Tensor& logits, const Tensor& labels, Tensor& dlogits,
   const float inv_n = 1.0f / static_cast<float>(n);
   std::vector<float> row_loss(n);
   std::vector<int> rank(n);
-  parallel_for_work(n, logits.numel(), [&](int64_t r) {
+  parallel_for_work(n, logits.numel() * kExpWork, [&](int64_t r) {
     const float* xr = in + r * c;
     float* dr = out + r * c;
     const int32_t label = lab[r];
