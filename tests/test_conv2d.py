@@ -1,5 +1,10 @@
 """conv2d and conv2d_backward: every kernel version on every device against the float64
 reference, over AlexNet's layers at small batch and awkward shapes; determinism; bad input."""
+import os
+import pathlib
+import subprocess
+import sys
+
 import numpy as np
 import pytest
 
@@ -43,6 +48,15 @@ AWKWARD = {
     "large_tiles_data": (1, 128, 20, 20, 2, 3, 3, 1, 1, 1),
     "large_tiles_data_strided": (2, 128, 21, 21, 2, 3, 3, 2, 1, 1),
     "large_tiles_partial_m": (1, 1, 30, 30, 200, 1, 1, 1, 0, 1),
+    # CPU version 2 gathers the im2col matrix from a padded copy of the image, 8 columns at a
+    # time where their offsets are at most two runs: output rows 13 wide (a run break inside
+    # most groups of 8) ending in a partial panel, one image; filter rows 9 wide (the taps' side
+    # is two runs: the filter gradient's transposed panels, and the forward at stride 2 and in a
+    # single output column); everything else element by element.
+    "narrow_rows_partial_panel": (1, 5, 11, 13, 7, 3, 3, 1, 1, 1),
+    "wide_kernel_rows": (2, 3, 12, 20, 5, 3, 9, 1, (1, 4), 1),
+    "strided_wide_kernel_groups": (2, 4, 15, 23, 6, 3, 9, 2, 2, 2),
+    "single_column_wide_kernel": (2, 3, 10, 9, 4, 2, 9, 1, 0, 1),
 }
 CASES = {**ALEXNET, **AWKWARD}
 # The AlexNet layers with smaller images (same channels, kernels, strides, padding and groups)
@@ -160,7 +174,9 @@ def test_conv2d_is_deterministic(device, rng):
 
 
 @pytest.mark.parametrize("name", ["conv1", "conv2", "conv5", "nonsquare_kernel_pairs", "stride_above_kernel",
-                                  "padding_above_kernel", "off_tile_sizes"])
+                                  "padding_above_kernel", "off_tile_sizes", "narrow_rows_partial_panel",
+                                  "wide_kernel_rows", "strided_wide_kernel_groups",
+                                  "single_column_wide_kernel"])
 def test_cpu_versions_share_forward_and_filter_gradient_sums(rng, name):
     # CPU version 2 packs the im2col matrix straight from the image and sums the filter gradient
     # in one SGEMM over the images, but in the order of version 1: the same bits. Its input
@@ -172,6 +188,44 @@ def test_cpu_versions_share_forward_and_filter_gradient_sums(rng, name):
     (_, dw1, db1), (_, dw2, db2) = (ops.conv2d_backward(dyt, xt, wt, **kw, input_grad=False, version=v)
                                     for v in (1, 2))
     assert np.array_equal(y1, y2) and np.array_equal(dw1.numpy(), dw2.numpy()) and np.array_equal(db1.numpy(), db2.numpy())
+
+
+# Every CPU version's y, dx, dw, db of some cases, from a fresh process, into an .npz file.
+_THREADS_RUN = """
+import sys
+import numpy as np
+sys.path.insert(0, sys.argv[1])
+import test_conv2d as t
+from pyconvnet import ops
+out = {}
+for name in sys.argv[3:]:
+    n, *rest = t.CASES.get(name) or t.CASES[name.split(":")[0]]
+    case = (int(name.split(":")[1]) if ":" in name else n, *rest)
+    x, w, b, dy, kw = t._make(np.random.default_rng(7), case)
+    for v in ops.versions("conv2d", "cpu"):
+        got = (ops.conv2d(x, w, b, **kw, version=v),) + ops.conv2d_backward(dy, x, w, **kw, version=v)
+        for what, a in zip(("y", "dx", "dw", "db"), got):
+            out[f"{name} v{v} {what}"] = a.numpy()
+np.savez(sys.argv[2], **out)
+"""
+
+
+def test_cpu_conv2d_does_not_depend_on_the_thread_count(tmp_path):
+    # Two threads split the (image, group) pairs between them, or, with a single pair, the tiles
+    # of each product; one thread does it all: the same bits. ("conv3:1": conv3 with one image.)
+    names = ["conv2", "conv3:1", "narrow_rows_partial_panel", "strided_wide_kernel_groups", "wide_kernel_rows"]
+    runs = {}
+    for threads in ("1", "2"):
+        env = dict(os.environ, OMP_NUM_THREADS=threads,
+                   PYTHONPATH=str(pathlib.Path(pyconvnet.__file__).resolve().parents[1]))
+        path = tmp_path / f"t{threads}.npz"
+        r = subprocess.run([sys.executable, "-c", _THREADS_RUN, str(pathlib.Path(__file__).parent), str(path),
+                            *names], env=env, capture_output=True, text=True, timeout=300)
+        assert r.returncode == 0, r.stdout + r.stderr
+        runs[threads] = dict(np.load(path))
+    assert runs["1"].keys() == runs["2"].keys() and len(runs["1"]) == 4 * len(names) * len(ops.versions("conv2d", "cpu"))
+    for key, a in runs["1"].items():
+        assert np.array_equal(a, runs["2"][key]), key
 
 
 @requires_cuda

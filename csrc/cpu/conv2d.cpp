@@ -4,23 +4,31 @@
 //   backward data:   dcol     (CgRS x PQ)  = W_g^T * dy[n, g], scattered back by col2im
 //   backward filter: dW_g     (Kg x CgRS) += dy[n, g] (Kg x PQ) * col(x[n, g])^T, n = 0, 1, ...
 // Version 1 writes col (CgRS x PQ floats, 3.5 MB for conv2) to memory and packs it for the
-// SGEMM from there. Version 2 (the default) never stores it: the SGEMM's B panels are packed
-// straight from the image, one L2-sized block at a time (pack_im2col), and at stride 1 the input
-// gradient is itself such a convolution, of dy with the flipped, transposed filters and padding
-// R-1-pad (dx[c][h][w] = sum over k, r, s of dy_pad'[k][h + r][w + s] * W[k][c][R-1-r][S-1-s]),
-// so it needs neither dcol nor col2im. Its filter gradient packs col^T from the image too, and
-// runs the whole sum over images as one SGEMM (sgemm_sum) per group: one parallel region over
-// tiles of dW per group, where version 1 starts three per image (im2col, packing, product).
+// SGEMM from there. Version 2 (the default) never stores it: the SGEMM's B panels are gathered
+// one L2-sized block at a time from a zero-padded copy of the image (Cg x Hp x Wp, made once per
+// image and group) through two per-layer offset tables, col[k][j] = xpad[rows[k] + cols[j]]
+// (Im2colTables; the active path's pack_gather, isa.h: at stride 1 eight consecutive columns of
+// a row of col are at most two runs of the padded image, so two vector loads and a blend; for
+// col^T, 8 x 8 blocks of such loads transposed in registers). Where the padded copy would be
+// larger than col itself (a stride above the kernel, huge padding), each row of col is built
+// from the image instead (im2col_row, pack_im2col). At stride 1 the input gradient is itself such
+// a convolution, of dy with the flipped, transposed filters (packed straight from w,
+// pack_a_gathered) and padding R-1-pad (dx[c][h][w] = sum over k, r, s of
+// dy_pad'[k][h + r][w + s] * W[k][c][R-1-r][S-1-s]), so it needs neither dcol nor col2im. Its
+// filter gradient gathers col^T from padded copies of the group's images, and runs the whole sum
+// over images as one SGEMM (sgemm_sum) per group: one parallel region over tiles of dW per
+// group, where version 1 starts three per image (im2col, packing, product).
 // The weights are packed for the SGEMM once per call (pack_a), not once per image. Forward and
 // backward data give each (image, group) pair to one thread, so a batch keeps every core busy
 // with no synchronisation inside; with a single pair the SGEMM, im2col and col2im are parallel
 // inside instead. Both ways compute each output with the same operations in the same order.
-// Every sum has a fixed order: dW over images then pixels (the same in both versions), col2im
-// over taps in order, db over images then pixels, an output of the SGEMM over k in its packed
-// order.
+// Every sum has a fixed order: dW over images then pixels (the same in both versions: the
+// packing only copies), col2im over taps in order, db over images, each image's pixels in 8
+// interleaved partial sums (plane_sum), an output of the SGEMM over k in its packed order.
 #include "csrc/kernels/conv2d.h"
 
 #include <algorithm>
+#include <climits>
 #include <vector>
 
 #include "gemm.h"
@@ -134,6 +142,84 @@ void pack_im2col_transposed(const Conv2dParams& p, const float* x, int64_t k0, i
   }
 }
 
+// Version 2's usual way: the im2col matrix of one image's group read from a zero-padded copy of
+// it (Cg x Hp x Wp, Hp = (P-1)*sh + R, Wp = (Q-1)*sw + S) through two offset tables,
+//   col[k][j] = xpad[rows[k] + cols[j]],  rows[(c*R + r)*S + s] = (c*Hp + r)*Wp + s,
+//                                          cols[i*Q + q] = i*sh*Wp + q*sw,
+// by the active path's gather (isa.h, pack_gather): at stride 1 eight consecutive columns of a
+// row of col are at most two runs of the padded image (an output row is at least 8 wide), two
+// vector loads. Each table has kTableSlack entries more, continuing its last run, and the copy
+// as many zeros more, so that a panel's last, partial group of columns reads inside the copy.
+constexpr int64_t kTableSlack = 32;  // >= every path's nr
+
+struct Im2colTables {
+  int64_t Hp = 0, Wp = 0, size = 0;  // size: floats of one padded copy, the slack included
+  std::vector<int32_t> rows, cols;
+};
+
+int64_t padded_rows(const Conv2dParams& p) { return (p.P - 1) * p.stride_h + p.R; }
+int64_t padded_cols(const Conv2dParams& p) { return (p.Q - 1) * p.stride_w + p.S; }
+
+// Whether version 2 takes the tables: offsets fit in int32, and the padded copy is no larger
+// than the im2col matrix (not so when the stride passes the kernel, or for huge padding).
+bool use_tables(const Conv2dParams& p) {
+  const int64_t plane = padded_rows(p) * padded_cols(p);
+  return plane <= p.R * p.S * p.P * p.Q && p.Cg() * plane + kTableSlack <= INT32_MAX;
+}
+
+Im2colTables im2col_tables(const Conv2dParams& p) {
+  Im2colTables t;
+  t.Hp = padded_rows(p);
+  t.Wp = padded_cols(p);
+  t.size = p.Cg() * t.Hp * t.Wp + kTableSlack;
+  const int64_t CRS = p.Cg() * p.R * p.S, PQ = p.P * p.Q;
+  t.rows.resize(static_cast<size_t>(CRS + kTableSlack));
+  t.cols.resize(static_cast<size_t>(PQ + kTableSlack));
+  for (int64_t k = 0; k < CRS; ++k) {
+    const int64_t c = k / (p.R * p.S), r = k / p.S % p.R, s = k % p.S;
+    t.rows[k] = static_cast<int32_t>((c * t.Hp + r) * t.Wp + s);
+  }
+  for (int64_t j = 0; j < PQ; ++j) {
+    t.cols[j] = static_cast<int32_t>(j / p.Q * p.stride_h * t.Wp + j % p.Q * p.stride_w);
+  }
+  for (int64_t e = 0; e < kTableSlack; ++e) {
+    t.rows[CRS + e] = t.rows[CRS - 1] + static_cast<int32_t>(e + 1);
+    t.cols[PQ + e] = t.cols[PQ - 1] + static_cast<int32_t>(e + 1);
+  }
+  return t;
+}
+
+// The padded copy of one image's group x (Cg x H x W) into xpad (t.size floats).
+void pad_image(const Conv2dParams& p, const Im2colTables& t, const float* x, float* xpad) {
+  const int64_t lead = std::min(p.pad_w, t.Wp), width = std::clamp(t.Wp - p.pad_w, int64_t{0}, p.W);
+  for (int64_t c = 0; c < p.Cg(); ++c) {
+    for (int64_t hp = 0; hp < t.Hp; ++hp) {
+      float* out = xpad + (c * t.Hp + hp) * t.Wp;
+      const int64_t ih = hp - p.pad_h;
+      if (ih < 0 || ih >= p.H) {
+        std::fill(out, out + t.Wp, 0.0f);
+        continue;
+      }
+      const float* in = x + (c * p.H + ih) * p.W;
+      std::fill(out, out + lead, 0.0f);
+      std::copy(in, in + width, out + lead);
+      std::fill(out + lead + width, out + t.Wp, 0.0f);
+    }
+  }
+  std::fill(xpad + t.size - kTableSlack, xpad + t.size, 0.0f);
+}
+
+// The SGEMM's B block of rows k0..k0+kc-1, columns j0..j0+nc-1 of the matrix
+// M[k][j] = xpad[rows[k] + cols[j]] (rows, cols: the tables from k0, j0 on): col(x) with
+// (t.rows, t.cols), col(x)^T with (t.cols, t.rows).
+void pack_gathered(const float* xpad, const int32_t* rows, int64_t kc, const int32_t* cols,
+                   int64_t nc, float* bp) {
+  const SimdKernels& kern = simd();
+  for (int64_t j = 0; j < nc; j += kern.nr) {
+    kern.pack_gather(xpad, rows, kc, cols + j, std::min(kern.nr, nc - j), bp + j * kc);
+  }
+}
+
 // The transpose of im2col: dx (Cg x H x W, one image's group) = sum over taps of dcol, padding
 // dropped. One task per channel, so no two tasks touch the same element of dx.
 void col2im(const Conv2dParams& p, const float* dcol, float* dx) {
@@ -181,6 +267,8 @@ void conv2d_forward(const Conv2dParams& p, const Tensor& x, const Tensor& w, con
   const float* bd = b.defined() ? b.data<float>() : nullptr;
   float* yd = y.data<float>();
   const std::vector<PackedA> wp = pack_weights(p, w.data<float>(), false);
+  const bool tables = version != 1 && use_tables(p);
+  const Im2colTables tab = tables ? im2col_tables(p) : Im2colTables();
   parallel_for(p.N * p.groups, [&](int64_t ng) {
     const int64_t n = ng / p.groups, g = ng % p.groups;
     const float* xg = xd + (n * p.C + g * Cg) * p.H * p.W;
@@ -190,6 +278,17 @@ void conv2d_forward(const Conv2dParams& p, const Tensor& x, const Tensor& w, con
       col.resize(static_cast<size_t>(CRS * PQ));
       im2col(p, xg, col.data());
       sgemm_packed(wp[g], false, PQ, col.data(), PQ, yg, PQ, false);
+    } else if (tables) {
+      thread_local std::vector<float> xpad;
+      xpad.resize(static_cast<size_t>(tab.size));
+      pad_image(p, tab, xg, xpad.data());
+      const float* xp = xpad.data();  // (the pack may run on other threads: no thread_local)
+      sgemm_packed(
+          wp[g], PQ,
+          [&](int64_t k0, int64_t kc, int64_t j0, int64_t nc, float* bp) {
+            pack_gathered(xp, tab.rows.data() + k0, kc, tab.cols.data() + j0, nc, bp);
+          },
+          yg, PQ, false);
     } else {
       sgemm_packed(
           wp[g], PQ,
@@ -223,26 +322,36 @@ void backward_data_as_forward(const Conv2dParams& p, const float* dyd, const flo
   t.Q = p.W;
   t.pad_h = p.R - 1 - p.pad_h;
   t.pad_w = p.S - 1 - p.pad_w;
-  std::vector<PackedA> wp;
-  std::vector<float> wt(static_cast<size_t>(Kg * CRS));
-  for (int64_t g = 0; g < p.groups; ++g) {
-    const float* wg = wd + g * Kg * CRS;
-    for (int64_t c = 0; c < Cg; ++c) {
-      for (int64_t k = 0; k < Kg; ++k) {
-        for (int64_t rs = 0; rs < RS; ++rs) {
-          wt[(c * Kg + k) * RS + rs] = wg[(k * Cg + c) * RS + RS - 1 - rs];
-        }
-      }
-    }
-    wp.push_back(pack_a(false, Cg, Kg * RS, wt.data(), Kg * RS));
+  // Wt_g[c][k*RS + rs] = W_g[(k*Cg + c)*RS + RS-1-rs] = W_g[c*RS + (k*Cg*RS + RS-1-rs)].
+  std::vector<int64_t> row_off(static_cast<size_t>(Cg)), col_off(static_cast<size_t>(Kg * RS));
+  for (int64_t c = 0; c < Cg; ++c) row_off[c] = c * RS;
+  for (int64_t k = 0; k < Kg; ++k) {
+    for (int64_t rs = 0; rs < RS; ++rs) col_off[k * RS + rs] = k * CRS + RS - 1 - rs;
   }
+  std::vector<PackedA> wp;
+  for (int64_t g = 0; g < p.groups; ++g) {
+    wp.push_back(pack_a_gathered(Cg, Kg * RS, wd + g * Kg * CRS, row_off.data(), col_off.data()));
+  }
+  const bool tables = use_tables(t);
+  const Im2colTables tab = tables ? im2col_tables(t) : Im2colTables();
   parallel_for(p.N * p.groups, [&](int64_t ng) {
     const int64_t n = ng / p.groups, g = ng % p.groups;
     const float* dyg = dyd + (n * p.K + g * Kg) * p.P * p.Q;
+    thread_local std::vector<float> dypad;
+    const float* dyp = nullptr;
+    if (tables) {
+      dypad.resize(static_cast<size_t>(tab.size));
+      pad_image(t, tab, dyg, dypad.data());
+      dyp = dypad.data();
+    }
     sgemm_packed(
         wp[g], HW,
         [&](int64_t k0, int64_t kc, int64_t j0, int64_t nc, float* bp) {
-          pack_im2col(t, dyg, k0, kc, j0, nc, bp);
+          if (tables) {
+            pack_gathered(dyp, tab.rows.data() + k0, kc, tab.cols.data() + j0, nc, bp);
+          } else {
+            pack_im2col(t, dyg, k0, kc, j0, nc, bp);
+          }
         },
         dxd + (n * p.C + g * Cg) * HW, HW, false);
   });
@@ -269,6 +378,26 @@ void conv2d_backward_data(const Conv2dParams& p, const Tensor& dy, const Tensor&
   });
 }
 
+namespace {
+
+// The sum of v[0..n): 8 interleaved partial sums (element i into sum i % 8 of the first n / 8 * 8,
+// the rest into sum 0), then those 8 in order. Independent chains, so it runs at the adder's
+// throughput, not its latency; the same bits on every path and thread count.
+float plane_sum(const float* v, int64_t n) {
+  constexpr int L = 8;
+  float lane[L] = {};
+  const int64_t n8 = n / L * L;
+  for (int64_t i = 0; i < n8; i += L) {
+    for (int l = 0; l < L; ++l) lane[l] += v[i + l];
+  }
+  for (int64_t i = n8; i < n; ++i) lane[0] += v[i];
+  float sum = lane[0];
+  for (int l = 1; l < L; ++l) sum += lane[l];
+  return sum;
+}
+
+}  // namespace
+
 void conv2d_backward_filter(const Conv2dParams& p, const Tensor& dy, const Tensor& x, Tensor& dw,
                             Tensor& db, int version) {
   const int64_t Cg = p.Cg(), Kg = p.Kg(), PQ = p.P * p.Q, CRS = Cg * p.R * p.S;
@@ -292,11 +421,25 @@ void conv2d_backward_filter(const Conv2dParams& p, const Tensor& dy, const Tenso
       const int64_t n = ng % p.N, g = ng / p.N;
       dyp[ng] = pack_a(false, Kg, PQ, dyd + (n * p.K + g * Kg) * PQ, PQ);
     });
+    const bool tables = use_tables(p);
+    const Im2colTables tab = tables ? im2col_tables(p) : Im2colTables();
+    std::vector<float> xpad(static_cast<size_t>(tables ? p.N * tab.size : 0));
     for (int64_t g = 0; g < p.groups && p.N > 0; ++g) {
+      if (tables) {
+        parallel_for(p.N, [&](int64_t n) {
+          pad_image(p, tab, xd + (n * p.C + g * Cg) * p.H * p.W, xpad.data() + n * tab.size);
+        });
+      }
       sgemm_sum(
           dyp.data() + g * p.N, p.N, CRS,
           [&](int64_t n, int64_t k0, int64_t kc, int64_t j0, int64_t nc, float* bp) {
-            pack_im2col_transposed(p, xd + (n * p.C + g * Cg) * p.H * p.W, k0, kc, j0, nc, bp);
+            if (tables) {
+              pack_gathered(xpad.data() + n * tab.size, tab.cols.data() + k0, kc,
+                            tab.rows.data() + j0, nc, bp);
+            } else {
+              pack_im2col_transposed(p, xd + (n * p.C + g * Cg) * p.H * p.W, k0, kc, j0, nc,
+                                     bp);
+            }
           },
           dwd + g * Kg * CRS, CRS, false);
     }
@@ -305,12 +448,7 @@ void conv2d_backward_filter(const Conv2dParams& p, const Tensor& dy, const Tenso
   float* dbd = db.data<float>();
   parallel_for(p.K, [&](int64_t k) {
     float total = 0.0f;
-    for (int64_t n = 0; n < p.N; ++n) {
-      const float* plane = dyd + (n * p.K + k) * PQ;
-      float sum = 0.0f;
-      for (int64_t i = 0; i < PQ; ++i) sum += plane[i];
-      total += sum;
-    }
+    for (int64_t n = 0; n < p.N; ++n) total += plane_sum(dyd + (n * p.K + k) * PQ, PQ);
     dbd[k] = total;
   });
 }

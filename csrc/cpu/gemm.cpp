@@ -5,12 +5,16 @@
 //     shared sums);
 //     mc covers up to MC_MAX rows, so in most products each element of op(B) is packed once;
 //   - for each KC slice, a task packs its KC x NC block of op(B) into nr-column panels (an
-//     L2-sized block; one panel, KC*nr floats, stays in L1 while it meets every A panel), by
-//     copying op(B) or, for a convolution, straight from the image (PackB); with a single slice
-//     the tiles go column block by column block and a thread reuses the block it packed last;
-//     the plain SGEMM (op(B) in memory) prefetches the next slice's block into L2 a part after
-//     each micro-kernel call, so that packing it does not wait for memory;
-//   - with several slices, the task's tile of C lives in a dense buffer until the last one;
+//     L2-sized block starting on a cache line; one panel, KC*nr floats, stays in L1 while it
+//     meets every A panel), by copying op(B) or, for a convolution, straight from the image
+//     (PackB); with a single slice the tiles go column block by column block and a thread
+//     reuses the block it packed last; the plain SGEMM (op(B) in memory) prefetches the next
+//     slice's block into L2 a part after each micro-kernel call, so that packing it does not
+//     wait for memory;
+//   - the tiles of a row of tiles share its nr-column panels evenly, so that with few tiles
+//     every thread gets the same work to a panel;
+//   - with several slices and a row stride of C that is a multiple of 1 KiB, the task's tile of
+//     C lives in a dense buffer until the last one;
 //   - the micro-kernel of the active instruction-set path (isa.h: AVX-512 6x32, AVX2 6x16, or
 //     the portable 4x8) keeps an mr x nr block of C in registers for a whole slice; its k loop
 //     is unrolled by 4 (without, loop overhead held the AVX2 kernel at ~82% of the measured
@@ -21,6 +25,7 @@
 
 #include <algorithm>
 #include <atomic>
+#include <cstdint>
 #include <cstring>
 
 #include "csrc/error.h"
@@ -36,6 +41,15 @@ constexpr int64_t NC = 192, KC = 256, MC_MAX = 192;
 
 int64_t round_up(int64_t v, int64_t m) { return (v + m - 1) / m * m; }
 
+// The packed B block starts on a cache line (kAlign floats = 64 bytes); a panel's row is nr = 8,
+// 16 or 32 floats, so no vector load of the micro-kernel straddles two lines (a vector's
+// malloc'd data is only 16-byte aligned: every second 32-byte load of a 6x16 step would).
+constexpr int64_t kAlign = 16;
+float* aligned(float* p) {
+  const auto a = reinterpret_cast<uintptr_t>(p);
+  return p + (-a & (kAlign * sizeof(float) - 1)) / sizeof(float);
+}
+
 // ap[p*mr + i] = op(A)[i0 + i][k0 + p] for one mr-row panel, zero beyond row `rows`.
 void pack_a_panel(bool trans, const float* A, int64_t lda, int64_t i0, int64_t rows, int64_t k0,
                   int64_t kc, int64_t mr, float* ap) {
@@ -47,11 +61,11 @@ void pack_a_panel(bool trans, const float* A, int64_t lda, int64_t i0, int64_t r
   simd().transpose(A + i0 * lda + k0, lda, rows, kc, ap, mr);
 }
 
-}  // namespace
-
 // Layout: slice s (k0 = s*KC, kc deep) starts at k0 * round_up(M, mr); in it, the panel of rows
-// i..i+mr starts at i * kc, so a task's mc rows of one slice are contiguous.
-PackedA pack_a(bool trans_a, int64_t M, int64_t K, const float* A, int64_t lda) {
+// i..i+mr starts at i * kc, so a task's mc rows of one slice are contiguous. panel(i, rows, k0,
+// kc, mr, ap) packs one panel.
+template <class Panel>
+PackedA pack_a_panels(int64_t M, int64_t K, const Panel& panel) {
   PackedA a;
   a.M = M;
   a.K = K;
@@ -62,10 +76,29 @@ PackedA pack_a(bool trans_a, int64_t M, int64_t K, const float* A, int64_t lda) 
   a.data.resize(static_cast<size_t>(m_pad * K));
   parallel_for(panels * slices, [&](int64_t t) {
     const int64_t k0 = (t / panels) * KC, i = (t % panels) * a.mr, kc = std::min(KC, K - k0);
-    pack_a_panel(trans_a, A, lda, i, std::min(a.mr, M - i), k0, kc, a.mr,
-                 a.data.data() + k0 * m_pad + i * kc);
+    panel(i, std::min(a.mr, M - i), k0, kc, a.mr, a.data.data() + k0 * m_pad + i * kc);
   });
   return a;
+}
+
+}  // namespace
+
+PackedA pack_a(bool trans_a, int64_t M, int64_t K, const float* A, int64_t lda) {
+  return pack_a_panels(M, K, [&](int64_t i, int64_t rows, int64_t k0, int64_t kc, int64_t mr,
+                                 float* ap) {
+    pack_a_panel(trans_a, A, lda, i, rows, k0, kc, mr, ap);
+  });
+}
+
+PackedA pack_a_gathered(int64_t M, int64_t K, const float* A, const int64_t* row_off,
+                        const int64_t* col_off) {
+  return pack_a_panels(M, K, [&](int64_t i, int64_t rows, int64_t k0, int64_t kc, int64_t mr,
+                                 float* ap) {
+    for (int64_t p = 0; p < kc; ++p) {
+      const float* a = A + col_off[k0 + p];
+      for (int64_t r = 0; r < mr; ++r) ap[p * mr + r] = r < rows ? a[row_off[i + r]] : 0.0f;
+    }
+  });
 }
 
 void sgemm_sum(const PackedA* a, int64_t batches, int64_t N, const PackBatchB& pack, float* C,
@@ -88,22 +121,25 @@ void sgemm_sum(const PackedA* a, int64_t batches, int64_t N, const PackBatchB& p
                 a[b].M, " rows; the active CPU path '", kern.name, "' uses ", kern.mr,
                 ", the first operand has ", M);
   }
-  // Tiles of at most NC columns; when there are few, as many as makes every thread's share
-  // equal (the tile sizes change no result: each element's sum depends only on K's slicing).
+  // Tiles of at most NC columns; when there are few, as many as makes every thread's count
+  // equal, and tile t of a row of tiles takes the panels [t*panels/tiles_n, (t+1)*panels/tiles_n)
+  // of nr columns, so that the threads' shares differ by a panel at most (the tile sizes change
+  // no result: each element's sum depends only on K's slicing).
   const int64_t tiles_m = (M + mc_max - 1) / mc_max, threads = parallel_threads();
-  int64_t tiles_n = (N + NC - 1) / NC;
+  const int64_t panels = (N + nr - 1) / nr;
+  int64_t tiles_n = (panels + NC / nr - 1) / (NC / nr);
   if (tiles_m * tiles_n < 8 * threads && (tiles_m * tiles_n) % threads != 0) {
-    while ((tiles_m * tiles_n) % threads != 0) ++tiles_n;
+    while ((tiles_m * tiles_n) % threads != 0 && tiles_n < panels) ++tiles_n;
   }
-  const int64_t nc_tile = std::min(NC, round_up((N + tiles_n - 1) / tiles_n, nr));
-  tiles_n = (N + nc_tile - 1) / nc_tile;
+  const auto tile_column = [&](int64_t t) { return std::min(N, t * panels / tiles_n * nr); };
   int64_t slices = 0;
   for (int64_t b = 0; b < batches; ++b) slices += (a[b].K + KC - 1) / KC;
-  // With more than one KC slice every slice reads and writes the tile of C: it is kept meanwhile
-  // in a dense per-thread buffer (rows kTileLd floats apart), so that a C whose row stride is a
-  // multiple of 4 KiB (fc6: 4096 or 9216 floats) cannot pile the tile's rows onto a few sets of
-  // the caches. The same additions in the same order, so the same results.
-  const bool buffered = slices > 1;
+  // With more than one KC slice every slice reads and writes the tile of C: when C's row stride
+  // is a multiple of 1 KiB (fc6: 4096 or 9216 floats), the tile is kept meanwhile in a dense
+  // per-thread buffer (rows kTileLd floats apart), so that its rows cannot pile onto a few sets
+  // of the caches; other strides (a convolution's P*Q) are used in place, saving the copy. The
+  // same additions in the same order, so the same results.
+  const bool buffered = slices > 1 && ldc % 256 == 0;
   constexpr int64_t kTileLd = NC + 16;
   // With one KC slice (K <= KC: fc6's filter gradient at batch 128, M = 4096 rows) a column
   // block of op(B) serves every row tile: the tiles are then visited column block by column
@@ -116,11 +152,12 @@ void sgemm_sum(const PackedA* a, int64_t batches, int64_t N, const PackBatchB& p
     // Per-thread packing buffers, kept between calls (they only ever grow to one block).
     thread_local std::vector<float> bpack, ctile;
     thread_local int64_t packed_call = 0, packed_j0 = -1;  // what bpack holds
-    bpack.resize(KC * NC);
+    bpack.resize(KC * NC + kAlign);
+    float* const bp = aligned(bpack.data());
     const int64_t ti = reuse_b ? t % tiles_m : t / tiles_n;
     const int64_t tj = reuse_b ? t / tiles_m : t % tiles_n;
-    const int64_t i0 = ti * mc_max, j0 = tj * nc_tile;
-    const int64_t mc = std::min(mc_max, M - i0), nc = std::min(nc_tile, N - j0);
+    const int64_t i0 = ti * mc_max, j0 = tile_column(tj);
+    const int64_t mc = std::min(mc_max, M - i0), nc = tile_column(tj + 1) - j0;
     float* c = C + i0 * ldc + j0;
     int64_t ld = ldc;
     if (buffered) {
@@ -138,7 +175,7 @@ void sgemm_sum(const PackedA* a, int64_t batches, int64_t N, const PackBatchB& p
       for (int64_t k0 = 0; k0 < a[b].K; k0 += KC) {
         const int64_t kc = std::min(KC, a[b].K - k0);
         if (!reuse_b || packed_call != call || packed_j0 != j0) {
-          pack(b, k0, kc, j0, nc, bpack.data());
+          pack(b, k0, kc, j0, nc, bp);
           packed_call = call;
           packed_j0 = j0;
         }
@@ -154,7 +191,7 @@ void sgemm_sum(const PackedA* a, int64_t batches, int64_t N, const PackBatchB& p
         int64_t part = 0;
         for (int64_t j = 0; j < nc; j += nr) {
           for (int64_t i = 0; i < mc; i += mr) {
-            kern.gemm_micro(kc, apack + i * kc, bpack.data() + j * kc, c + i * ld + j, ld,
+            kern.gemm_micro(kc, apack + i * kc, bp + j * kc, c + i * ld + j, ld,
                             std::min(mr, mc - i), std::min(nr, nc - j), add);
             if (fetch) ahead(nb, nk, std::min(KC, a[nb].K - nk), j0, nc, part++, parts);
           }

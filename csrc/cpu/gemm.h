@@ -14,6 +14,10 @@ struct PackedA {
   std::vector<float> data;
 };
 PackedA pack_a(bool trans_a, int64_t M, int64_t K, const float* A, int64_t lda);
+// The same for op(A)[i][k] = A[row_off[i] + col_off[k]] (i < M, k < K): a matrix read through
+// two offset tables, e.g. a convolution's flipped, transposed filters.
+PackedA pack_a_gathered(int64_t M, int64_t K, const float* A, const int64_t* row_off,
+                        const int64_t* col_off);
 
 // C = op(A) * op(B), or C += op(A) * op(B) when `accumulate`; all row-major float32.
 //   op(A) is M x K: A itself (M rows of stride lda) or, with trans_a, the transpose of A stored

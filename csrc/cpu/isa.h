@@ -30,6 +30,11 @@ struct SimdKernels {
   // trans) for kc values of k into nr-column panels: panel q at bp + q*nr*kc, element (p, j) of
   // it at [p*nr + j], zero beyond column nc.
   void (*pack_b)(bool trans, const float* B, int64_t ldb, int64_t nc, int64_t kc, float* bp);
+  // Gathers one nr-column panel through two offset tables: bp[p*nr + j] = x[rows[p] + cols[j]]
+  // for p < kc, j < cols_n, zero beyond column cols_n. cols has nr entries, and x[rows[p] +
+  // cols[j]] must be readable for all of them (only the first cols_n are used).
+  void (*pack_gather)(const float* x, const int32_t* rows, int64_t kc, const int32_t* cols,
+                      int64_t cols_n, float* bp);
   // dst[p*ldd + j] = src[j*ld + p] for j < rows, p < cols (packs transposed GEMM operands).
   void (*transpose)(const float* src, int64_t ld, int64_t rows, int64_t cols, float* dst,
                     int64_t ldd);

@@ -546,27 +546,40 @@ static void softmax_row(const float* __restrict x, float* __restrict p, int64_t 
 // dst[p*ldd + j] = src[j*ld + p] for j < rows, p < cols: the transposing copy that packs a
 // transposed GEMM operand into panels. With AVX2, 8 x 8 blocks go through registers.
 #ifdef __AVX2__
-static inline void transpose_8x8(const float* src, int64_t ld, float* dst, int64_t ldd) {
-  __m256 r[8], t[8];
-#pragma GCC unroll 8
-  for (int i = 0; i < 8; ++i) r[i] = _mm256_loadu_ps(src + i * ld);
+static inline __m256i lanes_from(int t) {  // lane l set when l >= t
+  return _mm256_cmpgt_epi32(_mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7), _mm256_set1_epi32(t - 1));
+}
+
+// r[i] (row i of an 8 x 8 block) becomes column i of it, in registers.
+static inline void transpose_8x8_regs(__m256* r) {
+  __m256 t[8];
 #pragma GCC unroll 4
   for (int i = 0; i < 8; i += 2) {
     t[i] = _mm256_unpacklo_ps(r[i], r[i + 1]);      // a(i,0) a(i+1,0) a(i,1) a(i+1,1) | 4, 5
     t[i + 1] = _mm256_unpackhi_ps(r[i], r[i + 1]);  // columns 2, 3 | 6, 7
   }
+  __m256 u[8];
 #pragma GCC unroll 2
   for (int h = 0; h < 8; h += 4) {  // rows h..h+3: column c of them in the low (c < 4) or high half
-    r[h] = _mm256_shuffle_ps(t[h], t[h + 2], 0x44);      // columns 0 | 4
-    r[h + 1] = _mm256_shuffle_ps(t[h], t[h + 2], 0xEE);  // columns 1 | 5
-    r[h + 2] = _mm256_shuffle_ps(t[h + 1], t[h + 3], 0x44);
-    r[h + 3] = _mm256_shuffle_ps(t[h + 1], t[h + 3], 0xEE);
+    u[h] = _mm256_shuffle_ps(t[h], t[h + 2], 0x44);      // columns 0 | 4
+    u[h + 1] = _mm256_shuffle_ps(t[h], t[h + 2], 0xEE);  // columns 1 | 5
+    u[h + 2] = _mm256_shuffle_ps(t[h + 1], t[h + 3], 0x44);
+    u[h + 3] = _mm256_shuffle_ps(t[h + 1], t[h + 3], 0xEE);
   }
 #pragma GCC unroll 4
   for (int c = 0; c < 4; ++c) {
-    _mm256_storeu_ps(dst + c * ldd, _mm256_permute2f128_ps(r[c], r[c + 4], 0x20));
-    _mm256_storeu_ps(dst + (c + 4) * ldd, _mm256_permute2f128_ps(r[c], r[c + 4], 0x31));
+    r[c] = _mm256_permute2f128_ps(u[c], u[c + 4], 0x20);
+    r[c + 4] = _mm256_permute2f128_ps(u[c], u[c + 4], 0x31);
   }
+}
+
+static inline void transpose_8x8(const float* src, int64_t ld, float* dst, int64_t ldd) {
+  __m256 r[8];
+#pragma GCC unroll 8
+  for (int i = 0; i < 8; ++i) r[i] = _mm256_loadu_ps(src + i * ld);
+  transpose_8x8_regs(r);
+#pragma GCC unroll 8
+  for (int i = 0; i < 8; ++i) _mm256_storeu_ps(dst + i * ldd, r[i]);
 }
 #endif
 
@@ -580,6 +593,25 @@ static void transpose(const float* __restrict src, int64_t ld, int64_t rows, int
     for (; p < cols; ++p) {
       for (int64_t j = j0; j < j0 + 8; ++j) dst[p * ldd + j] = src[j * ld + p];
     }
+  }
+  if (j0 < rows) {  // the last m < 8 rows (an SGEMM's 6-row panels): zero rows, masked stores
+    const int64_t m = rows - j0;
+    const __m256i first = _mm256_xor_si256(lanes_from(static_cast<int>(m)), _mm256_set1_epi32(-1));
+    int64_t p = 0;
+    for (; p + 8 <= cols; p += 8) {
+      __m256 r[8];
+#pragma GCC unroll 8
+      for (int i = 0; i < 8; ++i) {
+        r[i] = i < m ? _mm256_loadu_ps(src + (j0 + i) * ld + p) : _mm256_setzero_ps();
+      }
+      transpose_8x8_regs(r);
+#pragma GCC unroll 8
+      for (int t = 0; t < 8; ++t) _mm256_maskstore_ps(dst + (p + t) * ldd + j0, first, r[t]);
+    }
+    for (; p < cols; ++p) {
+      for (int64_t j = j0; j < rows; ++j) dst[p * ldd + j] = src[j * ld + p];
+    }
+    return;
   }
 #endif
   for (int64_t j = j0; j < rows; ++j) {
@@ -629,6 +661,130 @@ static void pack_b_panels(bool trans, const float* __restrict B, int64_t ldb, in
       for (int64_t c = 0; c < NR; ++c) dst[c] = full + c < nc ? row[full + c] : 0.0f;
     }
   }
+}
+
+// bp[p*NR + j] = x[rows[p] + cols[j]] for p < kc, j < n, and 0 for n <= j < NR: one panel of a
+// B operand gathered through two offset tables (a convolution's im2col matrix, or its transpose,
+// read from a zero-padded image). x[rows[p] + cols[j]] is read for every j < NR (the caller makes
+// those readable), never used for j >= n.
+static void gather_scalar(const float* __restrict x, const int32_t* __restrict rows, int64_t p0,
+                          int64_t p1, const int32_t* __restrict cols, int64_t j0, int64_t j1,
+                          int64_t n, int64_t nr, float* __restrict bp) {
+  for (int64_t p = p0; p < p1; ++p) {
+    const float* xr = x + rows[p];
+    for (int64_t j = j0; j < j1; ++j) bp[p * nr + j] = j < n ? xr[cols[j]] : 0.0f;
+  }
+}
+
+#ifdef __AVX2__
+// Whether offsets o[0..7] are two contiguous runs: o[t] = o[0] + t, plus `jump` from lane `split`
+// on (split 8: one run). An im2col row's 8 consecutive columns are so when the output rows are
+// at least 8 wide; so are 8 consecutive (c, r, s) taps when the filter rows are.
+static inline bool two_runs(const int32_t* o, int32_t& jump, int& split) {
+  split = 8;
+  jump = 0;
+  for (int t = 1; t < 8; ++t) {
+    if (o[t] != o[t - 1] + 1) {
+      split = t;
+      jump = o[t] - o[0] - t;
+      if (jump < 0) return false;  // the loads must stay between the first and last offset
+      break;
+    }
+  }
+  for (int t = split + 1; t < 8; ++t) {
+    if (o[t] != o[0] + t + jump) return false;
+  }
+  return true;
+}
+
+// 8 floats src[t] (t < split), src[jump + t] (t >= split) in a register: two loads and a blend.
+static inline __m256 load_two_runs(const float* src, int32_t jump, __m256 second) {
+  return _mm256_blendv_ps(_mm256_loadu_ps(src), _mm256_loadu_ps(src + jump), second);
+}
+#endif
+
+template <int NR>
+static void gather_panel(const float* __restrict x, const int32_t* __restrict rows, int64_t kc,
+                         const int32_t* __restrict cols, int64_t n, float* __restrict bp) {
+#ifdef __AVX2__
+  // Each group of 8 columns whose 8 offsets are two runs (the image side of an im2col panel):
+  // two loads and a blend per row p, all such groups of a row together (one panel row, one
+  // cache line, written at once). The others, where 8 consecutive rows' offsets are two runs
+  // (the transposed panel of the filter gradient): 8 columns of 8 rows loaded so and transposed
+  // in registers. Anything else element by element. Groups past column n are zeros.
+  constexpr int kGroups = NR / 8;
+  enum Kind { kZero, kOneRun, kTwoRuns, kByRows };
+  Kind kind[kGroups];
+  int64_t valid[kGroups];
+  bool any_by_rows = false;
+  const float* base[kGroups];
+  int32_t jumps[kGroups];
+  __m256 second[kGroups], keep[kGroups];
+#pragma GCC unroll 4
+  for (int g = 0; g < kGroups; ++g) {
+    const int h = 8 * g;
+    valid[g] = n - h < 0 ? 0 : (n - h > 8 ? 8 : n - h);
+    int split = 8;
+    jumps[g] = 0;
+    if (valid[g] == 0) {
+      kind[g] = kZero;
+    } else if (!two_runs(cols + h, jumps[g], split)) {
+      kind[g] = kByRows;
+      any_by_rows = true;
+    } else {
+      kind[g] = split == 8 && valid[g] == 8 ? kOneRun : kTwoRuns;
+    }
+    base[g] = x + cols[h];
+    second[g] = _mm256_castsi256_ps(lanes_from(split));
+    keep[g] = _mm256_castsi256_ps(
+        _mm256_xor_si256(lanes_from(static_cast<int>(valid[g])), _mm256_set1_epi32(-1)));
+  }
+  for (int64_t p = 0; p < kc; ++p) {
+    const int32_t r = rows[p];
+    float* out = bp + p * NR;
+#pragma GCC unroll 4
+    for (int g = 0; g < kGroups; ++g) {
+      if (kind[g] == kOneRun) {
+        _mm256_storeu_ps(out + 8 * g, _mm256_loadu_ps(base[g] + r));
+      } else if (kind[g] == kTwoRuns) {
+        const __m256 v = load_two_runs(base[g] + r, jumps[g], second[g]);
+        _mm256_storeu_ps(out + 8 * g, _mm256_and_ps(v, keep[g]));
+      } else if (kind[g] == kZero) {
+        _mm256_storeu_ps(out + 8 * g, _mm256_setzero_ps());
+      }
+    }
+  }
+  if (!any_by_rows) return;
+  int64_t p = 0;
+  for (; p + 8 <= kc; p += 8) {
+    int32_t jump;
+    int split;
+    const bool runs = two_runs(rows + p, jump, split);
+    const __m256 second = _mm256_castsi256_ps(lanes_from(split));
+    for (int g = 0; g < kGroups; ++g) {
+      if (kind[g] != kByRows) continue;
+      const int h = 8 * g;
+      if (!runs) {
+        gather_scalar(x, rows, p, p + 8, cols, h, h + 8, n, NR, bp);
+        continue;
+      }
+      __m256 r[8];
+#pragma GCC unroll 8
+      for (int j = 0; j < 8; ++j) {
+        r[j] = j < valid[g] ? load_two_runs(x + cols[h + j] + rows[p], jump, second)
+                            : _mm256_setzero_ps();
+      }
+      transpose_8x8_regs(r);
+#pragma GCC unroll 8
+      for (int t = 0; t < 8; ++t) _mm256_storeu_ps(bp + (p + t) * NR + h, r[t]);
+    }
+  }
+  for (int g = 0; g < kGroups; ++g) {
+    if (kind[g] == kByRows) gather_scalar(x, rows, p, kc, cols, 8 * g, 8 * g + 8, n, NR, bp);
+  }
+#else
+  gather_scalar(x, rows, 0, kc, cols, 0, NR, n, NR, bp);
+#endif
 }
 
 // The portable SGEMM micro-kernel (MR x NR accumulators the compiler keeps in registers when
@@ -777,6 +933,7 @@ static int64_t fma_chains_vec(int64_t steps, float* sink) {
 
 #define PCN_SIMD_TABLE(isa_name, MR, NR, micro, peak_probe)                               \
   const SimdKernels table = {isa_name,     MR,           NR,            micro,              \
-                             pack_b_panels<NR>, transpose, relu_forward, relu_backward,      \
+                             pack_b_panels<NR>, gather_panel<NR>, transpose, relu_forward, \
+                             relu_backward,                                                 \
                              max_pool_forward_plane, max_pool_backward_plane,               \
                              dropout_backward, sgd_update, softmax_row, peak_probe};

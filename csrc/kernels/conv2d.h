@@ -20,9 +20,9 @@ struct Conv2dParams {
   int64_t Kg() const { return K / groups; }  // filters per group
 };
 
-// CPU 1: im2col per image + SGEMM; 2 (default): the same SGEMMs with the im2col matrix packed
-// straight from the image, and at stride 1 the input gradient as a convolution of dy with the
-// flipped filters (csrc/cpu/conv2d.cpp). CUDA 1: direct, one output per thread; 2: tiled implicit
+// CPU 1: im2col per image + SGEMM; 2 (default): the same SGEMMs with the im2col matrix gathered
+// straight from a zero-padded copy of the image, and at stride 1 the input gradient as a
+// convolution of dy with the flipped filters (csrc/cpu/conv2d.cpp). CUDA 1: direct, one output per thread; 2: tiled implicit
 // GEMM (cuda/conv2d.cu); 3 (default): the same GEMMs on the 128x128-tile core with 8x8 outputs
 // per thread (cuda/conv2d_v3.cu; verified on the CUDA simulator, not yet timed on a GPU);
 // 4 (TF32) and 5 (3xTF32): version 3's loaders on tensor-core mma.sync (cuda/gemm_tc.cuh;
