@@ -142,6 +142,8 @@ t.numpy() copies it back to a new NumPy array; t.to(device) copies it to another
           return d;
         }, py::arg("index") = 0);
   m.def("cuda_empty_cache", &empty_cache, py::arg("index") = 0);
+  m.def("cpu_cached_bytes", &host_cached_bytes);
+  m.def("cpu_empty_cache", &empty_host_cache);
 }
 
 }  // namespace pcn::bindings

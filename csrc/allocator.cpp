@@ -43,6 +43,13 @@ HostPool& host_pool() {
   return p;
 }
 
+// Frees every cached block (the caller holds pool.mu).
+void release_host_cache(HostPool& pool) {
+  for (const auto& [s, block] : pool.free_blocks) std::free(block);
+  pool.free_blocks.clear();
+  pool.cached = 0;
+}
+
 std::shared_ptr<void> host_allocate(size_t bytes) {
   if (bytes < kHostCacheMin) {
     return std::shared_ptr<void>(host_alloc(bytes), [](void* p) { std::free(p); });
@@ -67,9 +74,7 @@ std::shared_ptr<void> host_allocate(size_t bytes) {
       ptr = host_alloc(size);
     } catch (const OutOfMemory&) {  // the cached blocks back to the C library, then once more
       std::lock_guard<std::mutex> lock(pool.mu);
-      for (const auto& [s, block] : pool.free_blocks) std::free(block);
-      pool.free_blocks.clear();
-      pool.cached = 0;
+      release_host_cache(pool);
     }
     if (ptr == nullptr) ptr = host_alloc(size);
   }
@@ -235,6 +240,18 @@ MemoryStats memory_stats(int device) {
   require_device(Device::cuda(device), "memory_stats");
   return {};
 #endif
+}
+
+int64_t host_cached_bytes() {
+  HostPool& pool = host_pool();
+  std::lock_guard<std::mutex> lock(pool.mu);
+  return static_cast<int64_t>(pool.cached);
+}
+
+void empty_host_cache() {
+  HostPool& pool = host_pool();
+  std::lock_guard<std::mutex> lock(pool.mu);
+  release_host_cache(pool);
 }
 
 void empty_cache(int device) {

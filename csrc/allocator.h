@@ -28,5 +28,8 @@ struct MemoryStats {
 MemoryStats memory_stats(int device);
 // Returns every cached (unused) block of `device` to the driver, and the pinned cache.
 void empty_cache(int device);
+// The bytes of freed CPU blocks held for reuse, and their return to the C library.
+int64_t host_cached_bytes();
+void empty_host_cache();
 
 }  // namespace pcn

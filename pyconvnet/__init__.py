@@ -45,7 +45,20 @@ def set_cpu_isa(name):
     return _C.set_cpu_isa(name)
 
 
+def cpu_memory_stats():
+    """The CPU allocator's cache: ``cached``, the bytes of freed blocks of 1 MiB and more that it
+    holds for the next tensors of their sizes (at most 1 GiB; empty_cpu_cache returns them)."""
+    return {"cached": _C.cpu_cached_bytes()}
+
+
+def empty_cpu_cache():
+    """Returns the CPU allocator's cached blocks (cpu_memory_stats()["cached"] bytes) to the C
+    library, which may give them back to the operating system. Tensors still alive keep theirs."""
+    _C.cpu_empty_cache()
+
+
 __all__ = [
     "Tensor", "tensor", "as_tensor", "zeros", "empty", "cuda", "ops", "reference",
-    "CudaError", "OutOfMemoryError", "cpu_info", "measure_cpu_peak", "set_cpu_isa", "__version__",
+    "CudaError", "OutOfMemoryError", "cpu_info", "measure_cpu_peak", "set_cpu_isa", "cpu_memory_stats",
+    "empty_cpu_cache", "__version__",
 ]

@@ -56,6 +56,25 @@ def test_large_cpu_blocks_are_reused_and_hold_what_is_written(rng):
     assert len({t.data_ptr for t in big}) == 3
 
 
+def test_the_cpu_cache_counts_its_blocks_and_empties():
+    shape = (300, 1000)  # 1.2 MB, rounded up to 64 KiB steps: 1,245,184 bytes
+    gc.collect()  # earlier tests' tensors freed now, not during this test
+    pyconvnet.empty_cpu_cache()
+    assert pyconvnet.cpu_memory_stats() == {"cached": 0}
+    a = pyconvnet.zeros(shape)
+    del a
+    gc.collect()
+    assert pyconvnet.cpu_memory_stats()["cached"] == 1_245_184
+    b = pyconvnet.zeros(shape)  # takes the cached block
+    assert pyconvnet.cpu_memory_stats()["cached"] == 0
+    del b
+    gc.collect()
+    pyconvnet.empty_cpu_cache()
+    assert pyconvnet.cpu_memory_stats() == {"cached": 0}
+    c = pyconvnet.zeros(shape)  # a fresh block still works
+    assert np.array_equal(c.numpy(), np.zeros(shape, np.float32))
+
+
 def test_tensor_copies_its_input():
     a = np.ones(3, np.float32)
     t = pyconvnet.tensor(a)
