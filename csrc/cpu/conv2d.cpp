@@ -220,6 +220,24 @@ void pack_gathered(const float* xpad, const int32_t* rows, int64_t kc, const int
   }
 }
 
+// col(x) of one image's group x (Cg x H x W) as the SGEMM's B, version 2's way: with the tables
+// (use_tables), gathered from x's padded copy, made here into `pad` (a buffer of the calling
+// thread that outlives the product), else built row by row from x (pack_im2col).
+PackB im2col_panels(const Conv2dParams& p, const Im2colTables* tab, const float* x,
+                    std::vector<float>& pad) {
+  if (tab == nullptr) {
+    return [&p, x](int64_t k0, int64_t kc, int64_t j0, int64_t nc, float* bp) {
+      pack_im2col(p, x, k0, kc, j0, nc, bp);
+    };
+  }
+  pad.resize(static_cast<size_t>(tab->size));
+  pad_image(p, *tab, x, pad.data());
+  const float* xp = pad.data();  // the pack may run on other threads: the pointer, not `pad`
+  return [tab, xp](int64_t k0, int64_t kc, int64_t j0, int64_t nc, float* bp) {
+    pack_gathered(xp, tab->rows.data() + k0, kc, tab->cols.data() + j0, nc, bp);
+  };
+}
+
 // The transpose of im2col: dx (Cg x H x W, one image's group) = sum over taps of dcol, padding
 // dropped. One task per channel, so no two tasks touch the same element of dx.
 void col2im(const Conv2dParams& p, const float* dcol, float* dx) {
@@ -278,24 +296,9 @@ void conv2d_forward(const Conv2dParams& p, const Tensor& x, const Tensor& w, con
       col.resize(static_cast<size_t>(CRS * PQ));
       im2col(p, xg, col.data());
       sgemm_packed(wp[g], false, PQ, col.data(), PQ, yg, PQ, false);
-    } else if (tables) {
-      thread_local std::vector<float> xpad;
-      xpad.resize(static_cast<size_t>(tab.size));
-      pad_image(p, tab, xg, xpad.data());
-      const float* xp = xpad.data();  // (the pack may run on other threads: no thread_local)
-      sgemm_packed(
-          wp[g], PQ,
-          [&](int64_t k0, int64_t kc, int64_t j0, int64_t nc, float* bp) {
-            pack_gathered(xp, tab.rows.data() + k0, kc, tab.cols.data() + j0, nc, bp);
-          },
-          yg, PQ, false);
     } else {
-      sgemm_packed(
-          wp[g], PQ,
-          [&](int64_t k0, int64_t kc, int64_t j0, int64_t nc, float* bp) {
-            pack_im2col(p, xg, k0, kc, j0, nc, bp);
-          },
-          yg, PQ, false);
+      thread_local std::vector<float> xpad;
+      sgemm_packed(wp[g], PQ, im2col_panels(p, tables ? &tab : nullptr, xg, xpad), yg, PQ, false);
     }
     if (bd != nullptr || relu) {
       for (int64_t k = 0; k < Kg; ++k) {
@@ -338,22 +341,8 @@ void backward_data_as_forward(const Conv2dParams& p, const float* dyd, const flo
     const int64_t n = ng / p.groups, g = ng % p.groups;
     const float* dyg = dyd + (n * p.K + g * Kg) * p.P * p.Q;
     thread_local std::vector<float> dypad;
-    const float* dyp = nullptr;
-    if (tables) {
-      dypad.resize(static_cast<size_t>(tab.size));
-      pad_image(t, tab, dyg, dypad.data());
-      dyp = dypad.data();
-    }
-    sgemm_packed(
-        wp[g], HW,
-        [&](int64_t k0, int64_t kc, int64_t j0, int64_t nc, float* bp) {
-          if (tables) {
-            pack_gathered(dyp, tab.rows.data() + k0, kc, tab.cols.data() + j0, nc, bp);
-          } else {
-            pack_im2col(t, dyg, k0, kc, j0, nc, bp);
-          }
-        },
-        dxd + (n * p.C + g * Cg) * HW, HW, false);
+    sgemm_packed(wp[g], HW, im2col_panels(t, tables ? &tab : nullptr, dyg, dypad),
+                 dxd + (n * p.C + g * Cg) * HW, HW, false);
   });
 }
 

@@ -137,7 +137,7 @@ static inline float pool3s2_tap(const float* xs, int64_t w, float m) {
 }
 
 #ifdef __AVX2__
-static inline __m256i pool_lanes(int64_t n) {  // lane l set when l < n
+static inline __m256i lanes_below(int64_t n) {  // lane l set when l < n
   return _mm256_cmpgt_epi32(_mm256_set1_epi32(static_cast<int>(n)),
                             _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7));
 }
@@ -174,7 +174,7 @@ static inline void pool3s2_taps8(const float* xr, int64_t w, const float* yr, co
   }
   __m256 g = _mm256_loadu_ps(gr);
   if (cnt < 8) {
-    const __m256 valid = _mm256_castsi256_ps(pool_lanes(cnt));
+    const __m256 valid = _mm256_castsi256_ps(lanes_below(cnt));
     t = _mm256_blendv_ps(_mm256_set1_ps(-1.0f), t, valid);
     g = _mm256_and_ps(g, valid);
   }
@@ -363,7 +363,7 @@ static void max_pool_backward_3x3s2_narrow(const float* x, const float* y, const
   const float* y_end = y + (1 + planes_after) * ho * wo;
   const __m256 zero = _mm256_setzero_ps();
   const __m256i up = _mm256_setr_epi32(0, 0, 1, 2, 3, 4, 5, 6);
-  const __m256i first_lanes = pool_lanes(w < 8 ? w : 8), second_lanes = pool_lanes(w - 8);
+  const __m256i first_lanes = lanes_below(w < 8 ? w : 8), second_lanes = lanes_below(w - 8);
   float tap[kPoolBuf], grad[kPoolBuf];
   __m256 t, g;
   const auto pick = [&](int id) {
@@ -596,7 +596,7 @@ static void transpose(const float* __restrict src, int64_t ld, int64_t rows, int
   }
   if (j0 < rows) {  // the last m < 8 rows (an SGEMM's 6-row panels): zero rows, masked stores
     const int64_t m = rows - j0;
-    const __m256i first = _mm256_xor_si256(lanes_from(static_cast<int>(m)), _mm256_set1_epi32(-1));
+    const __m256i first = lanes_below(m);
     int64_t p = 0;
     for (; p + 8 <= cols; p += 8) {
       __m256 r[8];
@@ -736,8 +736,7 @@ static void gather_panel(const float* __restrict x, const int32_t* __restrict ro
     }
     base[g] = x + cols[h];
     second[g] = _mm256_castsi256_ps(lanes_from(split));
-    keep[g] = _mm256_castsi256_ps(
-        _mm256_xor_si256(lanes_from(static_cast<int>(valid[g])), _mm256_set1_epi32(-1)));
+    keep[g] = _mm256_castsi256_ps(lanes_below(valid[g]));
   }
   for (int64_t p = 0; p < kc; ++p) {
     const int32_t r = rows[p];
