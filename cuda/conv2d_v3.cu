@@ -38,6 +38,10 @@ enum class Taps { kFprop, kDgrad, kWgrad };
 // pixel, hq0 = ph, wq0 = pw.
 struct DgradPhase {
   int ry, rx, R, S, h0, w0, H, W, hq0, wq0;
+  // Column n of the phase's GEMM: pixel (img, i, j) of the phase, n = (img*H + i)*W + j.
+  __device__ void pixel(int n, int& img, int& i, int& j) const {
+    j = n % W, i = n / W % H, img = n / (H * W);
+  }
 };
 
 // conv2d_taps_body (the kernels conv2d_fprop_taps_kernel3, conv2d_dgrad_taps_kernel3,
@@ -175,7 +179,8 @@ struct DgradPixels3 {
   DgradPhase f;
   using Line = Window3;
   __device__ Line line(int g, int n) const {
-    const int j = n % f.W, i = n / f.W % f.H, img = n / (f.H * f.W);
+    int img, i, j;
+    f.pixel(n, img, i, j);
     return window(dy + (static_cast<long long>(img) * s.K + g * s.Kg) * s.PQ, f.hq0 + i,
                   f.wq0 + j, s.Q);
   }
@@ -189,7 +194,8 @@ struct DgradOut3 {
   ConvShape s;
   DgradPhase f;
   __device__ void store(int g, int, int m, int n, float v) const {
-    const int j = n % f.W, i = n / f.W % f.H, img = n / (f.H * f.W);
+    int img, i, j;
+    f.pixel(n, img, i, j);
     dx[((static_cast<long long>(img) * s.C + g * s.Cg + m) * s.H + f.h0 + s.sh * i) * s.W +
        f.w0 + s.sw * j] = v;
   }
