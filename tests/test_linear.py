@@ -1,5 +1,10 @@
 """linear and linear_backward: every kernel version on every device against the float64
 reference, over AlexNet's fc layers at batch 2 and awkward shapes; determinism; bad input."""
+import os
+import pathlib
+import subprocess
+import sys
+
 import numpy as np
 import pytest
 
@@ -28,9 +33,20 @@ CASES = {
     # CPU SGEMM: the weight gradient's 450 rows are three row tiles over one KC slice (K = 20),
     # which share each packed block of x; partial B panels in every pass (403, 450 columns).
     "shared_b_panels": (20, 403, 450),
+    # CPU SGEMM, the streamed path (one row tile, op(B) of at least 2^22 floats, as fc6-8's
+    # weights): fc6 at the training batch; K and N prime or off the 256-deep slices and 16-wide
+    # panels in the forward (B transposed) and the input gradient (B as stored); one row; a full
+    # 192-row tile.
+    "fc6_batch_128": (128, 9216, 4096),
+    "streamed_awkward": (7, 4099, 1031),
+    "streamed_one_row": (1, 2053, 2053),
+    "streamed_full_row_tile": (192, 4096, 1031),
 }
-# fc6-fc8 with fewer features for the CUDA simulator (CPU and GPU runs keep the real sizes).
-SIMULATED = {"fc6": (2, 2304, 1024), "fc7": (2, 1024, 1024), "fc8": (2, 1024, 250)}
+# fc6-fc8 and the CPU's streamed cases with fewer features for the CUDA simulator (CPU and GPU
+# runs keep the real sizes).
+SIMULATED = {"fc6": (2, 2304, 1024), "fc7": (2, 1024, 1024), "fc8": (2, 1024, 250),
+             "fc6_batch_128": (128, 576, 256), "streamed_awkward": (7, 263, 131),
+             "streamed_one_row": (1, 131, 131), "streamed_full_row_tile": (192, 256, 131)}
 
 
 def _case(name, device):
@@ -123,6 +139,40 @@ def test_linear_is_deterministic(device, rng):
                  + ops.linear_backward(dyt, xt, wt, version=version)] for _ in range(2)]
         for what, a, b in zip(("y", "dx", "dw", "db"), *runs):
             assert np.array_equal(a, b), f"version {version}: {what} differs between runs"
+
+
+_THREADS_RUN = """
+import sys
+import numpy as np
+sys.path.insert(0, sys.argv[1])
+import pyconvnet, test_linear as t
+from pyconvnet import ops
+out = {}
+for name in sys.argv[3:]:
+    x, w, b, dy = (pyconvnet.tensor(a, "cpu") for a in t._make(np.random.default_rng(7), t.CASES[name]))
+    got = (ops.linear(x, w, b),) + ops.linear_backward(dy, x, w)
+    for what, a in zip(("y", "dx", "dw", "db"), got):
+        out[f"{name} {what}"] = a.numpy()
+np.savez(sys.argv[2], **out)
+"""
+
+
+def test_cpu_linear_does_not_depend_on_the_thread_count(tmp_path):
+    # Two threads split C's columns (the streamed path: fc6, streamed_*) or its tiles between
+    # them; one thread does it all: the same bits.
+    names = ["fc6", "streamed_awkward", "streamed_one_row", "shared_b_panels", "batch_130"]
+    runs = {}
+    for threads in ("1", "2"):
+        env = dict(os.environ, OMP_NUM_THREADS=threads,
+                   PYTHONPATH=str(pathlib.Path(pyconvnet.__file__).resolve().parents[1]))
+        path = tmp_path / f"t{threads}.npz"
+        r = subprocess.run([sys.executable, "-c", _THREADS_RUN, str(pathlib.Path(__file__).parent), str(path),
+                            *names], env=env, capture_output=True, text=True, timeout=300)
+        assert r.returncode == 0, r.stdout + r.stderr
+        runs[threads] = dict(np.load(path))
+    assert runs["1"].keys() == runs["2"].keys() and len(runs["1"]) == 4 * len(names)
+    for key, a in runs["1"].items():
+        assert np.array_equal(a, runs["2"][key]), key
 
 
 @requires_cuda

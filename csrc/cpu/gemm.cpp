@@ -38,6 +38,9 @@ namespace {
 // NC is a multiple of every path's nr (8, 16, 32). The B block (KC*NC*4 = 192 KiB) and an A
 // block (at most MC_MAX*KC*4 = 192 KiB) fit in L2 together.
 constexpr int64_t NC = 192, KC = 256, MC_MAX = 192;
+// op(B)s of at least this many floats (16 MiB, half the L3 of the CPUs this was tuned on) go
+// through sgemm_streamed when C has one row of tiles.
+constexpr int64_t kStreamedB = int64_t{1} << 22;
 
 int64_t round_up(int64_t v, int64_t m) { return (v + m - 1) / m * m; }
 
@@ -79,6 +82,136 @@ PackedA pack_a_panels(int64_t M, int64_t K, const Panel& panel) {
     panel(i, std::min(a.mr, M - i), k0, kc, a.mr, a.data.data() + k0 * m_pad + i * kc);
   });
   return a;
+}
+
+// The plain SGEMM with one row of tiles (M <= mc) and an op(B) of at least kStreamedB floats
+// (fc6-8's weights: read from memory once per pass):
+//   - each thread takes a contiguous share of C's columns (whole nr-column panels, shares
+//     differing by one at most) and walks its blocks of op(B) (KC x NC, as sgemm_sum packs
+//     them) in the order B lies in memory: with trans_b (B's rows run along k) column block by
+//     column block, each through all the slices; without (B's rows run along n) slice by slice,
+//     each across the thread's column blocks, so that each row of B is read in long stretches
+//     and its pages stay in the TLB while they are read (column block by column block, fc6's
+//     input gradient went through 4096 rows 36 KiB apart, a page each, per 192 columns);
+//   - the next block is packed into a second buffer a share at a time between the micro-kernel
+//     calls of the current one, its rows prefetched a few calls ahead, instead of in one step
+//     between blocks; only a few of its rows are in flight at once, so rows 36 KiB apart (a
+//     multiple of 4 KiB, fc6's) cannot evict each other from the few cache sets they share;
+//   - C's part of the thread (with trans_b, one column block at a time) lives in a dense buffer
+//     while slices add into it when C's row stride is a multiple of 1 KiB, as in sgemm_sum.
+// The slices are added in order as in sgemm_sum, with the same blocks, so the results are
+// bit-identical to it and independent of the thread count.
+void sgemm_streamed(const PackedA& a, bool trans_b, int64_t N, const float* B, int64_t ldb,
+                    float* C, int64_t ldc, bool accumulate) {
+  const SimdKernels& kern = simd();
+  PCN_REQUIRE(kern.mr == a.mr, ValueError, "sgemm: operand packed for the ", a.mr,
+              "-row micro-kernel; the active CPU path '", kern.name, "' uses ", kern.mr);
+  const int64_t M = a.M, K = a.K, mr = a.mr, nr = kern.nr, m_pad = round_up(M, mr);
+  const int64_t panels = (N + nr - 1) / nr, threads = parallel_threads();
+  const int64_t slices = (K + KC - 1) / KC;
+  const bool buffered = ldc % 256 == 0;
+  parallel_for(threads, [&](int64_t q) {
+    const int64_t c0 = std::min(N, q * panels / threads * nr);
+    const int64_t c1 = std::min(N, (q + 1) * panels / threads * nr);
+    if (c0 == c1) return;
+    const int64_t col_blocks = (c1 - c0 + NC - 1) / NC, count = col_blocks * slices;
+    struct Block {
+      int64_t k0, kc, j0, nc;
+    };
+    const auto block = [&](int64_t n) {
+      const int64_t s = trans_b ? n % slices : n / col_blocks;
+      const int64_t cb = trans_b ? n / slices : n % col_blocks;
+      const int64_t k0 = s * KC, j0 = c0 + cb * NC;
+      return Block{k0, std::min(KC, K - k0), j0, std::min(NC, c1 - j0)};
+    };
+    // A block's source: `rows` rows of B (with trans_b, nc rows of kc floats; else kc rows of
+    // nc floats), packed in order: row by row, or (trans_b) nr rows, one panel, at a time.
+    const auto rows_of = [&](const Block& b) { return trans_b ? b.nc : b.kc; };
+    const auto row = [&](const Block& b, int64_t r) {
+      return trans_b ? B + (b.j0 + r) * ldb + b.k0 : B + (b.k0 + r) * ldb + b.j0;
+    };
+    const auto pack_rows = [&](const Block& b, int64_t r0, int64_t r1, float* bp) {
+      if (trans_b) {
+        kern.pack_b(true, row(b, r0), ldb, r1 - r0, b.kc, bp + r0 * b.kc, b.kc * nr);
+      } else {
+        kern.pack_b(false, row(b, r0), ldb, b.nc, r1 - r0, bp + r0 * nr, b.kc * nr);
+      }
+    };
+    const auto prefetch_rows = [&](const Block& b, int64_t r0, int64_t r1) {
+      const int64_t len = trans_b ? b.kc : b.nc;
+      for (int64_t r = r0; r < r1; ++r) {
+        const float* src = row(b, r);
+        for (int64_t e = 0; e < len; e += 16) __builtin_prefetch(src + e, 0, 2);
+        __builtin_prefetch(src + len - 1, 0, 2);
+      }
+    };
+    // Rows prefetched ahead of the packing: one panel's with trans_b, else kLeadRows.
+    constexpr int64_t kLeadRows = 8;
+    const int64_t lead = trans_b ? nr : kLeadRows;
+    thread_local std::vector<float> bufs, ctile;
+    bufs.resize(2 * KC * NC + kAlign);
+    float* const buf[2] = {aligned(bufs.data()), aligned(bufs.data()) + KC * NC};
+    // The dense buffer's row stride: the widest region, plus 16 floats so that it is no
+    // multiple of 1 KiB.
+    const int64_t ldt = (trans_b ? NC : round_up(c1 - c0, 16)) + 16;
+    const auto region = [&](const Block& b, int64_t& j, int64_t& w) {
+      j = trans_b ? b.j0 : c0;
+      w = trans_b ? b.nc : c1 - c0;
+    };
+    if (buffered) ctile.resize(static_cast<size_t>(M * ldt));
+    Block cur = block(0);
+    pack_rows(cur, 0, rows_of(cur), buf[0]);
+    for (int64_t n = 0; n < count; ++n) {
+      float* const bp = buf[n & 1];
+      int64_t rj, rw;  // C's columns [rj, rj + rw) are in ctile
+      region(cur, rj, rw);
+      const bool first = trans_b ? cur.k0 == 0 : n == 0;
+      const bool last = trans_b ? cur.k0 + cur.kc == K : n + 1 == count;
+      if (buffered && first && accumulate) {
+        for (int64_t i = 0; i < M; ++i) {
+          std::copy(C + i * ldc + rj, C + i * ldc + rj + rw, ctile.data() + i * ldt);
+        }
+      }
+      float* const c = buffered ? ctile.data() + (cur.j0 - rj) : C + cur.j0;
+      const int64_t ld = buffered ? ldt : ldc;
+      const bool add = accumulate || cur.k0 > 0;
+      const bool has_next = n + 1 < count;
+      const Block next = has_next ? block(n + 1) : cur;
+      const int64_t rows = rows_of(next);
+      const int64_t parts = (cur.nc + nr - 1) / nr * ((M + mr - 1) / mr);
+      int64_t packed = 0, fetched = 0, part = 0;
+      if (has_next) {
+        fetched = std::min(rows, lead);
+        prefetch_rows(next, 0, fetched);
+      }
+      const float* const apack = a.data.data() + cur.k0 * m_pad;
+      for (int64_t j = 0; j < cur.nc; j += nr) {
+        for (int64_t i = 0; i < M; i += mr) {
+          kern.gemm_micro(cur.kc, apack + i * cur.kc, bp + j * cur.kc, c + i * ld + j, ld,
+                          std::min(mr, M - i), std::min(nr, cur.nc - j), add);
+          if (!has_next) continue;
+          const int64_t target = rows * ++part / parts;
+          const int64_t to_fetch = std::min(rows, target + lead);
+          if (to_fetch > fetched) {
+            prefetch_rows(next, fetched, to_fetch);
+            fetched = to_fetch;
+          }
+          const int64_t to_pack = trans_b && target < rows ? target / nr * nr : target;
+          if (to_pack > packed) {
+            pack_rows(next, packed, to_pack, buf[(n + 1) & 1]);
+            packed = to_pack;
+          }
+        }
+      }
+      if (buffered && last) {
+        for (int64_t i = 0; i < M; ++i) {
+          const float* t = ctile.data() + i * ldt;
+          std::copy(t, t + rw, C + i * ldc + rj);
+        }
+      }
+      cur = next;
+    }
+  });
 }
 
 }  // namespace
@@ -218,6 +351,10 @@ void sgemm_packed(const PackedA& a, int64_t N, const PackB& pack, float* C, int6
 
 void sgemm_packed(const PackedA& a, bool trans_b, int64_t N, const float* B, int64_t ldb,
                   float* C, int64_t ldc, bool accumulate) {
+  if (a.M > 0 && a.M <= a.mc && a.K > KC && a.K * N >= kStreamedB) {
+    sgemm_streamed(a, trans_b, N, B, ldb, C, ldc, accumulate);
+    return;
+  }
   const SimdKernels& kern = simd();
   const auto block = [&](int64_t k0, int64_t j0) {
     return trans_b ? B + j0 * ldb + k0 : B + k0 * ldb + j0;
@@ -236,7 +373,7 @@ void sgemm_packed(const PackedA& a, bool trans_b, int64_t N, const float* B, int
   sgemm_sum(
       &a, 1, N,
       [&](int64_t, int64_t k0, int64_t kc, int64_t j0, int64_t nc, float* bp) {
-        kern.pack_b(trans_b, block(k0, j0), ldb, nc, kc, bp);
+        kern.pack_b(trans_b, block(k0, j0), ldb, nc, kc, bp, kc * kern.nr);
       },
       C, ldc, accumulate, ahead);
 }

@@ -619,7 +619,7 @@ static void transpose(const float* __restrict src, int64_t ld, int64_t rows, int
   }
 }
 
-// The NR-column panels of nc columns of a KC slice: panel q (columns q*NR ..) at bp + q*NR*kc,
+// The NR-column panels of nc columns of kc rows of op(B): panel q (columns q*NR ..) at bp + q*ldp,
 // element (p, j) of it at [p*NR + j], zero beyond column nc. op(B) is B (row p at B + p*ldb) or,
 // with trans, B's transpose (B's row j is op(B)'s column j), transposed panel by panel (a panel's
 // NR rows of B are each read contiguously; the next panel's are prefetched meanwhile). Without trans the rows are walked once each, all
@@ -630,11 +630,11 @@ static constexpr int64_t kPackAhead = 8;
 
 template <int NR>
 static void pack_b_panels(bool trans, const float* __restrict B, int64_t ldb, int64_t nc,
-                          int64_t kc, float* __restrict bp) {
+                          int64_t kc, float* __restrict bp, int64_t ldp) {
   if (trans) {
     for (int64_t j = 0; j < nc; j += NR) {
       const int64_t cols = nc - j < NR ? nc - j : NR;
-      float* panel = bp + j * kc;
+      float* panel = bp + j / NR * ldp;
       for (int64_t r = j + NR; r < j + 2 * NR && r < nc; ++r) {  // the next panel's rows
         for (int64_t c = 0; c < kc; c += 16) __builtin_prefetch(B + r * ldb + c);
       }
@@ -652,12 +652,12 @@ static void pack_b_panels(bool trans, const float* __restrict B, int64_t ldb, in
       for (int64_t c = 0; c < nc; c += 16) __builtin_prefetch(row + kPackAhead * ldb + c);
     }
     for (int64_t j = 0; j < full; j += NR) {  // NR contiguous floats, a fixed-length vector copy
-      float* dst = bp + j * kc + p * NR;
+      float* dst = bp + j / NR * ldp + p * NR;
 #pragma GCC unroll 32
       for (int c = 0; c < NR; ++c) dst[c] = row[j + c];
     }
     if (full < nc) {
-      float* dst = bp + full * kc + p * NR;
+      float* dst = bp + full / NR * ldp + p * NR;
       for (int64_t c = 0; c < NR; ++c) dst[c] = full + c < nc ? row[full + c] : 0.0f;
     }
   }
