@@ -19,8 +19,24 @@
 //     the portable 4x8) keeps an mr x nr block of C in registers for a whole slice; its k loop
 //     is unrolled by 4 (without, loop overhead held the AVX2 kernel at ~82% of the measured
 //     FMA peak with its panels in L1; with, ~98%).
+//   - the plain SGEMM with one row of tiles and an op(B) too large to stay cached (fc6-8's
+//     forward and input gradient up to mc rows) runs sgemm_streamed (below) instead: each
+//     thread its own contiguous columns of C, B's blocks in B's memory order, the next block
+//     packed between the micro-kernel calls of the current one.
 // The slices are visited in order and each adds its partial sums to C, so every element's
 // summation order depends only on K and the path, never on the thread count.
+//
+// fc6 at batch 128 (x (128, 9216), w (4096, 9216); 2-core EPYC Zen 3, AVX2, with two compilers
+// running: bench_kernels.py at raised priority, the builds before and after sgemm_streamed
+// alternated; ms per pass, best of each run):
+//   2 threads: forward 83.8-96.4 before, 81.7-96.9 after (no change beyond the scatter); input
+//   gradient 94.2-106.4 before, 86.3-92.6 after; filter gradient (one slice, the tiled path)
+//   75-89 either way. 1 thread: forward 167.7 / 171.9, input gradient 177.2 / 162.0.
+// Predicted was ~70% of the peak (~69 ms) at 2 threads, from hiding the ~25 ms a pass that
+// packing w from memory cost one thread. Not reached: with packing skipped (wrong results, for
+// the measurement only) the same loops take 61.5 ms (input gradient, 82%) and 67 ms (forward,
+// 75%), so packing w still costs 15-25 ms a pass; prefetching its rows 2-32 rows ahead with
+// any locality hint, or blocks of 48-192 columns, changed it by no more than the scatter.
 #include "gemm.h"
 
 #include <algorithm>
@@ -87,16 +103,16 @@ PackedA pack_a_panels(int64_t M, int64_t K, const Panel& panel) {
 // The plain SGEMM with one row of tiles (M <= mc) and an op(B) of at least kStreamedB floats
 // (fc6-8's weights: read from memory once per pass):
 //   - each thread takes a contiguous share of C's columns (whole nr-column panels, shares
-//     differing by one at most) and walks its blocks of op(B) (KC x NC, as sgemm_sum packs
-//     them) in the order B lies in memory: with trans_b (B's rows run along k) column block by
-//     column block, each through all the slices; without (B's rows run along n) slice by slice,
-//     each across the thread's column blocks, so that each row of B is read in long stretches
-//     and its pages stay in the TLB while they are read (column block by column block, fc6's
-//     input gradient went through 4096 rows 36 KiB apart, a page each, per 192 columns);
+//     differing by one at most) and walks its blocks of op(B) (KC deep, as sgemm_sum's, NC or
+//     NC / 2 columns wide) in the order B lies in memory: with trans_b (B's rows run along k)
+//     column block by column block, each through all the slices; without (B's rows run along
+//     n) slice by slice, each across the thread's column blocks, so that consecutive blocks
+//     continue the same rows of B and their pages (the tiled order went through all 4096 rows of
+//     fc6's w, 36 KiB apart, a page each, for every 192 columns);
 //   - the next block is packed into a second buffer a share at a time between the micro-kernel
 //     calls of the current one, its rows prefetched a few calls ahead, instead of in one step
-//     between blocks; only a few of its rows are in flight at once, so rows 36 KiB apart (a
-//     multiple of 4 KiB, fc6's) cannot evict each other from the few cache sets they share;
+//     between blocks; so only a few of its rows are fetched at a time, rather than a whole block
+//     of rows 36 KiB apart (a multiple of 4 KiB, fc6's) into the few cache sets they share;
 //   - C's part of the thread (with trans_b, one column block at a time) lives in a dense buffer
 //     while slices add into it when C's row stride is a multiple of 1 KiB, as in sgemm_sum.
 // The slices are added in order as in sgemm_sum, with the same blocks, so the results are
@@ -110,19 +126,22 @@ void sgemm_streamed(const PackedA& a, bool trans_b, int64_t N, const float* B, i
   const int64_t panels = (N + nr - 1) / nr, threads = parallel_threads();
   const int64_t slices = (K + KC - 1) / KC;
   const bool buffered = ldc % 256 == 0;
+  // Blocks NC wide with trans_b; NC / 2 without (fc6's input gradient, 2 threads: 86 ms a pass
+  // against 93 at NC, the forward 85 against 93 the other way round).
+  const int64_t block_nc = trans_b ? NC : NC / 2;
   parallel_for(threads, [&](int64_t q) {
     const int64_t c0 = std::min(N, q * panels / threads * nr);
     const int64_t c1 = std::min(N, (q + 1) * panels / threads * nr);
     if (c0 == c1) return;
-    const int64_t col_blocks = (c1 - c0 + NC - 1) / NC, count = col_blocks * slices;
+    const int64_t col_blocks = (c1 - c0 + block_nc - 1) / block_nc, count = col_blocks * slices;
     struct Block {
       int64_t k0, kc, j0, nc;
     };
     const auto block = [&](int64_t n) {
       const int64_t s = trans_b ? n % slices : n / col_blocks;
       const int64_t cb = trans_b ? n / slices : n % col_blocks;
-      const int64_t k0 = s * KC, j0 = c0 + cb * NC;
-      return Block{k0, std::min(KC, K - k0), j0, std::min(NC, c1 - j0)};
+      const int64_t k0 = s * KC, j0 = c0 + cb * block_nc;
+      return Block{k0, std::min(KC, K - k0), j0, std::min(block_nc, c1 - j0)};
     };
     // A block's source: `rows` rows of B (with trans_b, nc rows of kc floats; else kc rows of
     // nc floats), packed in order: row by row, or (trans_b) nr rows, one panel, at a time.
@@ -153,7 +172,7 @@ void sgemm_streamed(const PackedA& a, bool trans_b, int64_t N, const float* B, i
     float* const buf[2] = {aligned(bufs.data()), aligned(bufs.data()) + KC * NC};
     // The dense buffer's row stride: the widest region, plus 16 floats so that it is no
     // multiple of 1 KiB.
-    const int64_t ldt = (trans_b ? NC : round_up(c1 - c0, 16)) + 16;
+    const int64_t ldt = (trans_b ? block_nc : round_up(c1 - c0, 16)) + 16;
     const auto region = [&](const Block& b, int64_t& j, int64_t& w) {
       j = trans_b ? b.j0 : c0;
       w = trans_b ? b.nc : c1 - c0;

@@ -27,9 +27,9 @@ struct SimdKernels {
   void (*gemm_micro)(int64_t kc, const float* ap, const float* bp, float* c, int64_t ldc,
                      int64_t rows, int64_t cols, bool add);
   // Packs nc columns of op(B) whose first element is at B (op(B) = B, or B's transpose with
-  // trans) for kc values of k into nr-column panels: panel q at bp + q*ldp (ldp >= nr*kc: a
-  // slice's panels, or rows of them when B is a later row of the slice), element (p, j) of it
-  // at [p*nr + j], zero beyond column nc.
+  // trans) for kc values of k into nr-column panels: panel q at bp + q*ldp, element (p, j) of
+  // it at [p*nr + j], zero beyond column nc. ldp = nr*kc packs a whole block; a run of rows of
+  // a deeper block (B at its first row, bp at that row of the first panel) takes the block's.
   void (*pack_b)(bool trans, const float* B, int64_t ldb, int64_t nc, int64_t kc, float* bp,
                  int64_t ldp);
   // Gathers one nr-column panel through two offset tables: bp[p*nr + j] = x[rows[p] + cols[j]]
