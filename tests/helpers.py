@@ -2,12 +2,34 @@
 versions each test runs."""
 from __future__ import annotations
 
+import os
+import pathlib
 import re
+import subprocess
+import sys
 
 import numpy as np
 
 import pyconvnet
 from pyconvnet import ops
+
+
+def assert_same_bits_on_1_and_2_threads(code, names, tmp_path, outputs):
+    """Runs `code` in a fresh process with OMP_NUM_THREADS=1, then 2, each with argv [this tests
+    directory, an .npz path, *names]; it saves its arrays into the .npz. Both runs must save the
+    same `outputs` keys with bit-identical arrays."""
+    runs = {}
+    for threads in ("1", "2"):
+        env = dict(os.environ, OMP_NUM_THREADS=threads,
+                   PYTHONPATH=str(pathlib.Path(pyconvnet.__file__).resolve().parents[1]))
+        path = tmp_path / f"t{threads}.npz"
+        r = subprocess.run([sys.executable, "-c", code, str(pathlib.Path(__file__).parent), str(path), *names],
+                           env=env, capture_output=True, text=True, timeout=300)
+        assert r.returncode == 0, r.stdout + r.stderr
+        runs[threads] = dict(np.load(path))
+    assert runs["1"].keys() == runs["2"].keys() and len(runs["1"]) == outputs
+    for key, a in runs["1"].items():
+        assert np.array_equal(a, runs["2"][key]), key
 
 
 def simulated(device) -> bool:

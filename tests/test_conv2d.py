@@ -1,10 +1,5 @@
 """conv2d and conv2d_backward: every kernel version on every device against the float64
 reference, over AlexNet's layers at small batch and awkward shapes; determinism; bad input."""
-import os
-import pathlib
-import subprocess
-import sys
-
 import numpy as np
 import pytest
 
@@ -12,7 +7,7 @@ import pyconvnet
 from pyconvnet import _C, ops, reference as ref
 from conftest import requires_cuda
 from float32_sums import assert_products_close, assert_sum_close
-from helpers import same_on_every_cuda_device, simulated
+from helpers import assert_same_bits_on_1_and_2_threads, same_on_every_cuda_device, simulated
 
 
 def _pair(v):
@@ -230,18 +225,8 @@ def test_cpu_conv2d_does_not_depend_on_the_thread_count(tmp_path):
     # Two threads split the (image, group) pairs between them, or, with a single pair, the tiles
     # of each product; one thread does it all: the same bits. ("conv3:1": conv3 with one image.)
     names = ["conv2", "conv3:1", "narrow_rows_partial_panel", "strided_wide_kernel_groups", "wide_kernel_rows"]
-    runs = {}
-    for threads in ("1", "2"):
-        env = dict(os.environ, OMP_NUM_THREADS=threads,
-                   PYTHONPATH=str(pathlib.Path(pyconvnet.__file__).resolve().parents[1]))
-        path = tmp_path / f"t{threads}.npz"
-        r = subprocess.run([sys.executable, "-c", _THREADS_RUN, str(pathlib.Path(__file__).parent), str(path),
-                            *names], env=env, capture_output=True, text=True, timeout=300)
-        assert r.returncode == 0, r.stdout + r.stderr
-        runs[threads] = dict(np.load(path))
-    assert runs["1"].keys() == runs["2"].keys() and len(runs["1"]) == 4 * len(names) * len(ops.versions("conv2d", "cpu"))
-    for key, a in runs["1"].items():
-        assert np.array_equal(a, runs["2"][key]), key
+    outputs = 4 * len(names) * len(ops.versions("conv2d", "cpu"))
+    assert_same_bits_on_1_and_2_threads(_THREADS_RUN, names, tmp_path, outputs)
 
 
 @requires_cuda
