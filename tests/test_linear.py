@@ -28,10 +28,10 @@ CASES = {
     # CPU SGEMM: the weight gradient's 450 rows are three row tiles over one KC slice (K = 20),
     # which share each packed block of x; partial B panels in every pass (403, 450 columns).
     "shared_b_panels": (20, 403, 450),
-    # CPU SGEMM, the streamed path (one row tile, op(B) of at least 2^22 floats, as fc6-8's
-    # weights): fc6 at the training batch; K and N prime or off the 256-deep slices and 16-wide
-    # panels in the forward (B transposed) and the input gradient (B as stored); one row; a full
-    # 192-row tile.
+    # CPU SGEMM, the streamed path (one row tile, op(B) of at least 2^22 floats, as fc6's and
+    # fc7's weights): fc6 at the training batch; K and N prime or off the 256-deep slices and
+    # 16-wide panels in the forward (B transposed) and the input gradient (B as stored); one row;
+    # a full 192-row tile.
     "fc6_batch_128": (128, 9216, 4096),
     "streamed_awkward": (7, 4099, 1031),
     "streamed_one_row": (1, 2053, 2053),
@@ -40,8 +40,8 @@ CASES = {
 # fc6-fc8 and the CPU's streamed cases with fewer features for the CUDA simulator (CPU and GPU
 # runs keep the real sizes).
 SIMULATED = {"fc6": (2, 2304, 1024), "fc7": (2, 1024, 1024), "fc8": (2, 1024, 250),
-             "fc6_batch_128": (128, 576, 256), "streamed_awkward": (7, 263, 131),
-             "streamed_one_row": (1, 131, 131), "streamed_full_row_tile": (192, 256, 131)}
+             "fc6_batch_128": (128, 288, 128), "streamed_awkward": (7, 263, 131),
+             "streamed_one_row": (1, 131, 131), "streamed_full_row_tile": (192, 128, 131)}
 
 
 def _case(name, device):

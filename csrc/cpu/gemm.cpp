@@ -19,8 +19,8 @@
 //     the portable 4x8) keeps an mr x nr block of C in registers for a whole slice; its k loop
 //     is unrolled by 4 (without, loop overhead held the AVX2 kernel at ~82% of the measured
 //     FMA peak with its panels in L1; with, ~98%).
-//   - the plain SGEMM with one row of tiles and an op(B) too large to stay cached (fc6-8's
-//     forward and input gradient up to mc rows) runs sgemm_streamed (below) instead: each
+//   - the plain SGEMM with one row of tiles and an op(B) too large to stay cached (fc6's and
+//     fc7's forward and input gradient up to mc rows) runs sgemm_streamed (below) instead: each
 //     thread its own contiguous columns of C, B's blocks in B's memory order, the next block
 //     packed between the micro-kernel calls of the current one.
 // The slices are visited in order and each adds its partial sums to C, so every element's
@@ -101,7 +101,7 @@ PackedA pack_a_panels(int64_t M, int64_t K, const Panel& panel) {
 }
 
 // The plain SGEMM with one row of tiles (M <= mc) and an op(B) of at least kStreamedB floats
-// (fc6-8's weights: read from memory once per pass):
+// (fc6's and fc7's weights, read from memory once per pass; fc8's 4096 x 1000 stay below):
 //   - each thread takes a contiguous share of C's columns (whole nr-column panels, shares
 //     differing by one at most) and walks its blocks of op(B) (KC deep, as sgemm_sum's, NC or
 //     NC / 2 columns wide) in the order B lies in memory: with trans_b (B's rows run along k)
