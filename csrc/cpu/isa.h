@@ -44,10 +44,10 @@ struct SimdKernels {
   void (*relu_backward)(const float* dy, const float* y, float* dx, int64_t n);
   // Max-pooling of one plane x (h x w) -> y (ho x wo), k x k windows at stride st, with the
   // window's taps (uint8, ho x wo) when taps is not null; and its backward from the taps and dy
-  // (all of dx's plane written); the rules are in csrc/ops/max_pool2d.h. The backward may
-  // read or prefetch (never use) the planes_after planes that follow taps', dy's and dx's.
+  // (all of dx's plane written); the rules are in csrc/ops/max_pool2d.h. Both may read or
+  // prefetch (never use) the planes_after planes that follow x's, taps', dy's and dx's.
   void (*max_pool_forward)(const float* x, int64_t h, int64_t w, float* y, uint8_t* taps,
-                           int64_t ho, int64_t wo, int64_t k, int64_t st);
+                           int64_t ho, int64_t wo, int64_t k, int64_t st, int64_t planes_after);
   void (*max_pool_backward)(const uint8_t* taps, const float* dy, float* dx, int64_t h,
                             int64_t w, int64_t ho, int64_t wo, int64_t k, int64_t st,
                             int64_t planes_after);

@@ -13,10 +13,11 @@ void max_pool2d_forward(const Tensor& x, Tensor& y, Tensor& taps, int64_t kernel
   const float* in = x.data<float>();
   float* out = y.data<float>();
   uint8_t* tp = taps.defined() ? taps.data<uint8_t>() : nullptr;
-  parallel_for(x.size(0) * x.size(1), [&](int64_t plane) {
+  const int64_t planes = x.size(0) * x.size(1);
+  parallel_for(planes, [&](int64_t plane) {
     simd().max_pool_forward(in + plane * h * w, h, w, out + plane * ho * wo,
                             tp == nullptr ? nullptr : tp + plane * ho * wo, ho, wo, kernel,
-                            stride);
+                            stride, planes - 1 - plane);
   });
 }
 
