@@ -48,18 +48,18 @@ std::pair<Tensor, Tensor> max_pool2d_forward_taps(const Tensor& x, int64_t kerne
   return forward("max_pool2d", x, kernel, stride, version, true);
 }
 
-Tensor max_pool2d_backward(const Tensor& dy, const Tensor& taps, const Shape& input,
+Tensor max_pool2d_backward(const Tensor& dy, const Tensor& taps, const Shape& x_shape,
                            int64_t kernel, int64_t stride, int version) {
   ArgCheck c("max_pool2d_backward");
   c.dtype(dy, "dy", DType::Float32).dtype(taps, "taps", DType::UInt8);
   c.rank(dy, "dy", 4, "(N, C, Ho, Wo)");
   const int64_t n = dy.size(0), ch = dy.size(1);
-  const bool plane = input.size() == 2;
-  c.require(plane || (input.size() == 4 && input[0] == n && input[1] == ch), "x_shape",
+  const bool plane = x_shape.size() == 2;
+  c.require(plane || (x_shape.size() == 4 && x_shape[0] == n && x_shape[1] == ch), "x_shape",
             str("be the input's (H, W) or (N, C, H, W) with (N, C) = (", n, ", ", ch,
                 ") (dy's)").c_str(),
-            shape_str(input));
-  const int64_t h = input[plane ? 0 : 2], w = input[plane ? 1 : 3];
+            shape_str(x_shape));
+  const int64_t h = x_shape[plane ? 0 : 2], w = x_shape[plane ? 1 : 3];
   const auto [ho, wo] = pooled_size(c, h, w, kernel, stride);
   check_tap_kernel(c, kernel);
   const Shape out{n, ch, ho, wo};

@@ -20,8 +20,8 @@ Tensor max_pool2d_forward(const Tensor& x, int64_t kernel, int64_t stride, int v
 // (y, taps)
 std::pair<Tensor, Tensor> max_pool2d_forward_taps(const Tensor& x, int64_t kernel, int64_t stride,
                                                   int version);
-// dx (N, C, H, W), N and C from dy; input: x's (H, W) or (N, C, H, W).
-Tensor max_pool2d_backward(const Tensor& dy, const Tensor& taps, const Shape& input,
+// dx (N, C, H, W), N and C from dy; x_shape: the input's (H, W) or (N, C, H, W).
+Tensor max_pool2d_backward(const Tensor& dy, const Tensor& taps, const Shape& x_shape,
                            int64_t kernel, int64_t stride, int version);
 
 }  // namespace pcn
