@@ -190,6 +190,22 @@ def test_cpu_versions_share_forward_and_filter_gradient_sums(rng, name):
     assert np.array_equal(y1, y2) and np.array_equal(dw1.numpy(), dw2.numpy()) and np.array_equal(db1.numpy(), db2.numpy())
 
 
+@pytest.mark.parametrize("case", [(3, 2, 1024, 1024, 8, 3, 3, 1, 1, 2),  # gathered: one image a chunk
+                                  (3, 1, 1448, 1448, 16, 1, 1, 2, 0, 1)])  # rows built from x
+def test_cpu_filter_gradient_in_image_chunks_has_version_1s_bits(rng, case):
+    # Version 2 sums the filter gradient over chunks of images that fit its 32 MiB of copies;
+    # these images are big enough for a chunk of one. The chunks add on in image order: version
+    # 1's bits, and the reference's values.
+    x, w, _, dy, kw = _make(rng, case)
+    xt, dyt = pyconvnet.tensor(x), pyconvnet.tensor(dy)
+    (_, dw1, db1), (_, dw2, db2) = (ops.conv2d_backward(dyt, xt, w, **kw, input_grad=False, version=v)
+                                    for v in (1, 2))
+    assert np.array_equal(dw1.numpy(), dw2.numpy()) and np.array_equal(db1.numpy(), db2.numpy())
+    dw = ref.conv2d_backward(dy, x, w, **kw)[1]
+    bound = ref.conv2d_backward(np.abs(dy), np.abs(x), np.abs(w), **kw)[1]
+    assert_sum_close(dw2.numpy(), dw, bound, dy.shape[0] * dy.shape[2] * dy.shape[3], "dw")
+
+
 # Every CPU version's y, dx, dw, db of some cases, from a fresh process, into an .npz file.
 _THREADS_RUN = """
 import sys

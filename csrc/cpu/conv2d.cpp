@@ -15,9 +15,11 @@
 // a convolution, of dy with the flipped, transposed filters (packed straight from w,
 // pack_a_gathered) and padding R-1-pad (dx[c][h][w] = sum over k, r, s of
 // dy_pad'[k][h + r][w + s] * W[k][c][R-1-r][S-1-s]), so it needs neither dcol nor col2im. Its
-// filter gradient gathers col^T from padded copies of the group's images, and runs the whole sum
-// over images as one SGEMM (sgemm_sum) per group: one parallel region over tiles of dW per
-// group, where version 1 starts three per image (im2col, packing, product).
+// filter gradient gathers col^T from padded copies of the group's images, and runs the sum over
+// images as one SGEMM (sgemm_sum) per group and chunk of images (as many as fit 32 MiB of padded
+// copies and packed dy: 18 at AlexNet's conv1, so a batch of 16 is one chunk and one of 128
+// eight, where the copies of all 128 would take 230 MB): one parallel region over tiles of dW per
+// group and chunk, where version 1 starts three per image (im2col, packing, product).
 // The weights are packed for the SGEMM once per call (pack_a), not once per image. Forward and
 // backward data give each (image, group) pair to one thread, so a batch keeps every core busy
 // with no synchronisation inside; with a single pair the SGEMM, im2col and col2im are parallel
@@ -151,6 +153,9 @@ void pack_im2col_transposed(const Conv2dParams& p, const float* x, int64_t k0, i
 // vector loads. Each table has kTableSlack entries more, continuing its last run, and the copy
 // as many zeros more, so that a panel's last, partial group of columns reads inside the copy.
 constexpr int64_t kTableSlack = 32;  // >= every path's nr
+
+// The filter gradient's bound on its copies of a chunk of images (padded images, packed dy).
+constexpr int64_t kFilterGradChunkBytes = int64_t{32} << 20;
 
 struct Im2colTables {
   int64_t Hp = 0, Wp = 0, size = 0;  // size: floats of one padded copy, the slack included
@@ -403,34 +408,38 @@ void conv2d_backward_filter(const Conv2dParams& p, const Tensor& dy, const Tenso
       }
     }
   } else {
-    // The same sums as version 1 (image by image, each over its pixels in KC slices): every
-    // dy[n, g] packed at once, then per group one region over tiles of dW_g.
-    std::vector<PackedA> dyp(static_cast<size_t>(p.N * p.groups));
-    parallel_for(p.N * p.groups, [&](int64_t ng) {
-      const int64_t n = ng % p.N, g = ng / p.N;
-      dyp[ng] = pack_a(false, Kg, PQ, dyd + (n * p.K + g * Kg) * PQ, PQ);
-    });
+    // The same sums as version 1 (image by image, each over its pixels in KC slices), run over
+    // chunks of images: each chunk's dy[n, g] packed and images padded at once, then per group
+    // one region over tiles of dW_g that adds the chunk's products to what the earlier chunks
+    // summed (sgemm_sum accumulates in order of n, so the chunks give the same bits as one
+    // call).
     const bool tables = use_tables(p);
     const Im2colTables tab = tables ? im2col_tables(p) : Im2colTables();
-    std::vector<float> xpad(static_cast<size_t>(tables ? p.N * tab.size : 0));
-    for (int64_t g = 0; g < p.groups && p.N > 0; ++g) {
-      if (tables) {
-        parallel_for(p.N, [&](int64_t n) {
-          pad_image(p, tab, xd + (n * p.C + g * Cg) * p.H * p.W, xpad.data() + n * tab.size);
+    const int64_t per_image = (Kg * PQ + (tables ? tab.size : 0)) * int64_t{sizeof(float)};
+    const int64_t chunk =
+        std::clamp<int64_t>(kFilterGradChunkBytes / per_image, 1, std::max<int64_t>(p.N, 1));
+    std::vector<PackedA> dyp(static_cast<size_t>(chunk));
+    std::vector<float> xpad(static_cast<size_t>(tables ? chunk * tab.size : 0));
+    for (int64_t g = 0; g < p.groups; ++g) {
+      for (int64_t n0 = 0; n0 < p.N; n0 += chunk) {
+        const int64_t nc = std::min(chunk, p.N - n0);
+        const float* xg = xd + (n0 * p.C + g * Cg) * p.H * p.W;  // image n0's group g
+        parallel_for(nc, [&](int64_t n) {
+          dyp[n] = pack_a(false, Kg, PQ, dyd + ((n0 + n) * p.K + g * Kg) * PQ, PQ);
+          if (tables) pad_image(p, tab, xg + n * p.C * p.H * p.W, xpad.data() + n * tab.size);
         });
+        sgemm_sum(
+            dyp.data(), nc, CRS,
+            [&](int64_t n, int64_t k0, int64_t kc, int64_t j0, int64_t ncols, float* bp) {
+              if (tables) {
+                pack_gathered(xpad.data() + n * tab.size, tab.cols.data() + k0, kc,
+                              tab.rows.data() + j0, ncols, bp);
+              } else {
+                pack_im2col_transposed(p, xg + n * p.C * p.H * p.W, k0, kc, j0, ncols, bp);
+              }
+            },
+            dwd + g * Kg * CRS, CRS, n0 > 0);
       }
-      sgemm_sum(
-          dyp.data() + g * p.N, p.N, CRS,
-          [&](int64_t n, int64_t k0, int64_t kc, int64_t j0, int64_t nc, float* bp) {
-            if (tables) {
-              pack_gathered(xpad.data() + n * tab.size, tab.cols.data() + k0, kc,
-                            tab.rows.data() + j0, nc, bp);
-            } else {
-              pack_im2col_transposed(p, xd + (n * p.C + g * Cg) * p.H * p.W, k0, kc, j0, nc,
-                                     bp);
-            }
-          },
-          dwd + g * Kg * CRS, CRS, false);
     }
   }
   if (p.N == 0) dw.fill_zero();
