@@ -125,12 +125,12 @@ def alexnet_cases(batch: int) -> list[Case]:
         o = conv_out(h, POOL_KERNEL, POOL_STRIDE, 0)
         ein, eout = n * c * h * w, n * c * o * o
         prm = dict(kernel=POOL_KERNEL, stride=POOL_STRIDE)
-        # 8 comparisons per 3x3 window.
+        # 8 comparisons per 3x3 window; x read, y and the uint8 taps written.
         cases.append(Case(f"{name}.fwd", name, "max_pool2d", "fwd", dict(x=(n, c, h, w), y=(n, c, o, o)),
-                          8 * eout, F32 * (ein + eout), prm))
-        # dy, x and y read, dx written.
+                          8 * eout, F32 * (ein + eout) + eout, prm))
+        # dy and the taps read, dx written; nominal 1 compare per window.
         cases.append(Case(f"{name}.bwd", name, "max_pool2d_backward", "bwd", dict(x=(n, c, h, w), y=(n, c, o, o)),
-                          8 * eout, F32 * (2 * ein + 2 * eout), prm))
+                          eout, F32 * (ein + eout) + eout, prm))
 
     for name, shape in DROPOUTS:
         e = n * prod(shape)

@@ -258,8 +258,10 @@ class Lrn(Bench):
 
 
 class Pool(Bench):
+    """The training passes: our forward writes y and the taps (uint8), our backward reads dy and
+    the taps; PyTorch's forward writes y and its int64 indices, its backward reads dy and them."""
     needs = "max_pool2d"
-    torch_note = "backward from the indices its forward saved (ours re-finds the maximum in x)"
+    torch_note = "max_pool2d_with_indices and its backward from the int64 indices (ours: uint8 taps)"
 
     def make_host(self, rng):
         sh = self.c.shapes
@@ -267,32 +269,39 @@ class Pool(Bench):
 
     def ours_set(self, h):
         T, d, p = pyconvnet.tensor, self.ctx.device, self.c.params
-        if self.c.pass_ == "fwd":
-            return (T(h["x"], d),)
         x = T(h["x"], d)
-        return (T(h["dy"], d), x, ops.max_pool2d(x, p["kernel"], p["stride"]))
+        if self.c.pass_ == "fwd":
+            return (x,)
+        _, taps = ops.max_pool2d(x, p["kernel"], p["stride"], taps=True)
+        return (T(h["dy"], d), taps, x.shape)
 
     def ours(self, v):
         k, s = self.c.params["kernel"], self.c.params["stride"]
         if self.c.pass_ == "fwd":
-            return lambda a: ops.max_pool2d(a[0], k, s, version=v)
+            return lambda a: ops.max_pool2d(a[0], k, s, version=v, taps=True)
         return lambda a: ops.max_pool2d_backward(a[0], a[1], a[2], k, s, version=v)
+
+    def ours_out(self, r):
+        return super().ours_out(r[0] if self.c.pass_ == "fwd" else r)  # y (taps and indices differ)
 
     def torch_set(self, h, shared):
         t, k, s = self.ctx.torch_tensor, self.c.params["kernel"], self.c.params["stride"]
-        if self.c.pass_ == "fwd":
-            return (t(h["x"]),)
         x = t(h["x"])
+        if self.c.pass_ == "fwd":
+            return (x,)
         _, idx = self.ctx.torch.ops.aten.max_pool2d_with_indices(x, [k, k], [s, s])
         return (t(h["dy"]), x, idx)
 
     def torch_call(self):
-        torch, F = self.ctx.torch, self.ctx.F
+        torch = self.ctx.torch
         k, s = self.c.params["kernel"], self.c.params["stride"]
         if self.c.pass_ == "fwd":
-            return lambda a: F.max_pool2d(a[0], k, s)
+            return lambda a: torch.ops.aten.max_pool2d_with_indices(a[0], [k, k], [s, s])
         return lambda a: torch.ops.aten.max_pool2d_with_indices_backward(a[0], a[1], [k, k], [s, s], [0, 0], [1, 1],
                                                                          False, a[2])
+
+    def torch_out(self, r):
+        return super().torch_out(r[0] if self.c.pass_ == "fwd" else r)
 
 
 class Dropout(Bench):

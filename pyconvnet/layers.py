@@ -205,6 +205,8 @@ class MaxPool2d(Layer):
     def __init__(self, name, kernel=3, stride=2):
         super().__init__(name)
         self.kernel, self.stride = kernel, stride
+        # Training keeps each window's tap (uint8, a quarter of y's bytes) for the backward.
+        self.taps = self.x_shape = None
 
     def output_shape(self, shape):
         c, h, w = shape
@@ -213,13 +215,16 @@ class MaxPool2d(Layer):
         return (c, (h - self.kernel) // self.stride + 1, (w - self.kernel) // self.stride + 1)
 
     def forward(self, x, train=True):
-        y = ops.max_pool2d(x, self.kernel, self.stride)
-        self.x, self.y = (x, y) if train else (None, None)
+        if not train:
+            self.taps = self.x_shape = None
+            return ops.max_pool2d(x, self.kernel, self.stride)
+        y, self.taps = ops.max_pool2d(x, self.kernel, self.stride, taps=True)
+        self.x_shape = x.shape
         return y
 
     def backward(self, dy):
-        dx = ops.max_pool2d_backward(dy, self.x, self.y, self.kernel, self.stride)
-        self.x = self.y = None
+        dx = ops.max_pool2d_backward(dy, self.taps, self.x_shape, self.kernel, self.stride)
+        self.taps = self.x_shape = None
         return dx
 
 

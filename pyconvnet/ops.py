@@ -182,20 +182,31 @@ def lrn_backward(dy, x, y, size=5, alpha=1e-4, beta=0.75, k=2.0, groups=1, versi
                            _lrn_params(op, size, alpha, beta, k, groups), _version(version, op))
 
 
-def max_pool2d(x, kernel=3, stride=2, version=0):
+def max_pool2d(x, kernel=3, stride=2, version=0, taps=False):
     """Max over kernel x kernel windows of x (N, C, H, W) moved by `stride` (windows may overlap),
-    output floor((H - kernel) / stride) + 1 per side. NaN in a window gives NaN."""
+    output floor((H - kernel) / stride) + 1 per side. NaN in a window gives NaN.
+
+    taps=True returns (y, taps): taps, uint8 with y's shape, is each window's argmax r*kernel + c
+    in the window (row r, column c): its first element in row-major order equal to the maximum,
+    the first NaN for a NaN window (kernel <= 16, so that it fits a uint8). y is the same either way."""
     op = "max_pool2d"
-    return _C.max_pool2d_forward(as_tensor(x, op, "x"), _int(kernel, op, "kernel"), _int(stride, op, "stride"),
-                                 _version(version, op))
+    x, kernel, stride = as_tensor(x, op, "x"), _int(kernel, op, "kernel"), _int(stride, op, "stride")
+    if taps:
+        return _C.max_pool2d_forward_taps(x, kernel, stride, _version(version, op))
+    return _C.max_pool2d_forward(x, kernel, stride, _version(version, op))
 
 
-def max_pool2d_backward(dy, x, y, kernel=3, stride=2, version=0):
-    """dx of max_pool2d: each window's gradient goes to its first element (row-major) equal to its
-    output y (y = max_pool2d(x)), the first NaN for a NaN window; overlapping windows accumulate."""
+def max_pool2d_backward(dy, taps, x_shape, kernel=3, stride=2, version=0):
+    """dx (N, C, H, W) of max_pool2d from dy and the taps of its forward (taps=True); x_shape: the
+    input's (H, W) or (N, C, H, W). Each window's gradient goes to its tap; overlapping windows
+    accumulate, in window order. A tap >= kernel**2 (none the forward writes) sends its window's
+    gradient nowhere."""
     op = "max_pool2d_backward"
-    return _C.max_pool2d_backward(as_tensor(dy, op, "dy"), as_tensor(x, op, "x"), as_tensor(y, op, "y"),
-                                  _int(kernel, op, "kernel"), _int(stride, op, "stride"), _version(version, op))
+    if not isinstance(x_shape, (tuple, list)):
+        raise TypeError(f"{op}: argument 'x_shape' must be a tuple (H, W) or (N, C, H, W); got {x_shape!r}")
+    return _C.max_pool2d_backward(as_tensor(dy, op, "dy"), as_tensor(taps, op, "taps"),
+                                  [_int(v, op, "x_shape") for v in x_shape], _int(kernel, op, "kernel"),
+                                  _int(stride, op, "stride"), _version(version, op))
 
 
 def dropout(x, p, seed, version=0, first_row=0, part=None):

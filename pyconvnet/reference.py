@@ -9,7 +9,8 @@ Conventions (the same as the engine's):
 - images are NCHW; convolution weights (K, C/groups, R, S); linear weights (out, in);
 - convolution is cross-correlation, output size floor((H + 2p - R) / s) + 1;
 - LRN uses the alpha/size convention and normalises within channel groups (docs/alexnet.md);
-- max-pool sends the gradient to the first maximum of each window in row-major scan order;
+- max-pool sends the gradient to the first maximum of each window in row-major scan order (its
+  tap: the window's argmax);
 - dropout is inverted: kept units are scaled by 1 / (1 - p);
 - SGD: v <- momentum*v - weight_decay*lr*w - lr*dw; w <- w + v.
 """
@@ -170,22 +171,42 @@ def max_pool2d(x, kernel=3, stride=2):
     return y
 
 
-def max_pool2d_backward(dy, x, kernel=3, stride=2):
-    """Each window's gradient goes to its first maximum in row-major scan order; overlapping
-    windows accumulate. (A NaN in a window counts as its maximum.)"""
-    dy, x = _f64(dy, x)
+def max_pool2d_taps(x, kernel=3, stride=2):
+    """Each window's argmax r*kernel + c within the window (row r, column c): its first maximum in
+    row-major scan order (a NaN counts as the maximum: the first NaN), as int64 (N, C, Ho, Wo)."""
+    x, = _f64(x)
     n, c, h, w = x.shape
-    ho, wo = dy.shape[2], dy.shape[3]
-    dx = np.zeros_like(x)
+    ho, wo = pool_output_size(h, kernel, stride), pool_output_size(w, kernel, stride)
+    taps = np.empty((n, c, ho, wo), np.int64)
     for i in range(ho):
         for j in range(wo):
-            win = x[:, :, i * stride:i * stride + kernel, j * stride:j * stride + kernel].reshape(n, c, -1)
-            arg = np.argmax(win, axis=2)  # first occurrence; NaN wins as argmax does
-            di, dj = arg // kernel, arg % kernel
+            win = x[:, :, i * stride:i * stride + kernel, j * stride:j * stride + kernel]
+            taps[:, :, i, j] = np.argmax(win.reshape(n, c, -1), axis=2)  # first occurrence; NaN wins
+    return taps
+
+
+def max_pool2d_backward_taps(dy, taps, h, w, kernel=3, stride=2):
+    """dx (N, C, h, w): each window's gradient goes to its tap t, element (t // kernel, t % kernel)
+    of the window, nowhere for t >= kernel**2; overlapping windows accumulate in window order."""
+    dy, = _f64(dy)
+    taps = np.asarray(taps, np.int64)
+    n, c, ho, wo = dy.shape
+    dx = np.zeros((n, c, h, w))
+    for i in range(ho):
+        for j in range(wo):
             for a in range(n):
                 for b in range(c):
-                    dx[a, b, i * stride + di[a, b], j * stride + dj[a, b]] += dy[a, b, i, j]
+                    t = taps[a, b, i, j]
+                    if t < kernel * kernel:
+                        dx[a, b, i * stride + t // kernel, j * stride + t % kernel] += dy[a, b, i, j]
     return dx
+
+
+def max_pool2d_backward(dy, x, kernel=3, stride=2):
+    """Each window's gradient goes to its first maximum in row-major scan order (max_pool2d_taps);
+    overlapping windows accumulate. (A NaN in a window counts as its maximum.)"""
+    x = np.asarray(x)
+    return max_pool2d_backward_taps(dy, max_pool2d_taps(x, kernel, stride), x.shape[2], x.shape[3], kernel, stride)
 
 
 # ---------------------------------------------------------------------------- add

@@ -7,6 +7,7 @@
 //                each compared with its CPU twin
 // Prints one line per run; exits 0 when every run finished and matched, 1 otherwise (TSan's own
 // exit code, 66 unless TSAN_OPTIONS says otherwise, when it reported something).
+#include <algorithm>
 #include <cmath>
 #include <cstdio>
 #include <cstdint>
@@ -45,9 +46,17 @@ Tensor random_tensor(const Shape& shape, uint64_t seed) {
   return Tensor::from_host(v.data(), shape, DType::Float32, Device::cpu());
 }
 
+// A tensor's values as floats (a uint8 tensor, such as max-pool's taps, by value).
 std::vector<float> host(const Tensor& t) {
+  const Tensor c = t.to(Device::cpu());
   std::vector<float> v(static_cast<size_t>(t.numel()));
-  t.to(Device::cpu()).copy_to_host(v.data());
+  if (c.dtype() == DType::UInt8) {
+    std::vector<uint8_t> bytes(v.size());
+    c.copy_to_host(bytes.data());
+    std::copy(bytes.begin(), bytes.end(), v.begin());
+  } else {
+    c.copy_to_host(v.data());
+  }
   return v;
 }
 
@@ -118,10 +127,11 @@ bool run_kernels() {
                     return Ts{y, pcn::lrn_backward(t[1], t[0], y, lrn, version)};
                   });
   const Tensor px = random_tensor({2, 3, 9, 9}, 11), pdy = random_tensor({2, 3, 4, 4}, 12);
-  ok &= compare("max_pool2d v1 forward, backward", 1, {px, pdy}, [](const Ts& t, int version) {
-    const Tensor y = pcn::max_pool2d_forward(t[0], 3, 2, version);
-    return Ts{y, pcn::max_pool2d_backward(t[1], t[0], y, 3, 2, version)};
-  });
+  ok &= compare("max_pool2d v1 forward, taps, backward", 1, {px, pdy},
+                [](const Ts& t, int version) {
+                  const auto [y, taps] = pcn::max_pool2d_forward_taps(t[0], 3, 2, version);
+                  return Ts{y, taps, pcn::max_pool2d_backward(t[1], taps, {9, 9}, 3, 2, version)};
+                });
   ok &= compare("relu v1 forward, backward", 1, {px, px}, [](const Ts& t, int version) {
     const Tensor y = pcn::relu_forward(t[0], version);
     return Ts{y, pcn::relu_backward(t[1], y, version)};

@@ -70,10 +70,10 @@ def test_pointwise_paths_agree_bit_for_bit(rng):
             y = ops.relu(x)
             w, v = pyconvnet.tensor(x.copy()), pyconvnet.tensor(dy.copy())
             ops.sgd_update(w, dy, v, lr=0.01, momentum=0.9, weight_decay=5e-4)
-            pool = ops.max_pool2d(x, 3, 2)
-            pool_dx = ops.max_pool2d_backward(rng_free_dy(pool.shape), x, pool, 3, 2)
+            pool, taps = ops.max_pool2d(x, 3, 2, taps=True)
+            pool_dx = ops.max_pool2d_backward(rng_free_dy(pool.shape), taps, x.shape, 3, 2)
             results[isa] = [y.numpy(), ops.relu_backward(dy, y).numpy(), w.numpy(), v.numpy(),
-                            pool.numpy(), pool_dx.numpy(), ops.softmax(logits).numpy()]
+                            pool.numpy(), taps.numpy(), pool_dx.numpy(), ops.softmax(logits).numpy()]
     finally:
         pyconvnet.set_cpu_isa(before)
     first = next(iter(results.values()))

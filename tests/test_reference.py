@@ -98,6 +98,26 @@ def test_max_pool_ties_go_to_first_in_scan_order():
     assert np.array_equal(dx, expected)
 
 
+def test_max_pool_taps_are_the_first_maximum_or_nan():
+    x = np.array([[0, 2, 1, 2], [2, 0, 2, 1], [-0.0, 0, 0, -0.0], [1, np.nan, -0.0, 0]])
+    # Windows 2x2 at stride 2: ties (first 2), a NaN (its first), signed zeros (equal: the first).
+    assert ref.max_pool2d_taps(x[None, None], 2, 2).tolist() == [[[[1, 1], [3, 0]]]]
+    x = np.array([[0, 5, 1], [4, 5, 9], [7, 8, 6]], np.float64)[None, None]
+    assert ref.max_pool2d_taps(x, 3, 1).item() == 5  # r * kernel + c of the 9 at (1, 2)
+    assert ref.max_pool2d_taps(x, 1, 1).tolist() == np.zeros((1, 1, 3, 3)).tolist()
+
+
+def test_max_pool_backward_from_taps():
+    # Tap t of window (i, j) is element (i*stride + t // kernel, j*stride + t % kernel); 9 and
+    # more select nothing.
+    dy = np.array([[1.0, 2.0], [4.0, 8.0]])[None, None]
+    taps = np.array([[8, 6], [2, 9]])[None, None]
+    dx = ref.max_pool2d_backward_taps(dy, taps, 5, 5, 3, 2)
+    expected = np.zeros((1, 1, 5, 5))
+    expected[0, 0, 2, 2] = 1 + 2 + 4  # the corner the first three windows share
+    assert np.array_equal(dx, expected)
+
+
 def test_dropout_backward_matches_finite_differences(rng):
     x = rng.standard_normal((4, 6))
     mask = rng.random(x.shape) > 0.3

@@ -44,13 +44,14 @@ struct SimdKernels {
   void (*relu_forward)(const float* x, float* y, int64_t n);
   // dx = y > 0 ? dy : 0.
   void (*relu_backward)(const float* dy, const float* y, float* dx, int64_t n);
-  // Max-pooling of one plane x (h x w) -> y (ho x wo), k x k windows at stride st, and its
-  // backward (all of dx's plane written); the rules are in csrc/kernels/max_pool2d.h. The
-  // backward may read (never use) the planes_after planes that follow x's, y's and dy's.
-  void (*max_pool_forward)(const float* x, int64_t h, int64_t w, float* y, int64_t ho,
-                           int64_t wo, int64_t k, int64_t st);
-  void (*max_pool_backward)(const float* x, const float* y, const float* dy, float* dx,
-                            int64_t h, int64_t w, int64_t ho, int64_t wo, int64_t k, int64_t st,
+  // Max-pooling of one plane x (h x w) -> y (ho x wo), k x k windows at stride st, with the
+  // window's taps (uint8, ho x wo) when taps is not null; and its backward from the taps and dy
+  // (all of dx's plane written); the rules are in csrc/ops/max_pool2d.h. Both may read or
+  // prefetch (never use) the planes_after planes that follow x's, taps', dy's and dx's.
+  void (*max_pool_forward)(const float* x, int64_t h, int64_t w, float* y, uint8_t* taps,
+                           int64_t ho, int64_t wo, int64_t k, int64_t st, int64_t planes_after);
+  void (*max_pool_backward)(const uint8_t* taps, const float* dy, float* dx, int64_t h,
+                            int64_t w, int64_t ho, int64_t wo, int64_t k, int64_t st,
                             int64_t planes_after);
   // dx = dy * (keep ? scale : 0).
   void (*dropout_backward)(const float* dy, const uint8_t* keep, float scale, float* dx,

@@ -36,124 +36,70 @@ static void sgd_update(float* __restrict w, const float* __restrict dw, float* _
   }
 }
 
-// Max-pooling of one (n, c) plane, x (h x w) -> y (ho x wo), windows k x k at stride st. The
-// running maximum takes v when v > m or v is NaN, visiting each window in row-major order (what
-// the CUDA kernel does), so a NaN wins and ties keep the first element. For each output row the
-// window taps are the outer loops and the output columns the inner one: with the window and
-// stride known at compile time (AlexNet's 3 x 3 at stride 2) the column loop becomes strided
-// vector loads and blends.
-
-static inline float max_keep_nan(float m, float v) { return (v > m) | (v != v) ? v : m; }
-
-template <int K, int ST>
-static void max_pool_rows(const float* __restrict x, int64_t w, float* __restrict y, int64_t ho,
-                          int64_t wo, int64_t k, int64_t st) {
-  const int64_t kk = K > 0 ? K : k, ss = ST > 0 ? ST : st;
-  for (int64_t i = 0; i < ho; ++i) {
-    const float* xr = x + i * ss * w;
-    float* yr = y + i * wo;
-    for (int64_t j = 0; j < wo; ++j) yr[j] = xr[j * ss];
-    for (int64_t r = 0; r < kk; ++r) {
-      for (int64_t s = r == 0 ? 1 : 0; s < kk; ++s) {
-        const float* xs = xr + r * w + s;
-        for (int64_t j = 0; j < wo; ++j) yr[j] = max_keep_nan(yr[j], xs[j * ss]);
-      }
-    }
-  }
-}
-
-static void max_pool_forward_plane(const float* x, int64_t h, int64_t w, float* y, int64_t ho,
-                                   int64_t wo, int64_t k, int64_t st) {
-  if (k == 3 && st == 2) {
-    max_pool_rows<3, 2>(x, w, y, ho, wo, k, st);
-  } else {
-    max_pool_rows<0, 0>(x, w, y, ho, wo, k, st);
-  }
-}
-
-// The gradient of each window goes to its first element (row-major) equal to y, or its first
-// NaN when y is NaN; nowhere when none matches (y not computed from x). For a run of up to 64
-// windows of an output row, the matching tap of each is found with vector compares and blends,
-// visiting the taps backwards so the first match is the one that stays; then the
-// windows' gradients are added in row-major window order, so a position's contributions add up
-// in window order.
-template <int K, int ST>
-static void max_pool_backward_rows(const float* __restrict x, const float* __restrict y,
-                                   const float* __restrict dy, float* __restrict dx, int64_t w,
-                                   int64_t ho, int64_t wo, int64_t k, int64_t st) {
-  const int64_t kk = K > 0 ? K : k, ss = ST > 0 ? ST : st;
-  constexpr int64_t kRun = 64;
-  int32_t tap[kRun];
-  for (int64_t i = 0; i < ho; ++i) {
-    const float* xr = x + i * ss * w;
-    const float* yr = y + i * wo;
-    for (int64_t j0 = 0; j0 < wo; j0 += kRun) {
-      const int64_t n = wo - j0 < kRun ? wo - j0 : kRun;
-      for (int64_t j = 0; j < n; ++j) tap[j] = -1;
-      for (int64_t r = kk - 1; r >= 0; --r) {
-        for (int64_t s = kk - 1; s >= 0; --s) {
-          const float* xs = xr + r * w + s + j0 * ss;
-          const int32_t id = static_cast<int32_t>(r * kk + s);
-          for (int64_t j = 0; j < n; ++j) {
-            const float v = xs[j * ss], m = yr[j0 + j];
-            const bool hit = (v == m) | ((m != m) & (v != v));
-            tap[j] = hit ? id : tap[j];
-          }
-        }
-      }
-      for (int64_t j = 0; j < n; ++j) {
-        if (tap[j] < 0) continue;
-        const int64_t r = tap[j] / kk, s = tap[j] % kk;
-        dx[(i * ss + r) * w + (j0 + j) * ss + s] += dy[i * wo + j0 + j];
-      }
-    }
-  }
-}
-
-// AlexNet's 3 x 3 windows at stride 2 as a gather: every element of dx is written once, with the
-// sum of the gradients of the windows (at most 4) whose tap it is, added to 0 in window order.
-// Window (i, j) covers rows 2i..2i+2 and columns 2j..2j+2, so dx row 2i + r (r = 0, 1; r = 2 for
-// the row 2i + 2 it shares with window row i + 1) takes from window row i the taps 3r + s: at
-// an even column 2m the tap s = 2 of window m - 1, then s = 0 of window m; at an odd column
-// 2m + 1 the tap s = 1 of window m. For a run of up to 64 windows of a row (and the one before
-// it, for its s = 2 taps) the tap ids and gradients of each window row go to a buffer; each dx
-// row is then selects and adds over one or two of them, written interleaved.
-// (h, w) = (2ho + 1 or 2ho + 2, likewise): the row and column after 2ho, 2wo are covered by no
-// window. With AVX2 the same selects and adds, 8 windows at a time.
-static constexpr int64_t kPoolRun = 64, kPoolBuf = kPoolRun + 16;
-
-// The id r*3 + s of the first tap of the window at xs equal to m (the first NaN when m is NaN),
-// -1 for none.
-static inline float pool3s2_tap(const float* xs, int64_t w, float m) {
-  const bool m_nan = m != m;
-  float t = -1.0f;
-  for (int r = 2; r >= 0; --r) {
-    for (int s = 2; s >= 0; --s) {
-      const float v = xs[r * w + s];
-      t = (v == m) | (m_nan & (v != v)) ? static_cast<float>(r * 3 + s) : t;
-    }
-  }
-  return t;
-}
-
 #ifdef __AVX2__
 static inline __m256i lanes_below(int64_t n) {  // lane l set when l < n
   return _mm256_cmpgt_epi32(_mm256_set1_epi32(static_cast<int>(n)),
                             _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7));
 }
+#endif
 
-// The taps and gradients of 8 windows: the first x row of the first window at xr (row stride
-// w; columns 0..16 of its 3 rows are read), its y and dy at yr and gr (8 of each read). With
-// cnt < 8 the lanes from cnt on are written as "no window" (tap -1, gradient 0).
-static inline void pool3s2_taps8(const float* xr, int64_t w, const float* yr, const float* gr,
-                                 float* tap, float* grad, int64_t cnt) {
-  const __m256 m = _mm256_loadu_ps(yr);
-  const __m256 m_nan = _mm256_cmp_ps(m, m, _CMP_UNORD_Q);
-  const bool any_nan = _mm256_movemask_ps(m_nan) != 0;
+// Max-pooling of one (n, c) plane, x (h x w) -> y (ho x wo), windows k x k at stride st. The
+// running maximum takes v when v > m or v is NaN, visiting each window in row-major order (what
+// the CUDA kernel does), so a NaN wins and ties keep the first element. With TAPS the tap moves
+// to element id = r*k + s when v raises the maximum (v > m) or is the window's first NaN (v NaN,
+// m not), so it ends on the first element equal to the maximum, or the first NaN. For a run of up
+// to 64 windows of an output row the window's elements are the outer loops and the output
+// columns the inner one: with the window and stride known at compile time the column loop
+// becomes strided vector loads and blends. The run's taps are int32 (the width of the floats they
+// are selected with), then stored as uint8. With AVX2, AlexNet's 3 x 3 windows at stride 2 run
+// max_pool_forward_3x3s2 instead: the same selects, 8 windows in registers.
+
+static inline float max_keep_nan(float m, float v) { return (v > m) | (v != v) ? v : m; }
+
+template <int K, int ST, bool TAPS>
+static void max_pool_rows(const float* __restrict x, int64_t w, float* __restrict y,
+                          uint8_t* __restrict taps, int64_t ho, int64_t wo, int64_t k,
+                          int64_t st) {
+  const int64_t kk = K > 0 ? K : k, ss = ST > 0 ? ST : st;
+  constexpr int64_t kRun = 64;
+  int32_t tap[kRun];
+  for (int64_t i = 0; i < ho; ++i) {
+    for (int64_t j0 = 0; j0 < wo; j0 += kRun) {
+      const int64_t n = wo - j0 < kRun ? wo - j0 : kRun;
+      const float* xr = x + i * ss * w + j0 * ss;
+      float* yr = y + i * wo + j0;
+      for (int64_t j = 0; j < n; ++j) yr[j] = xr[j * ss];
+      if (TAPS) {
+        for (int64_t j = 0; j < n; ++j) tap[j] = 0;
+      }
+      for (int64_t r = 0; r < kk; ++r) {
+        for (int64_t s = r == 0 ? 1 : 0; s < kk; ++s) {
+          const float* xs = xr + r * w + s;
+          const int32_t id = static_cast<int32_t>(r * kk + s);
+          for (int64_t j = 0; j < n; ++j) {
+            const float v = xs[j * ss], m = yr[j];
+            if (TAPS) tap[j] = (v > m) | ((v != v) & (m == m)) ? id : tap[j];
+            yr[j] = max_keep_nan(m, v);
+          }
+        }
+      }
+      if (TAPS) {
+        uint8_t* tr = taps + i * wo + j0;
+        for (int64_t j = 0; j < n; ++j) tr[j] = static_cast<uint8_t>(tap[j]);
+      }
+    }
+  }
+}
+
+#ifdef __AVX2__
+// 8 windows of 3 x 3 at stride 2, the first x row of the first at xr (row stride w; columns
+// 0..16 of 3 rows are read): their maxima and taps by max_pool_rows' rule, in registers (lane j:
+// window j, columns 2j..2j+2; the taps as float ids until the end).
+static inline void pool3s2_forward8(const float* xr, int64_t w, __m256& max, __m128i& tap_bytes) {
   const __m256i next = _mm256_setr_epi32(1, 2, 3, 4, 5, 6, 7, 0);
-  __m256 t = _mm256_set1_ps(-1.0f);
+  __m256 m = _mm256_setzero_ps(), t = _mm256_setzero_ps();
 #pragma GCC unroll 3
-  for (int r = 2; r >= 0; --r) {
+  for (int r = 0; r < 3; ++r) {
     const float* p = xr + r * w;
     const __m256 a = _mm256_loadu_ps(p), b = _mm256_loadu_ps(p + 8);
     __m256 v[3];
@@ -164,72 +110,141 @@ static inline void pool3s2_taps8(const float* xr, int64_t w, const float* yr, co
     v[2] = _mm256_blend_ps(_mm256_permutevar8x32_ps(v[0], next), _mm256_broadcast_ss(p + 16),
                            0x80);
 #pragma GCC unroll 3
-    for (int s = 2; s >= 0; --s) {
-      __m256 hit = _mm256_cmp_ps(v[s], m, _CMP_EQ_OQ);
-      if (any_nan) {
-        hit = _mm256_or_ps(hit, _mm256_and_ps(m_nan, _mm256_cmp_ps(v[s], v[s], _CMP_UNORD_Q)));
+    for (int s = 0; s < 3; ++s) {
+      if (r == 0 && s == 0) {
+        m = v[0];
+        continue;
       }
-      t = _mm256_blendv_ps(t, _mm256_set1_ps(static_cast<float>(r * 3 + s)), hit);
+      const __m256 up = _mm256_cmp_ps(v[s], m, _CMP_GT_OQ);
+      const __m256 nan = _mm256_cmp_ps(v[s], v[s], _CMP_UNORD_Q);
+      const __m256 m_number = _mm256_cmp_ps(m, m, _CMP_ORD_Q);
+      t = _mm256_blendv_ps(t, _mm256_set1_ps(static_cast<float>(r * 3 + s)),
+                           _mm256_or_ps(up, _mm256_and_ps(nan, m_number)));
+      m = _mm256_blendv_ps(m, v[s], _mm256_or_ps(up, nan));
     }
   }
-  __m256 g = _mm256_loadu_ps(gr);
-  if (cnt < 8) {
-    const __m256 valid = _mm256_castsi256_ps(lanes_below(cnt));
-    t = _mm256_blendv_ps(_mm256_set1_ps(-1.0f), t, valid);
-    g = _mm256_and_ps(g, valid);
+  max = m;
+  const __m256i ti = _mm256_cvtps_epi32(t);
+  const __m128i t16 = _mm_packus_epi32(_mm256_castsi256_si128(ti), _mm256_extracti128_si256(ti, 1));
+  tap_bytes = _mm_packus_epi16(t16, t16);  // bytes 0..7: the 8 taps
+}
+
+// The forward of AlexNet's 3 x 3 windows at stride 2, with the taps unless taps is null, 8
+// windows of a row at a time (the last block of a row ending at its end, overlapping the one
+// before: the same values again; block j reads x up to column 2j + 16 <= 2(wo - 8) + 16 < w). A
+// row of fewer than 8 windows is one block, which reads 17 columns: where that would pass x_end,
+// from a copy of its columns.
+static void max_pool_forward_3x3s2(const float* x, int64_t w, float* y, uint8_t* taps,
+                                   int64_t ho, int64_t wo, const float* x_end) {
+  __m256 m;
+  __m128i t;
+  for (int64_t i = 0; i < ho; ++i) {
+    const float* xr = x + 2 * i * w;
+    float* yr = y + i * wo;
+    uint8_t* tr = taps == nullptr ? nullptr : taps + i * wo;
+    if (wo >= 8) {
+      for (int64_t j = 0;; j += 8) {
+        if (j > wo - 8) j = wo - 8;
+        pool3s2_forward8(xr + 2 * j, w, m, t);
+        _mm256_storeu_ps(yr + j, m);
+        if (tr != nullptr) _mm_storel_epi64(reinterpret_cast<__m128i*>(tr + j), t);
+        if (j == wo - 8) break;
+      }
+      continue;
+    }
+    if (xr + 2 * w + 17 <= x_end) {
+      pool3s2_forward8(xr, w, m, t);
+    } else {
+      float xs[3 * 17] = {};
+      for (int r = 0; r < 3; ++r) {
+        for (int64_t c = 0; c < 2 * wo + 1; ++c) xs[r * 17 + c] = xr[r * w + c];
+      }
+      pool3s2_forward8(xs, 17, m, t);
+    }
+    _mm256_maskstore_ps(yr, lanes_below(wo), m);
+    if (tr == nullptr) continue;
+    uint8_t bytes[16];
+    _mm_storeu_si128(reinterpret_cast<__m128i*>(bytes), t);
+    for (int64_t e = 0; e < wo; ++e) tr[e] = bytes[e];
   }
-  _mm256_storeu_ps(tap, t);
-  _mm256_storeu_ps(grad, g);
 }
 #endif
 
-// tap[1 + jj], grad[1 + jj] for the windows j0 + jj (jj < n) of window row i, tap[0], grad[0]
-// for window j0 - 1 when j0 > 0; with AVX2 up to 7 entries after them are set to "no window".
-// x_end, y_end: how far x and y (and dy, at the same offsets) may be read.
-static void pool3s2_taps(const float* __restrict x, const float* __restrict y,
-                         const float* __restrict dy, int64_t w, int64_t wo, int64_t i,
-                         int64_t j0, int64_t n, const float* x_end, const float* y_end,
-                         float* __restrict tap, float* __restrict grad) {
-  const float* xr = x + 2 * i * w;
-  const float* yr = y + i * wo;
-  const float* gr = dy + i * wo;
-  const int64_t j_begin = j0 == 0 ? 0 : j0 - 1, j_end = j0 + n, cnt = j_end - j_begin;
-  float* t = tap + j_begin - j0 + 1;
-  float* g = grad + j_begin - j0 + 1;
+static void max_pool_forward_plane(const float* x, int64_t h, int64_t w, float* y,
+                                   uint8_t* taps, int64_t ho, int64_t wo, int64_t k, int64_t st,
+                                   int64_t planes_after) {
+  const bool k3s2 = k == 3 && st == 2;
 #ifdef __AVX2__
-  if (cnt >= 8) {
-    // Blocks of 8, the last one ending at the run's end (overlapping the one before it: the
-    // same taps again). Block j reads x up to column 2j + 16 <= 2(wo - 8) + 16 < w.
-    for (int64_t j = j_begin;; j += 8) {
-      if (j > j_end - 8) j = j_end - 8;
-      pool3s2_taps8(xr + 2 * j, w, yr + j, gr + j, tap + j - j0 + 1, grad + j - j0 + 1, 8);
-      if (j == j_end - 8) return;
-    }
-  }
-  // Fewer than 8 windows: one block, which reads 17 columns of x and 8 of y and dy; where that
-  // would pass the end of the arrays, from copies of the cnt windows' columns.
-  xr += 2 * j_begin;
-  yr += j_begin;
-  gr += j_begin;
-  if (xr + 2 * w + 17 <= x_end && yr + 8 <= y_end) {
-    pool3s2_taps8(xr, w, yr, gr, t, g, cnt);
+  if (k3s2) {
+    max_pool_forward_3x3s2(x, w, y, taps, ho, wo, x + (1 + planes_after) * h * w);
     return;
   }
-  float xs[3 * 17] = {}, ys[8] = {}, gs[8] = {};
-  for (int r = 0; r < 3; ++r) {
-    for (int64_t c = 0; c < 2 * cnt + 1; ++c) xs[r * 17 + c] = xr[r * w + c];
+#endif
+  if (taps != nullptr) {
+    if (k3s2) {
+      max_pool_rows<3, 2, true>(x, w, y, taps, ho, wo, k, st);
+    } else {
+      max_pool_rows<0, 0, true>(x, w, y, taps, ho, wo, k, st);
+    }
+  } else if (k3s2) {
+    max_pool_rows<3, 2, false>(x, w, y, taps, ho, wo, k, st);
+  } else {
+    max_pool_rows<0, 0, false>(x, w, y, taps, ho, wo, k, st);
   }
-  for (int64_t e = 0; e < cnt; ++e) {
-    ys[e] = yr[e];
-    gs[e] = gr[e];
+}
+
+// The backward from the taps: window (i, j)'s gradient goes to element (i*st + t / k,
+// j*st + t % k) for its tap t < k*k, nowhere for a larger t. Other windows than 3 x 3 at stride 2
+// scatter into the zeroed plane in row-major window order, so a position's contributions add up
+// in window order.
+static void max_pool_backward_scatter(const uint8_t* __restrict taps, const float* __restrict dy,
+                                      float* __restrict dx, int64_t h, int64_t w, int64_t ho,
+                                      int64_t wo, int64_t k, int64_t st) {
+  for (int64_t e = 0; e < h * w; ++e) dx[e] = 0.0f;
+  for (int64_t i = 0; i < ho; ++i) {
+    for (int64_t j = 0; j < wo; ++j) {
+      const int64_t t = taps[i * wo + j];
+      if (t >= k * k) continue;
+      dx[(i * st + t / k) * w + j * st + t % k] += dy[i * wo + j];
+    }
   }
-  pool3s2_taps8(xs, 17, ys, gs, t, g, cnt);
-#else
-  for (int64_t e = 0; e < cnt; ++e) {
-    t[e] = pool3s2_tap(xr + 2 * (j_begin + e), w, yr[j_begin + e]);
-    g[e] = gr[j_begin + e];
+}
+
+// AlexNet's 3 x 3 windows at stride 2 as a gather: every element of dx is written once, with the
+// sum of the gradients of the windows (at most 4) whose tap it is, added to 0 in window order.
+// Window (i, j) covers rows 2i..2i+2 and columns 2j..2j+2, so dx row 2i + r (r = 0, 1; r = 2 for
+// the row 2i + 2 it shares with window row i + 1) takes from window row i the taps 3r + s: at
+// an even column 2m the tap s = 2 of window m - 1, then s = 0 of window m; at an odd column
+// 2m + 1 the tap s = 1 of window m. For a run of up to 64 windows of a row (and the one before
+// it, for its s = 2 taps) the taps (as floats, the width of the gradients they select) and the
+// gradients of each window row go to a buffer; each dx row is then selects and adds over one or
+// two of them, written interleaved. A tap above 8 equals none of the ids and selects nothing.
+// (h, w) = (2ho + 1 or 2ho + 2, likewise): the row and column after 2ho, 2wo are covered by no
+// window. With AVX2 the same selects and adds, 8 windows at a time.
+static constexpr int64_t kPoolRun = 64, kPoolBuf = kPoolRun + 16;
+
+// tap[1 + jj], grad[1 + jj] for the windows j0 + jj (jj < n) of window row i, tap[0], grad[0]
+// for window j0 - 1 when j0 > 0 (with AVX2, 8 at a time).
+static void pool3s2_load(const uint8_t* __restrict taps, const float* __restrict dy, int64_t wo,
+                         int64_t i, int64_t j0, int64_t n, float* __restrict tap,
+                         float* __restrict grad) {
+  const int64_t j_begin = j0 == 0 ? 0 : j0 - 1, cnt = j0 + n - j_begin;
+  const uint8_t* tr = taps + i * wo + j_begin;
+  const float* gr = dy + i * wo + j_begin;
+  float* t = tap + j_begin - j0 + 1;
+  float* g = grad + j_begin - j0 + 1;
+  int64_t e = 0;
+#ifdef __AVX2__
+  for (; e + 8 <= cnt; e += 8) {
+    const __m128i bytes = _mm_loadl_epi64(reinterpret_cast<const __m128i*>(tr + e));
+    _mm256_storeu_ps(t + e, _mm256_cvtepi32_ps(_mm256_cvtepu8_epi32(bytes)));
+    _mm256_storeu_ps(g + e, _mm256_loadu_ps(gr + e));
   }
 #endif
+  for (; e < cnt; ++e) {
+    t[e] = static_cast<float>(tr[e]);
+    g[e] = gr[e];
+  }
 }
 
 static inline float pool_pick(float tap, float id, float g) { return tap == id ? g : 0.0f; }
@@ -294,12 +309,9 @@ static void pool3s2_row(int sources, const float* const* tap, const float* const
   }
 }
 
-static void max_pool_backward_3x3s2(const float* x, const float* y, const float* dy, float* dx,
-                                    int64_t h, int64_t w, int64_t ho, int64_t wo,
-                                    int64_t planes_after) {
-  const float* x_end = x + (1 + planes_after) * h * w;
-  const float* y_end = y + (1 + planes_after) * ho * wo;
-  // Three window rows' buffers: row i's taps are found one step before the dx rows that read
+static void max_pool_backward_3x3s2(const uint8_t* taps, const float* dy, float* dx, int64_t h,
+                                    int64_t w, int64_t ho, int64_t wo) {
+  // Three window rows' buffers: row i's taps are loaded one step before the dx rows that read
   // them are written (a load right after the stores it reads would wait for them).
   float tap[3][kPoolBuf], grad[3][kPoolBuf];
   for (int64_t j0 = 0; j0 < wo; j0 += kPoolRun) {
@@ -320,9 +332,7 @@ static void max_pool_backward_3x3s2(const float* x, const float* y, const float*
       }
     }
     for (int64_t i = 0; i <= ho; ++i) {
-      if (i < ho) {
-        pool3s2_taps(x, y, dy, w, wo, i, j0, n, x_end, y_end, tap[i % 3], grad[i % 3]);
-      }
+      if (i < ho) pool3s2_load(taps, dy, wo, i, j0, n, tap[i % 3], grad[i % 3]);
       if (i == 0) continue;
       // Window row k = i - 1: dx row 2k takes taps row 2 of window row k - 1, then row 0 of
       // window row k; row 2k + 1 takes row 1.
@@ -351,20 +361,19 @@ static void max_pool_backward_3x3s2(const float* x, const float* y, const float*
 #ifdef __AVX2__
 // Planes of at most 7 windows a row (AlexNet's pool5: 6 x 6 windows of 13 x 13): every dx row
 // (w <= 16 columns) is one pair of registers, its even columns 2m in `even` lane m and its odd
-// ones in `odd`, so the gather runs on registers: for each window row the taps (pool3s2_taps),
+// ones in `odd`, so the gather runs on registers: for each window row its taps and gradients are
+// loaded straight into lanes 0..wo-1 (the lanes after them: tap -1 and gradient 0, no window),
 // then per tap row r the gradients picked by taps 3r, 3r + 1, 3r + 2, the last moved one lane up
 // (window m - 1's third tap is column 2m). The sums are pool3s2_row's, term for term and in its
 // order (row 2i: window row i - 1's r = 2 terms, then window row i's r = 0 terms), so the
-// results are the same bits.
-static void max_pool_backward_3x3s2_narrow(const float* x, const float* y, const float* dy,
-                                           float* dx, int64_t h, int64_t w, int64_t ho,
-                                           int64_t wo, int64_t planes_after) {
-  const float* x_end = x + (1 + planes_after) * h * w;
-  const float* y_end = y + (1 + planes_after) * ho * wo;
+// results are the same bits. taps_end: how far the taps may be read (8 bytes a row).
+static void max_pool_backward_3x3s2_narrow(const uint8_t* taps, const float* dy, float* dx,
+                                           int64_t h, int64_t w, int64_t ho, int64_t wo,
+                                           const uint8_t* taps_end) {
   const __m256 zero = _mm256_setzero_ps();
   const __m256i up = _mm256_setr_epi32(0, 0, 1, 2, 3, 4, 5, 6);
   const __m256i first_lanes = lanes_below(w < 8 ? w : 8), second_lanes = lanes_below(w - 8);
-  float tap[kPoolBuf], grad[kPoolBuf];
+  const __m256i windows = lanes_below(wo);
   __m256 t, g;
   const auto pick = [&](int id) {
     return _mm256_and_ps(_mm256_cmp_ps(t, _mm256_set1_ps(static_cast<float>(id)), _CMP_EQ_OQ), g);
@@ -390,9 +399,18 @@ static void max_pool_backward_3x3s2_narrow(const float* x, const float* y, const
   };
   __m256 even_next = zero, odd_next = zero;  // row 2i's terms from window row i - 1
   for (int64_t i = 0; i < ho; ++i) {
-    pool3s2_taps(x, y, dy, w, wo, i, 0, wo, x_end, y_end, tap, grad);
-    t = _mm256_loadu_ps(tap + 1);  // windows 0..7 of the row; those from wo on: no window
-    g = _mm256_loadu_ps(grad + 1);
+    const uint8_t* tr = taps + i * wo;
+    __m128i bytes;
+    if (tr + 8 <= taps_end) {
+      bytes = _mm_loadl_epi64(reinterpret_cast<const __m128i*>(tr));
+    } else {  // the last rows of the last plane: from a copy
+      uint8_t last[8] = {};
+      for (int64_t e = 0; e < wo; ++e) last[e] = tr[e];
+      bytes = _mm_loadl_epi64(reinterpret_cast<const __m128i*>(last));
+    }
+    t = _mm256_blendv_ps(_mm256_set1_ps(-1.0f), _mm256_cvtepi32_ps(_mm256_cvtepu8_epi32(bytes)),
+                         _mm256_castsi256_ps(windows));
+    g = _mm256_maskload_ps(dy + i * wo, windows);  // lanes from wo on: 0, not read
     __m256 even = even_next, odd = odd_next;
     add_row(0, even, odd);
     store_row(2 * i, even, odd);
@@ -407,42 +425,42 @@ static void max_pool_backward_3x3s2_narrow(const float* x, const float* y, const
 }
 #endif
 
-// Prefetches the n floats of a plane, for reading or writing.
-static inline void pool_prefetch(const float* p, int64_t n, bool write) {
-  for (int64_t i = 0; i < n; i += 16) {
+// Prefetches `bytes` bytes from p, for reading or writing.
+static inline void pool_prefetch(const void* p, int64_t bytes, bool write) {
+  const char* c = static_cast<const char*>(p);
+  for (int64_t i = 0; i < bytes; i += 64) {
     if (write) {
-      __builtin_prefetch(p + i, 1);
+      __builtin_prefetch(c + i, 1);
     } else {
-      __builtin_prefetch(p + i);
+      __builtin_prefetch(c + i);
     }
   }
 }
 
-static void max_pool_backward_plane(const float* x, const float* y, const float* dy, float* dx,
-                                    int64_t h, int64_t w, int64_t ho, int64_t wo, int64_t k,
-                                    int64_t st, int64_t planes_after) {
-  // A small plane (pool5's x: 676 bytes; at most kPoolSmall floats) is over before the hardware
-  // prefetchers have found its stream: the next plane's x, y, dy and dx are fetched while this
+static void max_pool_backward_plane(const uint8_t* taps, const float* dy, float* dx, int64_t h,
+                                    int64_t w, int64_t ho, int64_t wo, int64_t k, int64_t st,
+                                    int64_t planes_after) {
+  // A small plane (pool5's dx: 676 bytes; at most kPoolSmall floats) is over before the hardware
+  // prefetchers have found its stream: the next plane's taps, dy and dx are fetched while this
   // one is computed, so that memory and arithmetic overlap.
   constexpr int64_t kPoolSmall = 256;
   if (planes_after > 0 && h * w <= kPoolSmall) {
-    pool_prefetch(x + h * w, h * w, false);
-    pool_prefetch(y + ho * wo, ho * wo, false);
-    pool_prefetch(dy + ho * wo, ho * wo, false);
-    pool_prefetch(dx + h * w, h * w, true);
+    pool_prefetch(taps + ho * wo, ho * wo, false);
+    pool_prefetch(dy + ho * wo, ho * wo * 4, false);
+    pool_prefetch(dx + h * w, h * w * 4, true);
   }
   if (k == 3 && st == 2) {
 #ifdef __AVX2__
     if (wo <= 7) {
-      max_pool_backward_3x3s2_narrow(x, y, dy, dx, h, w, ho, wo, planes_after);
+      max_pool_backward_3x3s2_narrow(taps, dy, dx, h, w, ho, wo,
+                                     taps + (1 + planes_after) * ho * wo);
       return;
     }
 #endif
-    max_pool_backward_3x3s2(x, y, dy, dx, h, w, ho, wo, planes_after);
+    max_pool_backward_3x3s2(taps, dy, dx, h, w, ho, wo);
     return;
   }
-  for (int64_t e = 0; e < h * w; ++e) dx[e] = 0.0f;
-  max_pool_backward_rows<0, 0>(x, y, dy, dx, w, ho, wo, k, st);
+  max_pool_backward_scatter(taps, dy, dx, h, w, ho, wo, k, st);
 }
 
 // exp(v) for softmax's shifted logits v = x - max <= 0 (NaN stays NaN; below -87, where exp is
