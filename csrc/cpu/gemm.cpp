@@ -28,15 +28,17 @@
 //
 // fc6 at batch 128 (x (128, 9216), w (4096, 9216); 2-core EPYC Zen 3, AVX2, with two compilers
 // running: bench_kernels.py at raised priority, the builds before and after sgemm_streamed
-// alternated; ms per pass, best of each run):
-//   2 threads: forward 83.8-96.4 before, 81.7-96.9 after (no change beyond the scatter); input
-//   gradient 94.2-106.4 before, 86.3-92.6 after; filter gradient (one slice, the tiled path)
-//   75-89 either way. 1 thread: forward 167.7 / 171.9, input gradient 177.2 / 162.0.
+// alternated, five runs; ms per pass):
+//   2 threads: forward 82.3-97.6 before, 81.7-104.1 after; input gradient 90.8-106.4 before,
+//   86.3-103.7 after (lower in three runs, equal in one, higher in one); filter gradient (one
+//   slice, the tiled path, unchanged) 75-121 either way. 1 thread: forward 167.7 / 171.9, input
+//   gradient 177.2 / 162.0. No change beyond the scatter, then, short of an idle machine.
 // Predicted was ~70% of the peak (~69 ms) at 2 threads, from hiding the ~25 ms a pass that
 // packing w from memory cost one thread. Not reached: with packing skipped (wrong results, for
 // the measurement only) the same loops take 61.5 ms (input gradient, 82%) and 67 ms (forward,
 // 75%), so packing w still costs 15-25 ms a pass; prefetching its rows 2-32 rows ahead with
-// any locality hint, or blocks of 48-192 columns, changed it by no more than the scatter.
+// any locality hint, blocks of 48-192 columns, or (forward) slice-outer order changed it by no
+// more than the scatter. Streaming stores for the filter gradient's C did not help either.
 #include "gemm.h"
 
 #include <algorithm>
@@ -126,8 +128,8 @@ void sgemm_streamed(const PackedA& a, bool trans_b, int64_t N, const float* B, i
   const int64_t panels = (N + nr - 1) / nr, threads = parallel_threads();
   const int64_t slices = (K + KC - 1) / KC;
   const bool buffered = ldc % 256 == 0;
-  // Blocks NC wide with trans_b; NC / 2 without (fc6's input gradient, 2 threads: 86 ms a pass
-  // against 93 at NC, the forward 85 against 93 the other way round).
+  // Blocks NC wide with trans_b; NC / 2 without (two alternated runs, fc6, 2 threads: the input
+  // gradient 86 ms a pass against 93 at NC, the forward 85 against 93 the other way round).
   const int64_t block_nc = trans_b ? NC : NC / 2;
   parallel_for(threads, [&](int64_t q) {
     const int64_t c0 = std::min(N, q * panels / threads * nr);
