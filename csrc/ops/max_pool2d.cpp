@@ -23,9 +23,9 @@ static void check_tap_kernel(const ArgCheck& c, int64_t kernel) {
             kernel);
 }
 
-static std::pair<Tensor, Tensor> forward(const char* op, const Tensor& x, int64_t kernel,
-                                         int64_t stride, int version, bool with_taps) {
-  ArgCheck c(op);
+static std::pair<Tensor, Tensor> forward(const Tensor& x, int64_t kernel, int64_t stride,
+                                         int version, bool with_taps) {
+  ArgCheck c("max_pool2d");
   c.dtype(x, "x", DType::Float32);
   c.rank(x, "x", 4, "(N, C, H, W)");
   const auto [ho, wo] = pooled_size(c, x.size(2), x.size(3), kernel, stride);
@@ -40,12 +40,12 @@ static std::pair<Tensor, Tensor> forward(const char* op, const Tensor& x, int64_
 }
 
 Tensor max_pool2d_forward(const Tensor& x, int64_t kernel, int64_t stride, int version) {
-  return forward("max_pool2d", x, kernel, stride, version, false).first;
+  return forward(x, kernel, stride, version, false).first;
 }
 
 std::pair<Tensor, Tensor> max_pool2d_forward_taps(const Tensor& x, int64_t kernel, int64_t stride,
                                                   int version) {
-  return forward("max_pool2d", x, kernel, stride, version, true);
+  return forward(x, kernel, stride, version, true);
 }
 
 Tensor max_pool2d_backward(const Tensor& dy, const Tensor& taps, const Shape& x_shape,
