@@ -5,6 +5,9 @@
 #include <mutex>
 #include <utility>
 #include <vector>
+#if __has_include(<sys/mman.h>)
+#include <sys/mman.h>
+#endif
 
 #ifdef PYCONVNET_WITH_CUDA
 #include "cuda_check.h"
@@ -16,11 +19,23 @@ namespace pcn {
 
 namespace {
 
+// Blocks of at least kHugeMin bytes start on a 2 MiB boundary and ask the kernel for
+// transparent huge pages over their whole 2 MiB pages (where it grants them: THP "madvise" or
+// "always"). A kernel walking a large operand row by row, rows 36 KiB apart (fc6's weights),
+// touches a new 4 KiB page on every row, more than the TLBs hold; on 2 MiB pages, far fewer
+// (fc6 at batch 128, one thread, Zen 5: forward 58 -> 50 ms, input gradient 61 -> 56.5 ms,
+// filter gradient 49 -> 45 ms, medians of alternated runs).
+constexpr size_t kHugeMin = size_t(4) << 20, kHugePage = size_t(2) << 20;
+
 void* host_alloc(size_t bytes) {
   void* p = nullptr;
   if (bytes == 0) bytes = 64;
-  if (posix_memalign(&p, 64, (bytes + 63) / 64 * 64) != 0 || p == nullptr)
+  const size_t align = bytes >= kHugeMin ? kHugePage : 64;
+  if (posix_memalign(&p, align, (bytes + 63) / 64 * 64) != 0 || p == nullptr)
     throw OutOfMemory(str("out of host memory allocating ", bytes, " bytes"));
+#ifdef MADV_HUGEPAGE
+  if (align == kHugePage) madvise(p, bytes / kHugePage * kHugePage, MADV_HUGEPAGE);  // a hint
+#endif
   return p;
 }
 
