@@ -36,12 +36,17 @@ CASES = {
     "streamed_awkward": (7, 4099, 1031),
     "streamed_one_row": (1, 2053, 2053),
     "streamed_full_row_tile": (192, 4096, 1031),
+    # ... where the path reads w in place as the A operand (at least 16 rows: fc6 at batch 128,
+    # the full row tile): 17 rows (a partial 32-wide panel of x), w's 4099 rows (a partial group
+    # of 6), K = 1031 (a 7-deep last slice).
+    "rows_of_w_awkward": (17, 1031, 4099),
 }
 # fc6-fc8 and the CPU's streamed cases with fewer features for the CUDA simulator (CPU and GPU
 # runs keep the real sizes).
 SIMULATED = {"fc6": (2, 2304, 1024), "fc7": (2, 1024, 1024), "fc8": (2, 1024, 250),
              "fc6_batch_128": (128, 288, 128), "streamed_awkward": (7, 263, 131),
-             "streamed_one_row": (1, 131, 131), "streamed_full_row_tile": (192, 128, 131)}
+             "streamed_one_row": (1, 131, 131), "streamed_full_row_tile": (192, 128, 131),
+             "rows_of_w_awkward": (17, 131, 263)}
 
 
 def _case(name, device):
@@ -155,8 +160,23 @@ np.savez(sys.argv[2], **out)
 def test_cpu_linear_does_not_depend_on_the_thread_count(tmp_path):
     # Two threads split C's columns (the streamed path: fc6, streamed_*) or its tiles between
     # them; one thread does it all: the same bits.
-    names = ["fc6", "streamed_awkward", "streamed_one_row", "shared_b_panels", "batch_130"]
+    names = ["fc6", "streamed_awkward", "streamed_one_row", "rows_of_w_awkward", "shared_b_panels",
+             "batch_130"]
     assert_same_bits_on_1_and_2_threads(_THREADS_RUN, names, tmp_path, 4 * len(names))
+
+
+@pytest.mark.parametrize("name", ["fc6_batch_128", "rows_of_w_awkward", "streamed_full_row_tile"])
+def test_cpu_linear_row_does_not_depend_on_its_batch(rng, name):
+    # The CPU SGEMM takes a different path by the number of rows (w packed, or read in place from
+    # 16 rows on with AVX2 / AVX-512; tiles beyond 192), but every path sums each element over
+    # the same 256-deep slices in the same order: a row of y (and of dx) has the same bits in any
+    # batch.
+    x, w, _, dy = _make(rng, CASES[name])
+    y = ops.linear(x, w).numpy()
+    dx = ops.linear_backward(dy, x, w)[0].numpy()
+    for rows in (slice(0, 1), slice(3, 11), slice(0, 16), slice(1, 40)):
+        assert np.array_equal(ops.linear(x[rows], w).numpy(), y[rows]), rows
+        assert np.array_equal(ops.linear_backward(dy[rows], x[rows], w)[0].numpy(), dx[rows]), rows
 
 
 @requires_cuda

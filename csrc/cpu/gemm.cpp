@@ -19,26 +19,29 @@
 //     the portable 4x8) keeps an mr x nr block of C in registers for a whole slice; its k loop
 //     is unrolled by 4 (without, loop overhead held the AVX2 kernel at ~82% of the measured
 //     FMA peak with its panels in L1; with, ~98%).
-//   - the plain SGEMM with one row of tiles and an op(B) too large to stay cached (fc6's and
-//     fc7's forward and input gradient up to mc rows) runs sgemm_streamed (below) instead: each
-//     thread its own contiguous columns of C, B's blocks in B's memory order, the next block
-//     packed between the micro-kernel calls of the current one.
+//   - C = A * B^T with B too large to stay cached and at most MC_MAX rows (fc6's and fc7's
+//     forward: x against w) runs sgemm_rows_of_a (below) on the AVX2 and AVX-512 paths: w is
+//     read in place by a micro-kernel that broadcasts from its rows, x^T is the packed operand;
+//     with few rows of x, or on the portable path, sgemm_streamed packs w instead, a panel at a
+//     time between the micro-kernel calls.
 // The slices are visited in order and each adds its partial sums to C, so every element's
-// summation order depends only on K and the path, never on the thread count.
+// summation order depends only on K and the path, never on the thread count or on M.
 //
-// fc6 at batch 128 (x (128, 9216), w (4096, 9216); 2-core EPYC Zen 3, AVX2, with two compilers
-// running: bench_kernels.py at raised priority, the builds before and after sgemm_streamed
-// alternated, five runs; ms per pass):
-//   2 threads: forward 82.3-97.6 before, 81.7-104.1 after; input gradient 90.8-106.4 before,
-//   86.3-103.7 after (lower in three runs, equal in one, higher in one); filter gradient (one
-//   slice, the tiled path, unchanged) 75-121 either way. 1 thread: forward 167.7 / 171.9, input
-//   gradient 177.2 / 162.0. No change beyond the scatter, then, short of an idle machine.
-// Predicted was ~70% of the peak (~69 ms) at 2 threads, from hiding the ~25 ms a pass that
-// packing w from memory cost one thread. Not reached: with packing skipped (wrong results, for
-// the measurement only) the same loops take 61.5 ms (input gradient, 82%) and 67 ms (forward,
-// 75%), so packing w still costs 15-25 ms a pass; prefetching its rows 2-32 rows ahead with
-// any locality hint, blocks of 48-192 columns, or (forward) slice-outer order changed it by no
-// more than the scatter. Streaming stores for the filter gradient's C did not help either.
+// fc6 at batch 128 (x (128, 9216), w (4096, 9216); 2-core EPYC Zen 5, AVX-512, 2 threads,
+// 510 GFLOP/s measured peak; ms per pass, bench_kernels.py):
+//   - forward: 29.9 (65% of the peak) with w packed (a profile on one thread: 13% of the
+//     samples in transposing w against 63% in the micro-kernel), 24-25 (75-79%) with w read in
+//     place; the micro-kernel reading w's rows in place runs at 90% of the peak with its x^T
+//     panel in L1, as the packed one (87-94%).
+//   - input gradient (w as stored, B not transposed): 33.4 (58%) streamed, 28.6 (69%) tiled;
+//     on the Zen 3 this was tuned on before, the two were within the scatter, so only the
+//     tiled path remains for it. Its w is packed: a micro-kernel reading w's rows in place would
+//     walk down its columns, rows 36 KiB apart in the same cache sets.
+//   - a dot-product kernel reading both x and w along k (4 x 6 and 8 x 3 register blocks, lane
+//     sums at the end) reached only 59-68% of the peak with x streaming from L2 (80% with
+//     both in L1): each x vector serves 4-8 multiply-adds, against 32 for a broadcast.
+// On Zen 3 (AVX2, 2 x 96 GFLOP/s), with w packed and the input gradient streamed: forward 81 ms
+// (60%), input gradient 89 ms (57%), filter gradient 68.5 ms (71%), idle, three runs.
 #include "gemm.h"
 
 #include <algorithm>
@@ -46,6 +49,7 @@
 #include <cstdint>
 #include <cstring>
 
+#include "csrc/allocator.h"
 #include "csrc/error.h"
 #include "isa.h"
 #include "parallel.h"
@@ -94,33 +98,31 @@ PackedA pack_a_panels(int64_t M, int64_t K, const Panel& panel) {
   const int64_t tiles = (M + MC_MAX - 1) / MC_MAX;
   a.mc = round_up((M + tiles - 1) / std::max<int64_t>(tiles, 1), a.mr);
   const int64_t m_pad = round_up(M, a.mr), panels = m_pad / a.mr, slices = (K + KC - 1) / KC;
-  a.data.resize(static_cast<size_t>(m_pad * K));
+  a.storage = allocate(static_cast<size_t>(m_pad * K) * sizeof(float), Device::cpu());
   parallel_for(panels * slices, [&](int64_t t) {
     const int64_t k0 = (t / panels) * KC, i = (t % panels) * a.mr, kc = std::min(KC, K - k0);
-    panel(i, std::min(a.mr, M - i), k0, kc, a.mr, a.data.data() + k0 * m_pad + i * kc);
+    panel(i, std::min(a.mr, M - i), k0, kc, a.mr, a.data() + k0 * m_pad + i * kc);
   });
   return a;
 }
 
-// The plain SGEMM with one row of tiles (M <= mc) and an op(B) of at least kStreamedB floats
-// (fc6's and fc7's weights, read from memory once per pass; fc8's 4096 x 1000 stay below):
+// The plain SGEMM with one row of tiles (M <= mc) and op(B) = B^T of at least kStreamedB floats
+// (fc6's and fc7's weights in the forward, read from memory once per pass; fc8's 4096 x 1000
+// stay below), where sgemm_rows_of_a does not take it (fewer rows than half a panel, or a path
+// without gemm_micro_rows):
 //   - each thread takes a contiguous share of C's columns (whole nr-column panels, shares
-//     differing by one at most) and walks its blocks of op(B) (KC deep, as sgemm_sum's, NC or
-//     NC / 2 columns wide) in the order B lies in memory: with trans_b (B's rows run along k)
-//     column block by column block, each through all the slices; without (B's rows run along
-//     n) slice by slice, each across the thread's column blocks, so that consecutive blocks
-//     continue the same rows of B and their pages (the tiled order went through all 4096 rows of
-//     fc6's w, 36 KiB apart, a page each, for every 192 columns);
-//   - the next block is packed into a second buffer a share at a time between the micro-kernel
-//     calls of the current one, its rows prefetched a few calls ahead, instead of in one step
-//     between blocks; so only a few of its rows are fetched at a time, rather than a whole block
-//     of rows 36 KiB apart (a multiple of 4 KiB, fc6's) into the few cache sets they share;
-//   - C's part of the thread (with trans_b, one column block at a time) lives in a dense buffer
-//     while slices add into it when C's row stride is a multiple of 1 KiB, as in sgemm_sum.
+//     differing by one at most) and walks its blocks of op(B) (KC deep, as sgemm_sum's, NC
+//     columns wide: NC rows of B) in the order B lies in memory, column block by column block,
+//     each through all the slices;
+//   - the next block is packed into a second buffer a panel at a time between the micro-kernel
+//     calls of the current one, its rows prefetched a panel ahead, instead of in one step
+//     between blocks;
+//   - C's column block lives in a dense buffer while slices add into it when C's row stride is
+//     a multiple of 1 KiB, as in sgemm_sum.
 // The slices are added in order as in sgemm_sum, with the same blocks, so the results are
 // bit-identical to it and independent of the thread count.
-void sgemm_streamed(const PackedA& a, bool trans_b, int64_t N, const float* B, int64_t ldb,
-                    float* C, int64_t ldc, bool accumulate) {
+void sgemm_streamed(const PackedA& a, int64_t N, const float* B, int64_t ldb, float* C,
+                    int64_t ldc, bool accumulate) {
   const SimdKernels& kern = simd();
   PCN_REQUIRE(kern.mr == a.mr, ValueError, "sgemm: operand packed for the ", a.mr,
               "-row micro-kernel; the active CPU path '", kern.name, "' uses ", kern.mr);
@@ -128,96 +130,71 @@ void sgemm_streamed(const PackedA& a, bool trans_b, int64_t N, const float* B, i
   const int64_t panels = (N + nr - 1) / nr, threads = parallel_threads();
   const int64_t slices = (K + KC - 1) / KC;
   const bool buffered = ldc % 256 == 0;
-  // Blocks NC wide with trans_b; NC / 2 without (two alternated runs, fc6, 2 threads: the input
-  // gradient 86 ms a pass against 93 at NC, the forward 85 against 93 the other way round).
-  const int64_t block_nc = trans_b ? NC : NC / 2;
   parallel_for(threads, [&](int64_t q) {
     const int64_t c0 = std::min(N, q * panels / threads * nr);
     const int64_t c1 = std::min(N, (q + 1) * panels / threads * nr);
     if (c0 == c1) return;
-    const int64_t col_blocks = (c1 - c0 + block_nc - 1) / block_nc, count = col_blocks * slices;
+    const int64_t col_blocks = (c1 - c0 + NC - 1) / NC, count = col_blocks * slices;
     struct Block {
       int64_t k0, kc, j0, nc;
     };
     const auto block = [&](int64_t n) {
-      const int64_t s = trans_b ? n % slices : n / col_blocks;
-      const int64_t cb = trans_b ? n / slices : n % col_blocks;
-      const int64_t k0 = s * KC, j0 = c0 + cb * block_nc;
-      return Block{k0, std::min(KC, K - k0), j0, std::min(block_nc, c1 - j0)};
+      const int64_t k0 = n % slices * KC, j0 = c0 + n / slices * NC;
+      return Block{k0, std::min(KC, K - k0), j0, std::min(NC, c1 - j0)};
     };
-    // A block's source: `rows` rows of B (with trans_b, nc rows of kc floats; else kc rows of
-    // nc floats), packed in order: row by row, or (trans_b) nr rows, one panel, at a time.
-    const auto rows_of = [&](const Block& b) { return trans_b ? b.nc : b.kc; };
-    const auto row = [&](const Block& b, int64_t r) {
-      return trans_b ? B + (b.j0 + r) * ldb + b.k0 : B + (b.k0 + r) * ldb + b.j0;
-    };
+    // A block's source: nc rows of B, kc floats each, packed nr rows (a panel) at a time.
+    const auto row = [&](const Block& b, int64_t r) { return B + (b.j0 + r) * ldb + b.k0; };
     const auto pack_rows = [&](const Block& b, int64_t r0, int64_t r1, float* bp) {
-      if (trans_b) {
-        kern.pack_b(true, row(b, r0), ldb, r1 - r0, b.kc, bp + r0 * b.kc, b.kc * nr);
-      } else {
-        kern.pack_b(false, row(b, r0), ldb, b.nc, r1 - r0, bp + r0 * nr, b.kc * nr);
-      }
+      kern.pack_b(true, row(b, r0), ldb, r1 - r0, b.kc, bp + r0 * b.kc, b.kc * nr);
     };
     const auto prefetch_rows = [&](const Block& b, int64_t r0, int64_t r1) {
-      const int64_t len = trans_b ? b.kc : b.nc;
       for (int64_t r = r0; r < r1; ++r) {
         const float* src = row(b, r);
-        for (int64_t e = 0; e < len; e += 16) __builtin_prefetch(src + e, 0, 2);
-        __builtin_prefetch(src + len - 1, 0, 2);
+        for (int64_t e = 0; e < b.kc; e += 16) __builtin_prefetch(src + e, 0, 2);
+        __builtin_prefetch(src + b.kc - 1, 0, 2);
       }
     };
-    // Rows prefetched ahead of the packing: one panel's with trans_b, else kLeadRows.
-    constexpr int64_t kLeadRows = 8;
-    const int64_t lead = trans_b ? nr : kLeadRows;
     thread_local std::vector<float> bufs, ctile;
     bufs.resize(2 * KC * NC + kAlign);
     float* const buf[2] = {aligned(bufs.data()), aligned(bufs.data()) + KC * NC};
-    // The dense buffer's row stride: the widest region, plus 16 floats so that it is no
-    // multiple of 1 KiB.
-    const int64_t ldt = (trans_b ? block_nc : round_up(c1 - c0, 16)) + 16;
-    const auto region = [&](const Block& b, int64_t& j, int64_t& w) {
-      j = trans_b ? b.j0 : c0;
-      w = trans_b ? b.nc : c1 - c0;
-    };
+    // The dense buffer's row stride: NC, plus 16 floats so that it is no multiple of 1 KiB.
+    constexpr int64_t ldt = NC + 16;
     if (buffered) ctile.resize(static_cast<size_t>(M * ldt));
     Block cur = block(0);
-    pack_rows(cur, 0, rows_of(cur), buf[0]);
+    pack_rows(cur, 0, cur.nc, buf[0]);
     for (int64_t n = 0; n < count; ++n) {
       float* const bp = buf[n & 1];
-      int64_t rj, rw;  // C's columns [rj, rj + rw) are in ctile
-      region(cur, rj, rw);
-      const bool first = trans_b ? cur.k0 == 0 : n == 0;
-      const bool last = trans_b ? cur.k0 + cur.kc == K : n + 1 == count;
+      const bool first = cur.k0 == 0, last = cur.k0 + cur.kc == K;
       if (buffered && first && accumulate) {
         for (int64_t i = 0; i < M; ++i) {
-          std::copy(C + i * ldc + rj, C + i * ldc + rj + rw, ctile.data() + i * ldt);
+          std::copy(C + i * ldc + cur.j0, C + i * ldc + cur.j0 + cur.nc, ctile.data() + i * ldt);
         }
       }
-      float* const c = buffered ? ctile.data() + (cur.j0 - rj) : C + cur.j0;
+      float* const c = buffered ? ctile.data() : C + cur.j0;
       const int64_t ld = buffered ? ldt : ldc;
       const bool add = accumulate || cur.k0 > 0;
       const bool has_next = n + 1 < count;
       const Block next = has_next ? block(n + 1) : cur;
-      const int64_t rows = rows_of(next);
+      const int64_t rows = next.nc;
       const int64_t parts = (cur.nc + nr - 1) / nr * ((M + mr - 1) / mr);
       int64_t packed = 0, fetched = 0, part = 0;
       if (has_next) {
-        fetched = std::min(rows, lead);
+        fetched = std::min(rows, nr);
         prefetch_rows(next, 0, fetched);
       }
-      const float* const apack = a.data.data() + cur.k0 * m_pad;
+      const float* const apack = a.data() + cur.k0 * m_pad;
       for (int64_t j = 0; j < cur.nc; j += nr) {
         for (int64_t i = 0; i < M; i += mr) {
           kern.gemm_micro(cur.kc, apack + i * cur.kc, bp + j * cur.kc, c + i * ld + j, ld,
                           std::min(mr, M - i), std::min(nr, cur.nc - j), add);
           if (!has_next) continue;
           const int64_t target = rows * ++part / parts;
-          const int64_t to_fetch = std::min(rows, target + lead);
+          const int64_t to_fetch = std::min(rows, target + nr);
           if (to_fetch > fetched) {
             prefetch_rows(next, fetched, to_fetch);
             fetched = to_fetch;
           }
-          const int64_t to_pack = trans_b && target < rows ? target / nr * nr : target;
+          const int64_t to_pack = target < rows ? target / nr * nr : target;
           if (to_pack > packed) {
             pack_rows(next, packed, to_pack, buf[(n + 1) & 1]);
             packed = to_pack;
@@ -227,10 +204,81 @@ void sgemm_streamed(const PackedA& a, bool trans_b, int64_t N, const float* B, i
       if (buffered && last) {
         for (int64_t i = 0; i < M; ++i) {
           const float* t = ctile.data() + i * ldt;
-          std::copy(t, t + rw, C + i * ldc + rj);
+          std::copy(t, t + cur.nc, C + i * ldc + cur.j0);
         }
       }
       cur = next;
+    }
+  });
+}
+
+// C = A * B^T (A: M x K, B: N x K, both along k) with B read from memory once (at least
+// kStreamedB floats, M <= MC_MAX: fc6's and fc7's forward, x (M, in) against w (out, in)), on a
+// path with SimdKernels::gemm_micro_rows. Packing w as op(B) meant transposing all of it on
+// every pass (fc6, one thread: 13% of the samples in the transpose against 63% in the
+// micro-kernel); instead C^T = B * A^T is computed with w as the A operand read in place (the
+// micro-kernel broadcasts from mr rows of w, each along k) and x^T, small, as the packed B:
+//   - x^T is packed once, all slices (KC deep, as everywhere, so the bits match the packed
+//     path's), into nr-column panels;
+//   - each thread takes a contiguous share of w's rows (C's columns), mr at a time, in blocks of
+//     kRowsBlock rows; for each block, slice by slice, each panel of x^T (kc x nr, in L1) meets
+//     every mr rows of the block (in L2), adding into the block's C^T, a dense buffer (in L2);
+//     meanwhile the block's next slice of w is prefetched into L2, a share after each call;
+//   - after the last slice the buffer is transposed into C (with `accumulate`, it starts as
+//     C's block, transposed).
+// Each element of C is summed as in sgemm_sum: the same k order within a slice (a fused
+// multiply-add's two factors commute), the slices added in order: the same bits, whatever the
+// thread count.
+constexpr int64_t kRowsBlock = 192;
+
+void sgemm_rows_of_a(int64_t M, int64_t N, int64_t K, const float* A, int64_t lda,
+                     const float* B, int64_t ldb, float* C, int64_t ldc, bool accumulate) {
+  const SimdKernels& kern = simd();
+  const int64_t mr = kern.mr, nr = kern.nr, m_pad = round_up(M, nr), slices = (K + KC - 1) / KC;
+  const std::shared_ptr<void> xbuf =
+      allocate(static_cast<size_t>(m_pad * K) * sizeof(float) + 64, Device::cpu());
+  float* const xp = aligned(static_cast<float*>(xbuf.get()));
+  parallel_for(slices, [&](int64_t s) {
+    const int64_t k0 = s * KC, kc = std::min(KC, K - k0);
+    kern.pack_b(true, A + k0, lda, M, kc, xp + k0 * m_pad, kc * nr);
+  });
+  const int64_t panels = (N + mr - 1) / mr, threads = parallel_threads();
+  const int64_t xpanels = m_pad / nr, ldt = m_pad + 16;
+  parallel_for(threads, [&](int64_t t) {
+    const int64_t j_begin = std::min(N, t * panels / threads * mr);
+    const int64_t j_end = std::min(N, (t + 1) * panels / threads * mr);
+    thread_local std::vector<float> ctile;
+    ctile.resize(static_cast<size_t>(kRowsBlock * ldt));
+    float* const ct = ctile.data();
+    for (int64_t jb = j_begin; jb < j_end; jb += kRowsBlock) {
+      const int64_t jrows = std::min(kRowsBlock, j_end - jb);
+      if (accumulate) kern.transpose(C + jb, ldc, M, jrows, ct, ldt);
+      // The next slice of w to fetch: this block's, then the next block's first.
+      const int64_t next_jb = jb + kRowsBlock, next_rows = std::min(kRowsBlock, j_end - next_jb);
+      for (int64_t s = 0; s < slices; ++s) {
+        const int64_t k0 = s * KC, kc = std::min(KC, K - k0);
+        const bool last = s + 1 == slices;
+        const int64_t fj = last ? next_jb : jb, frows = last ? next_rows : jrows;
+        const int64_t fk0 = last ? 0 : k0 + KC, fkc = std::min(KC, K - fk0);
+        const int64_t row_lines = (fkc + 15) / 16, fetch_lines = std::max<int64_t>(frows, 0) * row_lines;
+        const int64_t calls = xpanels * ((jrows + mr - 1) / mr);
+        int64_t call = 0, fetched = 0, frow = 0, fline = 0;  // fetched = frow * row_lines + fline
+        const bool add = accumulate || s > 0;
+        for (int64_t q = 0; q < xpanels; ++q) {
+          const float* bp = xp + k0 * m_pad + q * kc * nr;
+          const int64_t cols = std::min(nr, M - q * nr);
+          for (int64_t r = 0; r < jrows; r += mr) {
+            kern.gemm_micro_rows(kc, B + (jb + r) * ldb + k0, ldb, bp, ct + r * ldt + q * nr, ldt,
+                                 std::min(mr, jrows - r), cols, add);
+            const int64_t to = fetch_lines * ++call / calls;
+            for (; fetched < to; ++fetched) {  // row by row, each along k
+              __builtin_prefetch(B + (fj + frow) * ldb + fk0 + fline * 16, 0, 2);
+              if (++fline == row_lines) fline = 0, ++frow;
+            }
+          }
+        }
+      }
+      kern.transpose(ct, ldt, jrows, M, C + jb, ldc);
     }
   });
 }
@@ -333,7 +381,7 @@ void sgemm_sum(const PackedA* a, int64_t batches, int64_t N, const PackBatchB& p
           packed_call = call;
           packed_j0 = j0;
         }
-        const float* apack = a[b].data.data() + k0 * m_pad + i0 * kc;
+        const float* apack = a[b].data() + k0 * m_pad + i0 * kc;
         // The next slice's block of op(B), fetched a part after each micro-kernel call.
         int64_t nb = b, nk = k0 + KC;
         while (nb < batches && nk >= a[nb].K) {
@@ -372,8 +420,8 @@ void sgemm_packed(const PackedA& a, int64_t N, const PackB& pack, float* C, int6
 
 void sgemm_packed(const PackedA& a, bool trans_b, int64_t N, const float* B, int64_t ldb,
                   float* C, int64_t ldc, bool accumulate) {
-  if (a.M > 0 && a.M <= a.mc && a.K > KC && a.K * N >= kStreamedB) {
-    sgemm_streamed(a, trans_b, N, B, ldb, C, ldc, accumulate);
+  if (trans_b && a.M > 0 && a.M <= a.mc && a.K > KC && a.K * N >= kStreamedB) {
+    sgemm_streamed(a, N, B, ldb, C, ldc, accumulate);
     return;
   }
   const SimdKernels& kern = simd();
@@ -402,6 +450,14 @@ void sgemm_packed(const PackedA& a, bool trans_b, int64_t N, const float* B, int
 void sgemm(bool trans_a, bool trans_b, int64_t M, int64_t N, int64_t K, const float* A,
            int64_t lda, const float* B, int64_t ldb, float* C, int64_t ldc, bool accumulate) {
   if (M == 0 || N == 0) return;
+  // w read in place when x fills at least half of the micro-kernel's nr-wide panel (fewer
+  // rows, as the forward at batch 8, pack instead: the panel's padding would cost more).
+  const SimdKernels& kern = simd();
+  if (!trans_a && trans_b && kern.gemm_micro_rows != nullptr && 2 * M >= kern.nr &&
+      M <= MC_MAX && K > KC && K * N >= kStreamedB) {
+    sgemm_rows_of_a(M, N, K, A, lda, B, ldb, C, ldc, accumulate);
+    return;
+  }
   sgemm_packed(pack_a(trans_a, M, K, A, lda), trans_b, N, B, ldb, C, ldc, accumulate);
 }
 

@@ -26,6 +26,11 @@ struct SimdKernels {
   int64_t mr, nr;
   void (*gemm_micro)(int64_t kc, const float* ap, const float* bp, float* c, int64_t ldc,
                      int64_t rows, int64_t cols, bool add);
+  // The same with A read in place: element (i, p) of the panel at a[i*lda + p] (a row of A
+  // for each of C's rows, those past `rows` not used), for products that read A from memory
+  // once (gemm.cpp, sgemm_rows_of_a). Null where a path has none (the others pack A).
+  void (*gemm_micro_rows)(int64_t kc, const float* a, int64_t lda, const float* bp, float* c,
+                          int64_t ldc, int64_t rows, int64_t cols, bool add);
   // Packs nc columns of op(B) whose first element is at B (op(B) = B, or B's transpose with
   // trans) for kc values of k into nr-column panels: panel q at bp + q*ldp, element (p, j) of
   // it at [p*nr + j], zero beyond column nc. ldp = nr*kc packs a whole block; a run of rows of

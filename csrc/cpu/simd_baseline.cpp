@@ -10,7 +10,7 @@ namespace simd_baseline_impl {
 
 // 4 x 8: 32 accumulators in 8 SSE registers, leaving room for the B row and the broadcast A
 // values.
-PCN_SIMD_TABLE("baseline", 4, 8, (gemm_micro_generic<4, 8>), mul_add_chains)
+PCN_SIMD_TABLE("baseline", 4, 8, (gemm_micro_generic<4, 8>), nullptr, mul_add_chains)
 }  // namespace simd_baseline_impl
 
 const SimdKernels* simd_baseline() { return &simd_baseline_impl::table; }

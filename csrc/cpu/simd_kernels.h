@@ -850,9 +850,11 @@ static void store_partial(const float* tile, float* c, int64_t ldc, int64_t rows
 // fma, broadcast, zero). Every loop over acc is fully unrolled, so it lives in registers (an
 // indexed access anywhere would put it on the stack and store it on every k step).
 #ifdef __FMA__
-template <class V, int MR>
-static void gemm_micro_fma(int64_t kc, const float* ap, const float* bp, float* c, int64_t ldc,
-                           int64_t rows, int64_t cols, bool add) {
+// kRows: A is read in place, mr rows of stride lda (a row repeated past `rows`: computed, never
+// stored), instead of from a packed panel; the same operations in the same order.
+template <class V, int MR, bool kRows>
+static void gemm_micro_fma_impl(int64_t kc, const float* ap, int64_t lda, const float* bp,
+                                float* c, int64_t ldc, int64_t rows, int64_t cols, bool add) {
   constexpr int W = V::kWidth, NR = 2 * W;
   // C's rows are fetched for writing while the k loop runs: C may be far from the caches (fc6's
   // filter gradient: 151 MB, rows 36 KiB apart), and its stores would otherwise wait for it.
@@ -863,14 +865,30 @@ static void gemm_micro_fma(int64_t kc, const float* ap, const float* bp, float* 
   typename V::Reg acc[MR][2];
 #pragma GCC unroll 16
   for (int i = 0; i < MR; ++i) acc[i][0] = acc[i][1] = V::zero();
-#pragma GCC unroll 4
-  for (int64_t p = 0; p < kc; ++p, ap += MR, bp += NR) {
-    const typename V::Reg b0 = V::load(bp), b1 = V::load(bp + W);
+  if constexpr (kRows) {
+    const float* ar[MR];
 #pragma GCC unroll 16
-    for (int i = 0; i < MR; ++i) {
-      const typename V::Reg a = V::broadcast(ap + i);
-      acc[i][0] = V::fma(a, b0, acc[i][0]);
-      acc[i][1] = V::fma(a, b1, acc[i][1]);
+    for (int i = 0; i < MR; ++i) ar[i] = ap + (i < rows ? i : 0) * lda;
+#pragma GCC unroll 4
+    for (int64_t p = 0; p < kc; ++p, bp += NR) {
+      const typename V::Reg b0 = V::load(bp), b1 = V::load(bp + W);
+#pragma GCC unroll 16
+      for (int i = 0; i < MR; ++i) {
+        const typename V::Reg a = V::broadcast(ar[i] + p);
+        acc[i][0] = V::fma(a, b0, acc[i][0]);
+        acc[i][1] = V::fma(a, b1, acc[i][1]);
+      }
+    }
+  } else {
+#pragma GCC unroll 4
+    for (int64_t p = 0; p < kc; ++p, ap += MR, bp += NR) {
+      const typename V::Reg b0 = V::load(bp), b1 = V::load(bp + W);
+#pragma GCC unroll 16
+      for (int i = 0; i < MR; ++i) {
+        const typename V::Reg a = V::broadcast(ap + i);
+        acc[i][0] = V::fma(a, b0, acc[i][0]);
+        acc[i][1] = V::fma(a, b1, acc[i][1]);
+      }
     }
   }
   if (rows == MR && cols == NR) {
@@ -893,6 +911,18 @@ static void gemm_micro_fma(int64_t kc, const float* ap, const float* bp, float* 
     V::store(tile + i * NR + W, acc[i][1]);
   }
   store_partial<MR, NR>(tile, c, ldc, rows, cols, add);
+}
+
+template <class V, int MR>
+static void gemm_micro_fma(int64_t kc, const float* ap, const float* bp, float* c, int64_t ldc,
+                           int64_t rows, int64_t cols, bool add) {
+  gemm_micro_fma_impl<V, MR, false>(kc, ap, 0, bp, c, ldc, rows, cols, add);
+}
+
+template <class V, int MR>
+static void gemm_micro_rows_fma(int64_t kc, const float* a, int64_t lda, const float* bp,
+                                float* c, int64_t ldc, int64_t rows, int64_t cols, bool add) {
+  gemm_micro_fma_impl<V, MR, true>(kc, a, lda, bp, c, ldc, rows, cols, add);
 }
 #endif
 
@@ -948,8 +978,8 @@ static int64_t fma_chains_vec(int64_t steps, float* sink) {
 }
 #endif
 
-#define PCN_SIMD_TABLE(isa_name, MR, NR, micro, peak_probe)                               \
-  const SimdKernels table = {isa_name,     MR,           NR,            micro,              \
+#define PCN_SIMD_TABLE(isa_name, MR, NR, micro, rows, peak_probe)                         \
+  const SimdKernels table = {isa_name,     MR,           NR,            micro,      rows,   \
                              pack_b_panels<NR>, gather_panel<NR>, transpose, relu_forward, \
                              relu_backward,                                                 \
                              max_pool_forward_plane, max_pool_backward_plane,               \
