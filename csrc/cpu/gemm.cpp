@@ -36,7 +36,12 @@
 //   - input gradient (w as stored, B not transposed): 33.4 (58%) streamed, 28.6 (69%) tiled;
 //     on the Zen 3 this was tuned on before, the two were within the scatter, so only the
 //     tiled path remains for it. Its w is packed: a micro-kernel reading w's rows in place would
-//     walk down its columns, rows 36 KiB apart in the same cache sets.
+//     walk down its columns, rows 36 KiB apart in the same cache sets. The tiled path's packing
+//     (a profile, one thread: 10% of the samples against 54% in the micro-kernel) waits on
+//     loads that the prefetch of the next block did not bring in time: its rows fall into 16
+//     groups of L2 sets, 16 rows to a group, all 16 ways of a Zen 5 L2. Packing the next block
+//     a few rows at a time between the micro-kernel calls instead (the streamed order, 192
+//     columns wide) took 77 ms on one thread against the tiled path's 56.5.
 //   - a dot-product kernel reading both x and w along k (4 x 6 and 8 x 3 register blocks, lane
 //     sums at the end) reached only 59-68% of the peak with x streaming from L2 (80% with
 //     both in L1): each x vector serves 4-8 multiply-adds, against 32 for a broadcast.
