@@ -3,7 +3,7 @@ import pytest
 
 import pyconvnet
 from pyconvnet import ops, reference as ref
-from helpers import all_versions, assert_close, version_rule
+from helpers import all_versions, assert_close, assert_same_bits_on_1_and_2_threads, version_rule
 
 # float32 tolerances. p_i = exp(x_i - m) / S: the rounding of x_i - m is relative to |x_i - m|, so
 # exp's result is off by up to |x_i - m| * 2^-24 relatively (< 4e-6 for the spreads < 60 used
@@ -158,3 +158,92 @@ def test_cross_entropy_async_reads_what_cross_entropy_returns(device, rng):
     pending, _ = ops.cross_entropy_async(logits, bad)
     with pytest.raises(ValueError, match=r"cross_entropy: argument 'labels' must hold class indices in \[0, 10\); got labels\[36\] = 10"):
         pending.read()
+
+
+# Row widths around the CPU kernels' blocks (16 lanes, 64 elements a step on AVX-512, a masked
+# last block): 1, 7, 15..17, 63..65, AlexNet's 1000 and 1001.
+AWKWARD_WIDTHS = [1, 7, 15, 16, 17, 63, 64, 65, 100, 1000, 1001]
+
+
+def _awkward_batch(rng, c):
+    # Labels at the first and the last class, in the first block, near the end, in the middle
+    # (holding the row's maximum: the log1p loss) and at random. The maximum's margin is 5: with
+    # 20, p_label - 1 of the float64 reference itself loses its digits (1 - 5e-13: 2e-4 off).
+    x = logits_for(rng, (6, c))
+    labels = np.array([0, c - 1, min(5, c - 1), max(0, c - 3), c // 2, rng.integers(0, c)], np.int32)
+    x[4, labels[4]] = x[4].max() + 5.0
+    return x, labels
+
+
+@pytest.mark.parametrize("c", AWKWARD_WIDTHS)
+def test_awkward_row_widths_match_reference(device, rng, c):
+    x, labels = _awkward_batch(rng, c)
+    loss_ref, d_ref = ref.cross_entropy(x, labels)
+    for version in all_versions("softmax", device):
+        p = ops.softmax(pyconvnet.tensor(x, device), version=version)
+        assert_close(p, ref.softmax(x), **PROB, what=f"softmax, version {version}")
+    for version in all_versions("cross_entropy", device):
+        loss, d, hits = ops.cross_entropy(pyconvnet.tensor(x, device), pyconvnet.tensor(labels, device),
+                                          version=version, hits=True)
+        assert loss == pytest.approx(loss_ref, rel=LOSS_RTOL), f"loss, version {version}"
+        assert_close(d, d_ref, **PROB, what=f"dlogits, version {version}")
+        assert hits == ref.topk_hits(x, labels), f"version {version}"
+
+
+def _bits(a):
+    a = np.asarray(a)
+    return a.view(np.uint64 if a.dtype == np.float64 else np.uint32)
+
+
+def test_cpu_softmax_and_cross_entropy_agree_bit_for_bit_on_every_path(rng):
+    # Every path rounds the same operations in the same order (csrc/cpu/simd_kernels.h): the
+    # probabilities, dlogits, losses and hits are the same bits on AVX-512, AVX2 and the baseline,
+    # at every width, and in rows with NaN (its payload included), infinities, ties and a zero
+    # maximum of either sign.
+    batches = [_awkward_batch(rng, c) for c in AWKWARD_WIDTHS]
+    x = logits_for(rng, (6, 1001))
+    x[0, 17] = np.nan
+    x[1, 999] = np.inf
+    x[2] = -np.inf
+    x[3] = np.round(x[3] / 8)  # ties
+    x[4] = -np.abs(x[4])
+    x[4, 3], x[4, 900] = -0.0, 0.0
+    x[5, 1000] = np.nan  # in the last block
+    batches.append((x, np.array([17, 999, 0, 500, 900, 1000], np.int32)))
+    before = pyconvnet.cpu_info()["isa"]
+    results = {}
+    try:
+        for isa in pyconvnet.cpu_info()["supported"]:
+            pyconvnet.set_cpu_isa(isa)
+            got = []
+            for x, labels in batches:
+                loss, d, hits = ops.cross_entropy(x, labels, hits=True)
+                got += [_bits(ops.softmax(x).numpy()), _bits(d.numpy()), _bits(np.float64(loss)), hits]
+            results[isa] = got
+    finally:
+        pyconvnet.set_cpu_isa(before)
+    first = next(iter(results.values()))
+    for isa, got in results.items():
+        for i, (a, b) in enumerate(zip(first, got)):
+            assert np.array_equal(a, b), (isa, i)
+
+
+_THREADS_RUN = """
+import sys
+import numpy as np
+from pyconvnet import ops
+rng = np.random.default_rng(3)
+out = {}
+for n, c in [(16, 1000), (37, 1001), (256, 17)]:  # all three split across the threads
+    x = (rng.standard_normal((n, c)) * 8).astype(np.float32)
+    labels = rng.integers(0, c, n).astype(np.int32)
+    out[f"softmax {n}x{c}"] = ops.softmax(x).numpy()
+    loss, d, hits = ops.cross_entropy(x, labels, hits=True)
+    out[f"dlogits {n}x{c}"] = d.numpy()
+    out[f"loss, hits {n}x{c}"] = np.array([loss, *hits])
+np.savez(sys.argv[2], **out)
+"""
+
+
+def test_cpu_softmax_and_cross_entropy_do_not_depend_on_the_thread_count(tmp_path):
+    assert_same_bits_on_1_and_2_threads(_THREADS_RUN, [], tmp_path, 9)

@@ -16,6 +16,14 @@
 
 namespace pcn::cpu {
 
+// What SimdKernels::cross_entropy_row reports of one row (softmax_cross_entropy.cpp).
+struct CrossEntropyRow {
+  int64_t ahead;    // logits ranked ahead of the label's (softmax_cross_entropy.h), uncapped
+  float max;        // the row's maximum
+  float sum;        // S = sum_i exp(x_i - max)
+  float sum_other;  // S_other = the same sum without the label's term
+};
+
 // The kernels one path provides. Pointers take raw arrays and a count; threading stays with the
 // callers (csrc/cpu/<op>.cpp), which cut the work into fixed chunks.
 struct SimdKernels {
@@ -66,6 +74,10 @@ struct SimdKernels {
                      int64_t n);
   // One row of softmax over c > 0 logits: p = exp(x - max(x)) / sum (softmax_cross_entropy.h).
   void (*softmax_row)(const float* x, float* p, int64_t c);
+  // One row of cross-entropy over c > 0 logits, label in [0, c): d_i = p_i * inv_n with p =
+  // softmax(x) (the same exp), for every i, and the row's CrossEntropyRow.
+  void (*cross_entropy_row)(const float* x, int64_t c, int64_t label, float inv_n, float* d,
+                            CrossEntropyRow* row);
   // The arithmetic-peak probe (peak.h): `steps` rounds of 12 independent multiply-add chains,
   // each one vector (a fused multiply-add on AVX2 and AVX-512, a multiply and an add on the
   // baseline) wide; returns the FLOPs done and writes the chains' sum to *sink.

@@ -8,7 +8,18 @@
 
 #if defined(__AVX512F__) && defined(__AVX512VL__) && defined(__AVX512BW__) && \
     defined(__AVX512DQ__) && defined(__FMA__)
+// GCC 12's AVX-512 intrinsics (vmaxps, vcvtps2pd, vextractf64x4, ...) pass _mm512_undefined_*()
+// as the merge source of their unmasked forms, which -Wuninitialized then reports wherever they
+// are inlined (GCC bug 105593, fixed in GCC 13): silenced for the intrinsics' header only.
+#if defined(__GNUC__) && !defined(__clang__)
+#pragma GCC diagnostic push
+#pragma GCC diagnostic ignored "-Wuninitialized"
+#pragma GCC diagnostic ignored "-Wmaybe-uninitialized"
 #include <immintrin.h>
+#pragma GCC diagnostic pop
+#else
+#include <immintrin.h>
+#endif
 
 namespace pcn::cpu {
 namespace simd_avx512_impl {
