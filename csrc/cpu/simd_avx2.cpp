@@ -26,7 +26,8 @@ struct Ymm {
 };
 constexpr int MR = 6, NR = 2 * Ymm::kWidth;
 
-PCN_SIMD_TABLE("avx2", MR, NR, (gemm_micro_fma<Ymm, MR>), (gemm_micro_rows_fma<Ymm, MR>), (fma_chains_vec<Ymm>))
+PCN_SIMD_TABLE("avx2", MR, NR, (gemm_micro_fma<Ymm, MR>), (gemm_micro_rows_fma<Ymm, MR>),
+               (fma_chains_vec<Ymm>))
 }  // namespace simd_avx2_impl
 
 const SimdKernels* simd_avx2() { return &simd_avx2_impl::table; }

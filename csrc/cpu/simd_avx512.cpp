@@ -38,7 +38,8 @@ struct Zmm {
 };
 constexpr int MR = 6, NR = 2 * Zmm::kWidth;
 
-PCN_SIMD_TABLE("avx512", MR, NR, (gemm_micro_fma<Zmm, MR>), (gemm_micro_rows_fma<Zmm, MR>), (fma_chains_vec<Zmm>))
+PCN_SIMD_TABLE("avx512", MR, NR, (gemm_micro_fma<Zmm, MR>), (gemm_micro_rows_fma<Zmm, MR>),
+               (fma_chains_vec<Zmm>))
 }  // namespace simd_avx512_impl
 
 const SimdKernels* simd_avx512() { return &simd_avx512_impl::table; }
