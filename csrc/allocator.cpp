@@ -22,9 +22,11 @@ namespace {
 // Blocks of at least kHugeMin bytes start on a 2 MiB boundary and ask the kernel for
 // transparent huge pages over their whole 2 MiB pages (where it grants them: THP "madvise" or
 // "always"). A kernel walking a large operand row by row, rows 36 KiB apart (fc6's weights),
-// touches a new 4 KiB page on every row, more than the TLBs hold; on 2 MiB pages, far fewer
-// (fc6 at batch 128, one thread, Zen 5: forward 58 -> 50 ms, input gradient 61 -> 56.5 ms,
-// filter gradient 49 -> 45 ms, medians of alternated runs).
+// touches a new 4 KiB page on every row, more than the TLBs hold; on 2 MiB pages, far fewer.
+// Measured (fc6 at batch 128, Zen 5 virtual machine): one thread, forward 58 -> 50 ms, input
+// gradient 61 -> 56.5, filter gradient 49 -> 45 (medians, two alternated runs each); a later
+// pair, the machine slower for both, 57 ms either way; on 2 threads no difference beyond the
+// scatter. (NumPy advises its large arrays the same way.)
 constexpr size_t kHugeMin = size_t(4) << 20, kHugePage = size_t(2) << 20;
 
 void* host_alloc(size_t bytes) {
