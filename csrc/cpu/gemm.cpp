@@ -31,9 +31,11 @@
 // 510 GFLOP/s measured peak; ms per pass, bench_kernels.py):
 //   - forward: 29.9 (65% of the peak) with w packed (a profile on one thread: 13% of the
 //     samples in transposing w against 63% in the micro-kernel), 24-25 (75-79%) with w read in
-//     place; the micro-kernel reading w's rows in place runs at 90% of the peak with its x^T
-//     panel in L1, as the packed one (87-94%).
-//   - input gradient (w as stored, B not transposed): 33.4 (58%) streamed, 28.6 (69%) tiled;
+//     place (later, the machine slowed by other tenants: 27-28 against 33-35 alternated, 1.22x);
+//     the micro-kernel reading w's rows in place runs at 90% of the peak with its x^T panel in
+//     L1, as the packed one (87-94%).
+//   - input gradient (w as stored, B not transposed): 33.4 (58%) streamed, 28.6 (69%) tiled
+//     (later, under load: 29.4 against 38.5-39.1 alternated);
 //     on the Zen 3 this was tuned on before, the two were within the scatter, so only the
 //     tiled path remains for it. Its w is packed: a micro-kernel reading w's rows in place would
 //     walk down its columns, rows 36 KiB apart in the same cache sets. The tiled path's packing
