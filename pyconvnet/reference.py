@@ -243,12 +243,21 @@ def cross_entropy(logits, labels):
     """(loss, dlogits): mean over the batch of -log softmax(logits)[label]; dlogits of that mean."""
     logits, = _f64(logits)
     labels = np.asarray(labels).astype(np.int64)
-    n = logits.shape[0]
+    n, rows = logits.shape[0], np.arange(logits.shape[0])
     shifted = logits - logits.max(axis=1, keepdims=True)
-    logz = np.log(np.exp(shifted).sum(axis=1))
-    loss = float(np.mean(logz - shifted[np.arange(n), labels])) if n else 0.0
-    d = softmax(logits)
-    d[np.arange(n), labels] -= 1.0
+    e = np.exp(shifted)
+    total = e.sum(axis=1)
+    # The sum over the other classes, taken without the label's term: when the label holds
+    # nearly all the mass, p_label - 1 and log(total) - shifted_label would cancel to a few
+    # digits even in float64 (p_label within 1e-12 of 1 leaves 4); -other / total and
+    # log1p(other / e_label) keep them all.
+    e_label = e[rows, labels]
+    other = np.where(np.arange(logits.shape[1])[None, :] == labels[:, None], 0.0, e).sum(axis=1)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        per_row = np.where(e_label > 0, np.log1p(other / e_label), np.log(total) - shifted[rows, labels])
+    loss = float(np.mean(per_row)) if n else 0.0
+    d = e / total[:, None]
+    d[rows, labels] = -other / total
     return loss, d / max(n, 1)
 
 
