@@ -68,8 +68,14 @@ namespace {
 // block (at most MC_MAX*KC*4 = 192 KiB) fit in L2 together.
 constexpr int64_t NC = 192, KC = 256, MC_MAX = 192;
 // op(B)s of at least this many floats (16 MiB, half the L3 of the CPUs this was tuned on) go
-// through sgemm_streamed when C has one row of tiles.
+// through sgemm_streamed or sgemm_rows_of_a when C has one row of tiles (reads_b_once).
 constexpr int64_t kStreamedB = int64_t{1} << 22;
+
+// Whether C = A * B^T (M x N, k K deep) reads B from memory once: one row of tiles and a B of at
+// least kStreamedB floats, more than one slice deep (sgemm_streamed, sgemm_rows_of_a).
+bool reads_b_once(int64_t M, int64_t N, int64_t K) {
+  return M > 0 && M <= MC_MAX && K > KC && K * N >= kStreamedB;
+}
 
 int64_t round_up(int64_t v, int64_t m) { return (v + m - 1) / m * m; }
 
@@ -242,9 +248,10 @@ void sgemm_rows_of_a(int64_t M, int64_t N, int64_t K, const float* A, int64_t ld
                      const float* B, int64_t ldb, float* C, int64_t ldc, bool accumulate) {
   const SimdKernels& kern = simd();
   const int64_t mr = kern.mr, nr = kern.nr, m_pad = round_up(M, nr), slices = (K + KC - 1) / KC;
+  // allocate's blocks start on a cache line, as the packed B blocks do (kAlign).
   const std::shared_ptr<void> xbuf =
-      allocate(static_cast<size_t>(m_pad * K) * sizeof(float) + 64, Device::cpu());
-  float* const xp = aligned(static_cast<float*>(xbuf.get()));
+      allocate(static_cast<size_t>(m_pad * K) * sizeof(float), Device::cpu());
+  float* const xp = static_cast<float*>(xbuf.get());
   parallel_for(slices, [&](int64_t s) {
     const int64_t k0 = s * KC, kc = std::min(KC, K - k0);
     kern.pack_b(true, A + k0, lda, M, kc, xp + k0 * m_pad, kc * nr);
@@ -261,13 +268,14 @@ void sgemm_rows_of_a(int64_t M, int64_t N, int64_t K, const float* A, int64_t ld
       const int64_t jrows = std::min(kRowsBlock, j_end - jb);
       if (accumulate) kern.transpose(C + jb, ldc, M, jrows, ct, ldt);
       // The next slice of w to fetch: this block's, then the next block's first.
-      const int64_t next_jb = jb + kRowsBlock, next_rows = std::min(kRowsBlock, j_end - next_jb);
+      const int64_t next_jb = jb + kRowsBlock;
+      const int64_t next_rows = std::clamp<int64_t>(j_end - next_jb, 0, kRowsBlock);
       for (int64_t s = 0; s < slices; ++s) {
         const int64_t k0 = s * KC, kc = std::min(KC, K - k0);
         const bool last = s + 1 == slices;
         const int64_t fj = last ? next_jb : jb, frows = last ? next_rows : jrows;
         const int64_t fk0 = last ? 0 : k0 + KC, fkc = std::min(KC, K - fk0);
-        const int64_t row_lines = (fkc + 15) / 16, fetch_lines = std::max<int64_t>(frows, 0) * row_lines;
+        const int64_t row_lines = (fkc + 15) / 16, fetch_lines = frows * row_lines;
         const int64_t calls = xpanels * ((jrows + mr - 1) / mr);
         int64_t call = 0, fetched = 0, frow = 0, fline = 0;  // fetched = frow * row_lines + fline
         const bool add = accumulate || s > 0;
@@ -427,7 +435,7 @@ void sgemm_packed(const PackedA& a, int64_t N, const PackB& pack, float* C, int6
 
 void sgemm_packed(const PackedA& a, bool trans_b, int64_t N, const float* B, int64_t ldb,
                   float* C, int64_t ldc, bool accumulate) {
-  if (trans_b && a.M > 0 && a.M <= a.mc && a.K > KC && a.K * N >= kStreamedB) {
+  if (trans_b && reads_b_once(a.M, N, a.K)) {
     sgemm_streamed(a, N, B, ldb, C, ldc, accumulate);
     return;
   }
@@ -461,7 +469,7 @@ void sgemm(bool trans_a, bool trans_b, int64_t M, int64_t N, int64_t K, const fl
   // rows, as the forward at batch 8, pack instead: the panel's padding would cost more).
   const SimdKernels& kern = simd();
   if (!trans_a && trans_b && kern.gemm_micro_rows != nullptr && 2 * M >= kern.nr &&
-      M <= MC_MAX && K > KC && K * N >= kStreamedB) {
+      reads_b_once(M, N, K)) {
     sgemm_rows_of_a(M, N, K, A, lda, B, ldb, C, ldc, accumulate);
     return;
   }

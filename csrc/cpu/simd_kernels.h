@@ -1106,30 +1106,19 @@ static void gemm_micro_fma_impl(int64_t kc, const float* ap, int64_t lda, const 
   typename V::Reg acc[MR][2];
 #pragma GCC unroll 16
   for (int i = 0; i < MR; ++i) acc[i][0] = acc[i][1] = V::zero();
-  if constexpr (kRows) {
-    const float* ar[MR];
+  // Row i of the panel, element p at ar[i] + p * kStep.
+  constexpr int64_t kStep = kRows ? 1 : MR;
+  const float* ar[MR];
 #pragma GCC unroll 16
-    for (int i = 0; i < MR; ++i) ar[i] = ap + (i < rows ? i : 0) * lda;
+  for (int i = 0; i < MR; ++i) ar[i] = kRows ? ap + (i < rows ? i : 0) * lda : ap + i;
 #pragma GCC unroll 4
-    for (int64_t p = 0; p < kc; ++p, bp += NR) {
-      const typename V::Reg b0 = V::load(bp), b1 = V::load(bp + W);
+  for (int64_t p = 0; p < kc; ++p, bp += NR) {
+    const typename V::Reg b0 = V::load(bp), b1 = V::load(bp + W);
 #pragma GCC unroll 16
-      for (int i = 0; i < MR; ++i) {
-        const typename V::Reg a = V::broadcast(ar[i] + p);
-        acc[i][0] = V::fma(a, b0, acc[i][0]);
-        acc[i][1] = V::fma(a, b1, acc[i][1]);
-      }
-    }
-  } else {
-#pragma GCC unroll 4
-    for (int64_t p = 0; p < kc; ++p, ap += MR, bp += NR) {
-      const typename V::Reg b0 = V::load(bp), b1 = V::load(bp + W);
-#pragma GCC unroll 16
-      for (int i = 0; i < MR; ++i) {
-        const typename V::Reg a = V::broadcast(ap + i);
-        acc[i][0] = V::fma(a, b0, acc[i][0]);
-        acc[i][1] = V::fma(a, b1, acc[i][1]);
-      }
+    for (int i = 0; i < MR; ++i) {
+      const typename V::Reg a = V::broadcast(ar[i] + p * kStep);
+      acc[i][0] = V::fma(a, b0, acc[i][0]);
+      acc[i][1] = V::fma(a, b1, acc[i][1]);
     }
   }
   if (rows == MR && cols == NR) {
