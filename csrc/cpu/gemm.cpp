@@ -18,7 +18,10 @@
 //   - the micro-kernel of the active instruction-set path (isa.h: AVX-512 6x32, AVX2 6x16, or
 //     the portable 4x8) keeps an mr x nr block of C in registers for a whole slice; its k loop
 //     is unrolled by 4 (without, loop overhead held the AVX2 kernel at ~82% of the measured
-//     FMA peak with its panels in L1; with, ~98%).
+//     FMA peak with its panels in L1; with, ~98%); a panel's last columns, when they are at most
+//     half of it, take half the multiply-adds (conv3-5's 169 output pixels: 5 panels of 32 and
+//     9 columns on AVX-512; one thread, alternated in one process: their forward and input
+//     gradient 4-6% faster);
 //   - C = A * B^T with B too large to stay cached and at most MC_MAX rows (fc6's and fc7's
 //     forward: x against w) runs sgemm_rows_of_a (below) on the AVX2 and AVX-512 paths: w is
 //     read in place by a micro-kernel that broadcasts from its rows, x^T is the packed operand;

@@ -1111,14 +1111,26 @@ static void gemm_micro_fma_impl(int64_t kc, const float* ap, int64_t lda, const 
   const float* ar[MR];
 #pragma GCC unroll 16
   for (int i = 0; i < MR; ++i) ar[i] = kRows ? ap + (i < rows ? i : 0) * lda : ap + i;
+  if (cols <= W) {
+    // A panel's last columns, at most half of it (a convolution's 169 output pixels are 5
+    // panels and 9 columns on AVX-512): the right half's multiply-adds would only meet zeros.
+    // The same operations on the left half, so the same results.
 #pragma GCC unroll 4
-  for (int64_t p = 0; p < kc; ++p, bp += NR) {
-    const typename V::Reg b0 = V::load(bp), b1 = V::load(bp + W);
+    for (int64_t p = 0; p < kc; ++p, bp += NR) {
+      const typename V::Reg b0 = V::load(bp);
 #pragma GCC unroll 16
-    for (int i = 0; i < MR; ++i) {
-      const typename V::Reg a = V::broadcast(ar[i] + p * kStep);
-      acc[i][0] = V::fma(a, b0, acc[i][0]);
-      acc[i][1] = V::fma(a, b1, acc[i][1]);
+      for (int i = 0; i < MR; ++i) acc[i][0] = V::fma(V::broadcast(ar[i] + p * kStep), b0, acc[i][0]);
+    }
+  } else {
+#pragma GCC unroll 4
+    for (int64_t p = 0; p < kc; ++p, bp += NR) {
+      const typename V::Reg b0 = V::load(bp), b1 = V::load(bp + W);
+#pragma GCC unroll 16
+      for (int i = 0; i < MR; ++i) {
+        const typename V::Reg a = V::broadcast(ar[i] + p * kStep);
+        acc[i][0] = V::fma(a, b0, acc[i][0]);
+        acc[i][1] = V::fma(a, b1, acc[i][1]);
+      }
     }
   }
   if (rows == MR && cols == NR) {
