@@ -54,7 +54,7 @@ def test_environment_variable_with_an_unusable_path_fails_the_import_with_the_re
 
 def test_pointwise_paths_agree_bit_for_bit(rng):
     # Only the SGEMM micro-kernels differ between paths (fused multiply-adds); the pointwise
-    # kernels (softmax's exp included) round the same operations in the same order on every path.
+    # kernels (softmax's exp and LRN's power included) round the same operations in the same order on every path.
     x = rng.standard_normal((3, 5, 7, 11)).astype(np.float32)
     dy = rng.standard_normal(x.shape).astype(np.float32)
     logits = (rng.standard_normal((4, 1003)) * 8).astype(np.float32)
@@ -72,8 +72,12 @@ def test_pointwise_paths_agree_bit_for_bit(rng):
             ops.sgd_update(w, dy, v, lr=0.01, momentum=0.9, weight_decay=5e-4)
             pool, taps = ops.max_pool2d(x, 3, 2, taps=True)
             pool_dx = ops.max_pool2d_backward(rng_free_dy(pool.shape), taps, x.shape, 3, 2)
+            lrn_x = (x * 40).astype(np.float32)  # scales s from k to ~1e3: many exponents of 2
+            lrn_y = ops.lrn(lrn_x, size=5, alpha=0.5, beta=0.75, k=2.0)
             results[isa] = [y.numpy(), ops.relu_backward(dy, y).numpy(), w.numpy(), v.numpy(),
-                            pool.numpy(), taps.numpy(), pool_dx.numpy(), ops.softmax(logits).numpy()]
+                            pool.numpy(), taps.numpy(), pool_dx.numpy(), ops.softmax(logits).numpy(),
+                            lrn_y.numpy(), ops.lrn_backward(dy, lrn_x, lrn_y, size=5, alpha=0.5,
+                                                            beta=0.75, k=2.0).numpy()]
     finally:
         pyconvnet.set_cpu_isa(before)
     first = next(iter(results.values()))

@@ -47,6 +47,34 @@ def test_lrn_awkward_shapes(device, rng, shape, kw):
     _check(device, rng, x, **kw)
 
 
+@pytest.mark.parametrize("beta", [0.75, 0.5, 1.3, -0.6, 0.0, 5.9, 7.5])
+def test_lrn_power_over_the_whole_float_range(device, rng, beta):
+    # s = k + alpha * x^2 (size 1) from k up to 1e30, subnormal x and huge ones: the CPU computes
+    # s^-beta as 2^(-beta log2 s) in double (its own exp and log) for |beta| <= 6, by powf past
+    # that. k = 10^(-30 / max(1, |beta|)) puts s across 100-200 exponents of 2 and keeps k^-beta
+    # (y at x = 0 is 0 * k^-beta) within float's range. Forward only (the backward's terms
+    # overflow here).
+    mags = 10.0 ** rng.uniform(-40, 15, size=(2, 3, 16, 16))
+    x = (mags * rng.choice([-1.0, 1.0], size=mags.shape)).astype(np.float32)
+    x[0, 0, 0, :4] = [0.0, -0.0, 1e-45, 1e15]
+    kw = dict(size=1, alpha=1.0, beta=beta, k=10.0 ** (-30 / max(1.0, abs(beta))))
+    y_ref = ref.lrn(x, **kw)
+    assert np.isfinite(y_ref).all()
+    for version in all_versions("lrn", device):
+        y = ops.lrn(pyconvnet.tensor(x, device), **kw, version=version)
+        assert_close(y, y_ref, **FWD, what=f"forward, version {version}")
+
+
+def test_lrn_infinite_input(device):
+    # An infinite x makes its window's s infinite: y = x * s^-beta is NaN for x itself (inf * 0)
+    # and 0 for the finite neighbours, as powf gives.
+    x = np.ones((1, 3, 1, 1), np.float32)
+    x[0, 1] = np.inf
+    for version in all_versions("lrn", device):
+        y = ops.lrn(pyconvnet.tensor(x, device), size=3, alpha=1.0, version=version).numpy()
+        assert np.isnan(y[0, 1, 0, 0]) and (y[0, [0, 2], 0, 0] == 0).all(), y.ravel()
+
+
 def test_lrn_groups_do_not_mix(device, rng):
     x = rng.standard_normal((1, 8, 2, 2)).astype(np.float32)
     x2 = x.copy()

@@ -16,6 +16,9 @@
 
 namespace pcn::cpu {
 
+// The pixels of one LRN tile (SimdKernels::lrn_forward, lrn_backward).
+inline constexpr int64_t kLrnTile = 256;
+
 // What SimdKernels::cross_entropy_row reports of one row (softmax_cross_entropy.cpp).
 struct CrossEntropyRow {
   int64_t ahead;    // logits ranked ahead of the label's (softmax_cross_entropy.h), uncapped
@@ -78,6 +81,14 @@ struct SimdKernels {
   // softmax(x) (the same exp), for every i, and the row's CrossEntropyRow.
   void (*cross_entropy_row)(const float* x, int64_t c, int64_t label, float inv_n, float* d,
                             CrossEntropyRow* row);
+  // Local response normalisation of one tile of w <= kLrnTile pixels of a group of cg channels
+  // (rows hw floats apart from x, y, dy, dx; the window spans channels i-half..i+half of the
+  // group), forward and backward (scratch: 2 * cg * kLrnTile floats); lrn.cpp, csrc/ops/lrn.h.
+  void (*lrn_forward)(const float* x, float* y, int64_t hw, int64_t cg, int64_t w, int64_t half,
+                      float k, float a, float nbeta);
+  void (*lrn_backward)(const float* x, const float* dy, float* dx, int64_t hw, int64_t cg,
+                       int64_t w, int64_t half, float k, float a, float nbeta, float coef,
+                       float* scratch);
   // The arithmetic-peak probe (peak.h): `steps` rounds of 12 independent multiply-add chains,
   // each one vector (a fused multiply-add on AVX2 and AVX-512, a multiply and an add on the
   // baseline) wide; returns the FLOPs done and writes the chains' sum to *sink.
