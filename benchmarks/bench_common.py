@@ -8,7 +8,10 @@ One repetition calls the op n times, cycling through the copies, then waits for 
 (pyconvnet.cuda.synchronize() for pyconvnet, whose kernels run on its own stream;
 torch.cuda.synchronize() for PyTorch) and divides the wall-clock time by n. n is chosen so that a
 repetition lasts about `target` seconds; the reported time is the median over the repetitions,
-after warm-up calls (which also let cuDNN pick its algorithms). Wall-clock over back-to-back
+after warm-up calls (which also let cuDNN pick its algorithms). On the CPU, where a virtual
+machine's speed drifts with other tenants' load, PyTorch's repetitions alternate with those of
+pyconvnet's default version (time_alternating), so that the drift cancels in their ratio; on the
+GPU each library is timed in turn (its copies of the inputs alone in memory). Wall-clock over back-to-back
 launches counts what a caller pays per call: for kernels shorter than the launch path (about
 5-20 us from Python) it measures the launch path, for both libraries alike. PyTorch's own
 CUDA-event time over the same calls is recorded next to it in the JSON.
@@ -418,68 +421,96 @@ def rotation_count(set_bytes: int, cache_bytes: int, memory_cap: int) -> int:
     return k
 
 
-def time_calls(call, sets: list, sync, target_s: float, budget_s: float, max_reps: int = 7,
-               min_reps: int = 3, events=None) -> Timing:
-    """Times `call(s)` cycling over `sets` as the module docstring says. `sync()` waits for the
-    device. `events`: a pair factory for CUDA events (PyTorch), timed around each repetition too.
-    The number of repetitions shrinks (to min_reps) when one call is slow, to keep a case within
-    about `budget_s` seconds. The copies are used in order, oldest first, and the cycle goes on
-    across warm-up, estimate and repetitions, so each call reads the copy touched longest ago."""
-    k = len(sets)
-    i = 0
+class Timer:
+    """Times `call(s)` cycling over `sets` as the module docstring says: the constructor warms up
+    and estimates one call, `rep()` runs one repetition, `result()` gives the Timing. `sync()`
+    waits for the device. `events`: a pair factory for CUDA events (PyTorch), timed around each
+    repetition too. The number of repetitions shrinks (to min_reps) when one call is slow, to keep
+    a case within about `budget_s` seconds. The copies are used in order, oldest first, and the
+    cycle goes on across warm-up, estimate and repetitions, so each call reads the copy touched
+    longest ago."""
 
-    def run(m):
-        nonlocal i
-        for _ in range(m):
-            call(sets[i % k])
-            i += 1
-
-    # Warm-up (allocator pools, cuDNN's algorithm search, first touch): at least 2 calls, more
-    # while they are cheap, up to one pass over the copies.
-    sync()
-    run(1)
-    sync()
-    t0 = time.perf_counter()
-    run(1)
-    sync()
-    est = time.perf_counter() - t0
-    if est < target_s / 4:
+    def __init__(self, call, sets: list, sync, target_s: float, budget_s: float, max_reps: int = 7,
+                 min_reps: int = 3, events=None):
+        self.call, self.sets, self.sync, self.events = call, sets, sync, events
+        self.i = 0
+        self.times, self.ev_times = [], []
+        # Warm-up (allocator pools, cuDNN's algorithm search, first touch): at least 2 calls, more
+        # while they are cheap, up to one pass over the copies.
+        k = len(sets)
+        sync()
+        self._run(1)
+        sync()
         t0 = time.perf_counter()
-        warm = 2
-        while warm < k and time.perf_counter() - t0 < budget_s / 4:
-            run(1)
-            warm += 1
+        self._run(1)
         sync()
-        # Estimate: grow the number of calls until they last a quarter of a repetition.
-        m = 1
-        while True:
+        est = time.perf_counter() - t0
+        if est < target_s / 4:
             t0 = time.perf_counter()
-            run(m)
+            warm = 2
+            while warm < k and time.perf_counter() - t0 < budget_s / 4:
+                self._run(1)
+                warm += 1
             sync()
-            elapsed = time.perf_counter() - t0
-            if elapsed >= target_s / 4 or m >= 4096:
-                break
-            m *= 4
-        est = elapsed / m
-    # else: a slow call; its second run (after the first's warm-up) is the estimate.
-    n = max(1, min(10000, round(target_s / max(est, 1e-7))))
-    reps = int(max(min_reps, min(max_reps, budget_s / max(n * est, 1e-9))))
-    times, ev_times = [], []
-    for _ in range(reps):
-        sync()
-        if events:
-            e0, e1 = events()
+            # Estimate: grow the number of calls until they last a quarter of a repetition.
+            m = 1
+            while True:
+                t0 = time.perf_counter()
+                self._run(m)
+                sync()
+                elapsed = time.perf_counter() - t0
+                if elapsed >= target_s / 4 or m >= 4096:
+                    break
+                m *= 4
+            est = elapsed / m
+        # else: a slow call; its second run (after the first's warm-up) is the estimate.
+        self.n = max(1, min(10000, round(target_s / max(est, 1e-7))))
+        self.reps = int(max(min_reps, min(max_reps, budget_s / max(self.n * est, 1e-9))))
+
+    def _run(self, m: int) -> None:
+        for _ in range(m):
+            self.call(self.sets[self.i % len(self.sets)])
+            self.i += 1
+
+    def rep(self) -> None:
+        self.sync()
+        if self.events:
+            e0, e1 = self.events()
             e0.record()
         t0 = time.perf_counter()
-        run(n)
-        if events:
+        self._run(self.n)
+        if self.events:
             e1.record()
-        sync()
-        times.append((time.perf_counter() - t0) / n)
-        if events:
-            ev_times.append(e0.elapsed_time(e1) / 1e3 / n)
-    return Timing(statistics.median(times), min(times), n, reps,
-                  statistics.median(ev_times) if ev_times else None)
+        self.sync()
+        self.times.append((time.perf_counter() - t0) / self.n)
+        if self.events:
+            self.ev_times.append(e0.elapsed_time(e1) / 1e3 / self.n)
+
+    def result(self) -> Timing:
+        return Timing(statistics.median(self.times), min(self.times), self.n, len(self.times),
+                      statistics.median(self.ev_times) if self.ev_times else None)
+
+
+def time_calls(call, sets: list, sync, target_s: float, budget_s: float, max_reps: int = 7,
+               min_reps: int = 3, events=None) -> Timing:
+    """One Timer's repetitions, back to back."""
+    t = Timer(call, sets, sync, target_s, budget_s, max_reps, min_reps, events)
+    for _ in range(t.reps):
+        t.rep()
+    return t.result()
+
+
+def time_alternating(timers: list) -> list:
+    """The repetitions of several Timers taken in turn (rep 1 of each, then rep 2 of each, ...),
+    as many rounds as the most repetitions any asks for (a slow case's timer asks for fewer, and
+    gets as many as the others): a machine whose speed drifts between minutes (other tenants of a
+    virtual machine's host) then slows each alike, where timing one after the other let the
+    drift into their ratio. Returns their Timings, in order."""
+    rounds = max(t.reps for t in timers)
+    for _ in range(rounds):
+        for t in timers:
+            t.rep()
+    return [t.result() for t in timers]
 
 
 def write_json(path: str, obj) -> None:

@@ -576,13 +576,17 @@ def run_case(case: Case, ctx: Context, rng) -> dict:
     host = bench.make_host(rng)
 
     # PyTorch first: its outputs on copy 0 are the check's reference for every version of ours.
-    ref = None
+    # On the CPU its repetitions are taken later, alternating with our default version's
+    # (bench_common.time_alternating), its copies kept meanwhile; on the GPU it is timed now.
+    ref, torch_timer = None, None
+    alternate = not ctx.on_cuda
     if ctx.torch is not None and hasattr(bench, "torch_set"):
         try:
-            ref, rec["torch"] = time_torch(bench, case, host, ctx, target, budget, max_reps)
+            ref, rec["torch"], torch_timer = time_torch(bench, case, host, ctx, target, budget, max_reps, alternate)
         except Exception as e:  # PyTorch's side failing must not cost pyconvnet's figures
             rec["torch_error"] = f"{type(e).__name__}: {e}"
-        ctx.free()
+        if torch_timer is None:
+            ctx.free()
 
     # pyconvnet: every version.
     first = bench.ours_set(host)
@@ -602,19 +606,40 @@ def run_case(case: Case, ctx: Context, rng) -> dict:
                     err = compare(bench.ours_out(call(bench.ours_set(host))), ref)
                 else:
                     err = compare(bench.ours_out(call(sets[0])), ref)
-            tm = common.time_calls(call, sets, ctx.sync_ours, target, budget, max_reps)
+            if torch_timer is not None and v == default:
+                ours_timer = common.Timer(call, sets, ctx.sync_ours, target, budget, max_reps)
+                with ctx.torch.no_grad():
+                    tt, tm = common.time_alternating([torch_timer, ours_timer])
+                rec["torch"].update(timing_record(tt))
+                torch_timer = None  # its copies go with it
+            else:
+                tm = common.time_calls(call, sets, ctx.sync_ours, target, budget, max_reps)
         except Exception as e:  # a failing kernel version is reported, and the run goes on
             rec["results"].append(dict(version=v, error=f"{type(e).__name__}: {e}"))
             continue
         rec["results"].append(dict(version=v, default=v == default, ms=tm.median_s * 1e3,
                                    min_ms=tm.min_s * 1e3, calls_per_rep=tm.calls_per_rep, reps=tm.reps, check=err))
+    if torch_timer is not None:  # our default version failed: PyTorch timed alone
+        for _ in range(torch_timer.reps):
+            with ctx.torch.no_grad():
+                torch_timer.rep()
+        rec["torch"].update(timing_record(torch_timer.result()))
+        rec["torch"]["alternated"] = False
+    torch_timer = None
     sets = first = None  # drop the copies before freeing the device's cache
     ctx.free()
     return rec
 
 
-def time_torch(bench, case, host, ctx, target, budget, max_reps):
-    """(reference outputs or None, the JSON record) of PyTorch's computation of the case."""
+def timing_record(tm) -> dict:
+    return dict(ms=tm.median_s * 1e3, min_ms=tm.min_s * 1e3, calls_per_rep=tm.calls_per_rep, reps=tm.reps,
+                event_ms=None if tm.event_median_s is None else tm.event_median_s * 1e3)
+
+
+def time_torch(bench, case, host, ctx, target, budget, max_reps, alternate=False):
+    """(reference outputs or None, the JSON record, None) of PyTorch's computation of the case;
+    with `alternate`, the record without the timing and the case's Timer, warmed up, whose
+    repetitions the caller takes (alternating them with ours)."""
     torch = ctx.torch
     ctx.set_tf32(False)
     shared = {}
@@ -627,9 +652,11 @@ def time_torch(bench, case, host, ctx, target, budget, max_reps):
         if bench.checkable:
             # sgd_update works in place: compare one update of fresh copies (v = 0).
             ref = bench.torch_out(call(bench.torch_set(host, {}) if case.op == "sgd_update" else sets[0]))
+        if alternate:
+            timer = common.Timer(call, sets, ctx.sync_torch, target, budget, max_reps, events=ctx.torch_events())
+            return ref, dict(note=bench.torch_note, alternated=True), timer
         tm = common.time_calls(call, sets, ctx.sync_torch, target, budget, max_reps, events=ctx.torch_events())
-        tr = dict(ms=tm.median_s * 1e3, min_ms=tm.min_s * 1e3, calls_per_rep=tm.calls_per_rep, reps=tm.reps,
-                  event_ms=None if tm.event_median_s is None else tm.event_median_s * 1e3, note=bench.torch_note)
+        tr = dict(timing_record(tm), note=bench.torch_note)
         if bench.tf32 and ctx.on_cuda:
             ctx.set_tf32(True)
             try:
@@ -637,7 +664,7 @@ def time_torch(bench, case, host, ctx, target, budget, max_reps):
             finally:
                 ctx.set_tf32(False)
             tr["tf32_ms"] = t2.median_s * 1e3
-    return ref, tr
+    return ref, tr, None
 
 
 def rotation_k(first, ctx) -> int:
@@ -759,7 +786,9 @@ def main(argv=None):
         print(f"# torch: its CPU kernels, {torch.get_num_threads()} threads")
     print(f"# timing: median wall-clock per call over repetitions of back-to-back calls on inputs rotated through "
           f"copies totalling >= 3x the {machine.cache_bytes >> 20} MiB last-level cache, device synchronised "
-          f"(pyconvnet.cuda.synchronize / torch.cuda.synchronize) — the same method for both libraries (bench_common.py)")
+          f"(pyconvnet.cuda.synchronize / torch.cuda.synchronize) — the same method for both libraries (bench_common.py)"
+          + ("; PyTorch's repetitions alternate with those of our default version, so that the machine's drift "
+             "cancels in their ratio" if not on_cuda and torch is not None else ""))
     print("# columns: case, kernel version (* = default), shapes | ours: ms, rate, % of peak (F: FP32 FLOP/s, B: memory "
           "bandwidth) | torch ms, rate | ours/torch = speed ratio (>1: pyconvnet faster) | torch with TF32 | check")
     sys.stdout.flush()
