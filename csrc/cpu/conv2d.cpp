@@ -214,6 +214,31 @@ void pad_image(const Conv2dParams& p, const Im2colTables& t, const float* x, flo
   std::fill(xpad + t.size - kTableSlack, xpad + t.size, 0.0f);
 }
 
+// Fetches into L2 part `part` of `parts` of the padded copy's lines that a block of col(x)^T
+// reads (its rows: output pixels k0..k0+kc-1; its columns: taps j0..j0+nc-1, (c*R + r)*S + s):
+// for each channel of those taps, the padded rows that the pixels' output rows reach. The
+// filter gradient's padded copies and packed dy of a chunk of images outgrow L2 (conv1's at
+// batch 16: 29 MB), so its gather otherwise waits on L3 for each block; sgemm_sum calls this
+// after each micro-kernel call for the next block.
+void prefetch_transposed_block(const Conv2dParams& p, const Im2colTables& tab, const float* xpad,
+                               int64_t k0, int64_t kc, int64_t j0, int64_t nc, int64_t part,
+                               int64_t parts) {
+  thread_local std::vector<const float*> lines;  // the block's lines, listed at its first part
+  if (part == 0) {
+    lines.clear();
+    const int64_t RS = p.R * p.S, i0 = k0 / p.Q, i1 = (k0 + kc - 1) / p.Q;
+    const int64_t begin = i0 * p.stride_h * tab.Wp, end = (i1 * p.stride_h + p.R) * tab.Wp;
+    for (int64_t c = j0 / RS; c <= (j0 + nc - 1) / RS; ++c) {
+      const float* plane = xpad + c * tab.Hp * tab.Wp;
+      for (int64_t e = begin & ~int64_t{15}; e < end; e += 16) lines.push_back(plane + e);
+    }
+  }
+  const auto total = static_cast<int64_t>(lines.size());
+  for (int64_t l = total * part / parts; l < total * (part + 1) / parts; ++l) {
+    __builtin_prefetch(lines[l], 0, 2);
+  }
+}
+
 // The SGEMM's B block of rows k0..k0+kc-1, columns j0..j0+nc-1 of the matrix
 // M[k][j] = xpad[rows[k] + cols[j]] (rows, cols: the tables from k0, j0 on): col(x) with
 // (t.rows, t.cols), col(x)^T with (t.cols, t.rows).
@@ -438,7 +463,13 @@ void conv2d_backward_filter(const Conv2dParams& p, const Tensor& dy, const Tenso
                 pack_im2col_transposed(p, xg + n * p.C * p.H * p.W, k0, kc, j0, ncols, bp);
               }
             },
-            dwd + g * Kg * CRS, CRS, n0 > 0);
+            dwd + g * Kg * CRS, CRS, n0 > 0,
+            tables ? PrefetchB([&](int64_t n, int64_t k0, int64_t kc, int64_t j0, int64_t ncols,
+                                   int64_t part, int64_t parts) {
+              prefetch_transposed_block(p, tab, xpad.data() + n * tab.size, k0, kc, j0, ncols,
+                                        part, parts);
+            })
+                   : PrefetchB());
       }
     }
   }
