@@ -20,7 +20,8 @@ loss.backward(), optim.SGD (fused where PyTorch has it). Both read the loss back
 every step (pyconvnet's cross_entropy returns it so; PyTorch: loss.item()), which synchronises the
 device, so the wall time of each step is the step's time. Warm-up steps first (cuDNN's algorithm
 search, allocator pools); images/s = batch x timed steps / their total wall time; ms/step is the
-median step. mfu = the step's FLOPs (benchmarks/alexnet_shapes.py, ~4.2 GFLOP per image) / time / FP32 peak.
+median step. On the CPU PyTorch's steps alternate with pyconvnet's (a machine whose speed drifts
+then slows both alike); on the GPU each is timed in turn. mfu = the step's FLOPs (benchmarks/alexnet_shapes.py, ~4.2 GFLOP per image) / time / FP32 peak.
 
 The loader run reads a generated dataset of random 256x256 JPEG-prepared images (made once in
 $TMPDIR, about 200 KB per image) through pyconvnet.loader.Loader: pread into pinned staging
@@ -141,6 +142,31 @@ def time_steps(step, batches, warmup: int, steps: int) -> dict:
                 total_s=total, steps=steps, warmup=warmup, last_loss=float(loss))
 
 
+def time_steps_alternating(runs, warmup: int, steps: int) -> list:
+    """time_steps for several (step, batches) pairs with their steps taken in turn (step 1 of each,
+    then step 2 of each, ...): on a CPU whose speed drifts with other tenants' load, the drift then
+    slows each alike instead of entering their ratio. Returns their dicts, in order; a run's
+    total_s is the sum of its own steps' times."""
+    its = [batches() for _, batches in runs]
+    try:
+        for (step, _), it in zip(runs, its):
+            for _ in range(warmup):
+                step(*next(it))
+        times = [[] for _ in runs]
+        losses = [None] * len(runs)
+        for _ in range(steps):
+            for k, ((step, _), it) in enumerate(zip(runs, its)):
+                t0 = time.perf_counter()
+                losses[k] = step(*next(it))
+                times[k].append(time.perf_counter() - t0)
+    finally:
+        for it in its:
+            it.close()
+    return [dict(step_ms_median=1e3 * statistics.median(t), step_ms_min=1e3 * min(t), total_s=sum(t),
+                 steps=steps, warmup=warmup, last_loss=float(loss), alternated=True)
+            for t, loss in zip(times, losses)]
+
+
 def repeat(x, labels):
     def gen():
         while True:
@@ -206,7 +232,8 @@ def main(argv=None):
     print(f"# step FLOPs: {flops / 1e9:.1f} GFLOP ({flops / batch / 1e9:.2f} per image; benchmarks/alexnet_shapes.py); "
           f"floor at FP32 peak: {1e3 * flops / machine.flops:.2f} ms/step")
     print(f"# timing: {warmup} warm-up steps, then {steps} timed steps; every step reads its loss on the host "
-          "(device synchronised); img/s = batch x steps / total time, ms/step = median step")
+          "(device synchronised); img/s = batch x steps / total time, ms/step = median step"
+          + ("; PyTorch's steps alternate with pyconvnet's" if torch is not None and not on_cuda else ""))
     sys.stdout.flush()
 
     rng = np.random.default_rng(0)
@@ -217,7 +244,18 @@ def main(argv=None):
     ours = PyconvnetStep(device, versions=versions)
     state = ours.model.state_dict()  # the initial weights, for PyTorch
     x, labels = pyconvnet.tensor(x_host, device), pyconvnet.tensor(labels_host, device)
-    r = time_steps(ours, repeat(x, labels), warmup, steps)
+    torch_runs = {}  # key -> (what, its result): PyTorch's lines, printed after ours
+    if torch is not None and not on_cuda:
+        # The CPU: PyTorch's steps alternate with ours (time_steps_alternating).
+        tx = torch.from_numpy(x_host).to(torch.device(device), copy=True)
+        tl = torch.from_numpy(labels_host.astype(np.int64)).to(torch.device(device))
+        step = TorchStep(torch, state, torch.device(device))
+        r, rt = time_steps_alternating([(ours, repeat(x, labels)), (step, repeat(tx, tl))], warmup, steps)
+        rt["optimizer"] = step.opt_kind
+        torch_runs["torch"] = ("float32 (TF32 off)", rt)
+        del step, tx, tl
+    else:
+        r = time_steps(ours, repeat(x, labels), warmup, steps)
     print(line("pyconvnet", "synthetic input" + (", TF32" if a.precision == "tf32" else ""), batch, r, flops,
                machine.flops))
     results["pyconvnet"] = r
@@ -227,28 +265,25 @@ def main(argv=None):
     if torch is not None:
         if on_cuda:
             torch.backends.cudnn.benchmark = True
-        tdev = torch.device(device)
-        tx = torch.from_numpy(x_host).to(tdev, copy=True)
-        tl = torch.from_numpy(labels_host.astype(np.int64)).to(tdev)
-        modes = [("float32 (TF32 off)", False)] + ([("TF32 on", True)] if on_cuda else [])
-        for what, tf32 in modes:
-            if on_cuda:
+            tdev = torch.device(device)
+            tx = torch.from_numpy(x_host).to(tdev, copy=True)
+            tl = torch.from_numpy(labels_host.astype(np.int64)).to(tdev)
+            for what, tf32 in [("float32 (TF32 off)", False), ("TF32 on", True)]:
                 common.set_torch_tf32(torch, tf32)
-            step = TorchStep(torch, state, tdev)
-            r = time_steps(step, repeat(tx, tl), warmup, steps)
-            r["optimizer"] = step.opt_kind
-            key = "torch_tf32" if tf32 else "torch"
-            # Speed ratio: the same number of steps, so torch's time over ours.
-            extra = f"pyconvnet/torch {r['total_s'] / results['pyconvnet']['total_s']:.2f}x ({step.opt_kind})"
-            print(line("torch", what, batch, r, flops, machine.flops, extra))
-            results[key] = r
-            del step
-            sys.stdout.flush()
-        if on_cuda:
+                step = TorchStep(torch, state, tdev)
+                rt = time_steps(step, repeat(tx, tl), warmup, steps)
+                rt["optimizer"] = step.opt_kind
+                torch_runs["torch_tf32" if tf32 else "torch"] = (what, rt)
+                del step
             common.set_torch_tf32(torch, False)
-        del tx, tl
-        if on_cuda:
+            del tx, tl
             torch.cuda.empty_cache()
+        for key, (what, rt) in torch_runs.items():
+            # Speed ratio: the same number of steps, so torch's time over ours.
+            extra = f"pyconvnet/torch {rt['total_s'] / results['pyconvnet']['total_s']:.2f}x ({rt['optimizer']})"
+            print(line("torch", what, batch, rt, flops, machine.flops, extra))
+            results[key] = rt
+            sys.stdout.flush()
     else:
         print(f"# note: {torch_note}")
 
