@@ -32,7 +32,6 @@ costs the step; "waited" is the share of the time the loop waited for a batch.
 from __future__ import annotations
 
 import argparse
-import os
 import statistics
 import sys
 import time
