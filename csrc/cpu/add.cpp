@@ -3,7 +3,8 @@
 
 namespace pcn::cpu {
 
-// Fixed chunks (parallel_chunks); the compiler vectorises the loop.
+// Chunks of about 16K elements, as many per thread (parallel_chunks); the compiler vectorises
+// the loop.
 void add_forward(const Tensor& a, const Tensor& b, Tensor& y) {
   const float* pa = a.data<float>();
   const float* pb = b.data<float>();

@@ -4,8 +4,8 @@
 
 namespace pcn::cpu {
 
-// Fixed chunks (parallel_chunks), each vectorised by the active instruction-set path
-// (simd_kernels.h).
+// Chunks of about 16K elements, as many per thread (parallel_chunks), each vectorised by the
+// active instruction-set path (simd_kernels.h).
 
 void relu_forward(const Tensor& x, Tensor& y) {
   const float* in = x.data<float>();
