@@ -80,13 +80,14 @@ static inline void lrn_prefetch_row(const float* x, int64_t hw, int64_t j, int64
 //   - s = 2^n * m with m in [sqrt(1/2), sqrt(2)), from the bits (integer selects, and the 2^52
 //     trick for n: a floating-point select of a product, or a clamp, GCC keeps as a branch,
 //     which stops the vectorisation);
-//   - log m = 2 atanh(u), u = (m - 1) / (m + 1), |u| <= 0.172, by its series to u^13
-//     (truncation < 2e-12);
+//   - log m = 2 atanh(u), u = (m - 1) / (m + 1), |u| <= 0.172, by its series to u^11 (the first
+//     term left out, 2 u^13 / 13, < 2e-11);
 //   - y = e * log2 s, |y| <= 149 * 6 for |e| <= kLrnPowMaxExponent (other exponents take std::pow
 //     for the whole row);
-//   - 2^y = 2^i * exp(f ln2), i = round(y), |f| <= 1/2: exp by its Taylor polynomial to the 10th
-//     power (truncation < 2e-11), 2^i built in the exponent field.
-// Rounded to float once, so the result is s^e correctly rounded except within ~1e-10 (relative)
+//   - 2^y = 2^i * exp(f ln2), i = round(y), |f| <= 1/2: exp by its Taylor polynomial to the 8th
+//     power (the first term left out, (ln2 / 2)^9 / 9!, < 2e-10), 2^i built in the exponent
+//     field.
+// Rounded to float once, so the result is s^e correctly rounded except within ~3e-10 (relative)
 // of a rounding boundary: almost always the bits of powf. Plain double arithmetic without fused
 // multiply-adds: the compiler vectorises it on every path (4 or 8 doubles a vector), and every
 // path gives the same bits. The few lanes with s infinite or NaN then take std::pow. This
