@@ -494,10 +494,7 @@ class Timer:
 def time_calls(call, sets: list, sync, target_s: float, budget_s: float, max_reps: int = 7,
                min_reps: int = 3, events=None) -> Timing:
     """One Timer's repetitions, back to back."""
-    t = Timer(call, sets, sync, target_s, budget_s, max_reps, min_reps, events)
-    for _ in range(t.reps):
-        t.rep()
-    return t.result()
+    return time_alternating([Timer(call, sets, sync, target_s, budget_s, max_reps, min_reps, events)])[0]
 
 
 def time_alternating(timers: list) -> list:

@@ -124,21 +124,7 @@ class TorchStep:
 def time_steps(step, batches, warmup: int, steps: int) -> dict:
     """Runs `warmup` then `steps` steps on the batches produced by `batches()` (an iterator of
     (x, labels)); every step ends with the loss on the host, so its wall time is its cost."""
-    it = batches()
-    try:
-        for _ in range(warmup):
-            step(*next(it))
-        times = []
-        t_all = time.perf_counter()
-        for _ in range(steps):
-            t0 = time.perf_counter()
-            loss = step(*next(it))
-            times.append(time.perf_counter() - t0)
-        total = time.perf_counter() - t_all
-    finally:
-        it.close()  # a loader's epoch stops its producer thread here
-    return dict(step_ms_median=1e3 * statistics.median(times), step_ms_min=1e3 * min(times),
-                total_s=total, steps=steps, warmup=warmup, last_loss=float(loss))
+    return time_steps_alternating([(step, batches)], warmup, steps)[0]
 
 
 def time_steps_alternating(runs, warmup: int, steps: int) -> list:
@@ -160,9 +146,9 @@ def time_steps_alternating(runs, warmup: int, steps: int) -> list:
                 times[k].append(time.perf_counter() - t0)
     finally:
         for it in its:
-            it.close()
+            it.close()  # a loader's epoch stops its producer thread here
     return [dict(step_ms_median=1e3 * statistics.median(t), step_ms_min=1e3 * min(t), total_s=sum(t),
-                 steps=steps, warmup=warmup, last_loss=float(loss), alternated=True)
+                 steps=steps, warmup=warmup, last_loss=float(loss), alternated=len(runs) > 1)
             for t, loss in zip(times, losses)]
 
 

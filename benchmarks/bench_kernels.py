@@ -620,10 +620,8 @@ def run_case(case: Case, ctx: Context, rng) -> dict:
         rec["results"].append(dict(version=v, default=v == default, ms=tm.median_s * 1e3,
                                    min_ms=tm.min_s * 1e3, calls_per_rep=tm.calls_per_rep, reps=tm.reps, check=err))
     if torch_timer is not None:  # our default version failed: PyTorch timed alone
-        for _ in range(torch_timer.reps):
-            with ctx.torch.no_grad():
-                torch_timer.rep()
-        rec["torch"].update(timing_record(torch_timer.result()))
+        with ctx.torch.no_grad():
+            rec["torch"].update(timing_record(common.time_alternating([torch_timer])[0]))
         rec["torch"]["alternated"] = False
     torch_timer = None
     sets = first = None  # drop the copies before freeing the device's cache

@@ -52,21 +52,17 @@ void parallel_for_work(int64_t n, int64_t work, const F& f) {
 // a chunk), their count a multiple of the thread count and their size a multiple of 16 floats
 // (a cache line), so that every thread gets the same share: with chunks of exactly
 // kPointwiseChunk, conv1's 34,848 weights made chunks of 16,384, 16,384 and 2,080, and one thread
-// did 16 times the other's work. Below kParallelWork elements, one call on the calling thread
-// (parallel_for_work). For element-wise loops only: the chunks depend on the thread count.
+// did 16 times the other's work. Below kParallelWork elements the chunks run on the calling
+// thread (parallel_for_work). For element-wise loops only: the chunks depend on the thread count.
 inline constexpr int64_t kPointwiseChunk = kParallelWork / 2;
 
 template <typename F>
 void parallel_chunks(int64_t n, const F& f) {
   if (n <= 0) return;
-  if (n < kParallelWork) {
-    f(0, n);
-    return;
-  }
   const int64_t threads = parallel_threads();
   const int64_t chunks = ((n + kPointwiseChunk - 1) / kPointwiseChunk + threads - 1) / threads * threads;
   const int64_t size = ((n + chunks - 1) / chunks + 15) / 16 * 16;
-  parallel_for((n + size - 1) / size, [&](int64_t c) {
+  parallel_for_work((n + size - 1) / size, n, [&](int64_t c) {
     const int64_t begin = c * size;
     f(begin, n - begin < size ? n : begin + size);
   });
