@@ -7,10 +7,13 @@
 #pragma once
 #include <cstdint>
 
+// Internal linkage (static): every file gets its own copy, compiled with its own flags. The CPU
+// kernels' instruction-set files (csrc/cpu/simd_*.cpp, one built with AVX-512) call these too, and
+// an inline function with external linkage would let the linker keep any one file's copy for all.
 #ifdef __CUDACC__
-#define PCN_HD __host__ __device__ __forceinline__
+#define PCN_HD static __host__ __device__ __forceinline__
 #else
-#define PCN_HD inline
+#define PCN_HD static inline
 #endif
 
 namespace pcn {

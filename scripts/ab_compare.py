@@ -74,6 +74,16 @@ def cases(batch: int):
             return lambda: m.lrn_backward(a[1], a[0], y, prm, 0)
         out[f"{name}.fwd"] = (lrn_fwd, arrays)
         out[f"{name}.bwd"] = (lrn_bwd, arrays)
+    for name, shape in {"drop6": (batch, 4096)}.items():
+        out[f"{name}.fwd"] = (lambda m, a: lambda: m.dropout_forward(a[0], 0.5, 1234, 0, 0, 0, -1),
+                              [rng.standard_normal(shape, dtype=np.float32)])
+    images = rng.integers(0, 256, (batch, 256, 256, 3), dtype=np.uint8)
+    mean = rng.uniform(0, 255, (256, 256, 3)).astype(np.float32)
+    offsets = rng.integers(0, 33, (batch, 2), dtype=np.int32)
+    flips = (np.arange(batch) % 2).astype(np.int32)
+    lighting = rng.standard_normal((batch, 3), dtype=np.float32)
+    out["augment"] = (lambda m, a: lambda: m.augment(a[0], a[1], a[2], a[3], a[4], 224, 1, 0),
+                      [images, mean, offsets, flips, lighting])
     return out
 
 

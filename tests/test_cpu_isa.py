@@ -54,10 +54,16 @@ def test_environment_variable_with_an_unusable_path_fails_the_import_with_the_re
 
 def test_pointwise_paths_agree_bit_for_bit(rng):
     # Only the SGEMM micro-kernels differ between paths (fused multiply-adds); the pointwise
-    # kernels (softmax's exp and LRN's power included) round the same operations in the same order on every path.
+    # kernels (softmax's exp and LRN's power included) round the same operations in the same order on every path,
+    # and dropout's generator is integer arithmetic.
     x = rng.standard_normal((3, 5, 7, 11)).astype(np.float32)
     dy = rng.standard_normal(x.shape).astype(np.float32)
     logits = (rng.standard_normal((4, 1003)) * 8).astype(np.float32)
+    drop_x = rng.standard_normal((3, 1001)).astype(np.float32)
+    images = rng.integers(0, 256, (2, 40, 43, 3), dtype=np.uint8)
+    mean = rng.uniform(0, 255, (40, 43, 3)).astype(np.float32)
+    offsets, flips = np.array([[3, 5], [0, 9]], np.int32), np.array([0, 1], np.int32)
+    lighting = rng.normal(0, 10, (2, 3)).astype(np.float32)
 
     def rng_free_dy(shape):  # the same gradient on every path
         return np.arange(np.prod(shape), dtype=np.float32).reshape(shape) / 7
@@ -78,6 +84,9 @@ def test_pointwise_paths_agree_bit_for_bit(rng):
                             pool.numpy(), taps.numpy(), pool_dx.numpy(), ops.softmax(logits).numpy(),
                             lrn_y.numpy(), ops.lrn_backward(dy, lrn_x, lrn_y, size=5, alpha=0.5,
                                                             beta=0.75, k=2.0).numpy()]
+            # Dropout drawing words 5.. of each row (the vectorised generators' groups unaligned)
+            results[isa] += [t.numpy() for t in ops.dropout(drop_x, 0.5, 77, part=(5, 1006))]
+            results[isa].append(ops.augment(images, mean, offsets, flips, lighting, crop=34).numpy())
     finally:
         pyconvnet.set_cpu_isa(before)
     first = next(iter(results.values()))

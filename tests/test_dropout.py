@@ -184,3 +184,29 @@ def test_a_part_must_lie_inside_the_wider_rows(device):
         ops.dropout(x, 0.5, 1, part=(4, 10))
     with pytest.raises(ValueError, match="dropout: argument 'x' must have rank 2"):
         ops.dropout(pyconvnet.zeros((2, 2, 2), device=device), 0.5, 1, part=(0, 4))
+
+
+@pytest.mark.parametrize("offset", [4 * (2**32 - 16) - 3, 4 * (2**32 - 5), 4 * 2**32 + 1])
+def test_dropout_draws_the_spec_across_the_counters_low_word(device, rng, offset):
+    """Words 4 * 2^32 on come from blocks whose low counter word has wrapped to 0 and whose high
+    word is 1: a part that far into a (never allocated) wider row draws them, whichever of the
+    vectorised CPU kernels' groups of blocks (8 or 16) straddles the wrap."""
+    n, width, seed = 150, 2**36, 2**63 + 5
+    x = rng.standard_normal((2, n)).astype(np.float32)
+    y, m = ops.dropout(pyconvnet.tensor(x, device), 0.5, seed, first_row=3, part=(offset, width))
+    words = np.stack([_C.philox_words(seed, STREAM_DROPOUT, offset, n, row=3 + r) for r in range(2)])
+    keep = words >= 2**31
+    assert np.array_equal(m.numpy(), keep.astype(np.uint8))
+    assert_close(y, ref.dropout(x, keep, 0.5), **SCALED, what="forward past the wrap")
+
+
+def test_dropout_with_p_just_below_one_keeps_nothing(device, rng):
+    """p > 1 - 2^-33 rounds the threshold to 2^32, above every 32-bit word: all dropped (and
+    x * 0 keeps a NaN a NaN)."""
+    x = rng.standard_normal((3, 1000)).astype(np.float32)
+    x[1, 7] = np.nan
+    y, m = ops.dropout(pyconvnet.tensor(x, device), 1 - 2**-40, 5)
+    assert not m.numpy().any()
+    expected = x * np.float32(0)
+    assert np.array_equal(np.isnan(y.numpy()), np.isnan(expected))
+    assert np.array_equal(np.nan_to_num(y.numpy()), np.nan_to_num(expected))

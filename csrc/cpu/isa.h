@@ -69,9 +69,19 @@ struct SimdKernels {
   void (*max_pool_backward)(const uint8_t* taps, const float* dy, float* dx, int64_t h,
                             int64_t w, int64_t ho, int64_t wo, int64_t k, int64_t st,
                             int64_t planes_after);
+  // Dropout's forward over n elements of one row: element i draws word word0 + i of Philox row
+  // `row` of (seed, kStreamDropout), keep[i] = word >= threshold (at most 2^32),
+  // y[i] = x[i] * (keep[i] ? scale : 0); csrc/ops/dropout.h.
+  void (*dropout_forward)(const float* x, float* y, uint8_t* keep, int64_t n, uint64_t word0,
+                          uint32_t row, uint64_t seed, uint64_t threshold, float scale);
   // dx = dy * (keep ? scale : 0).
   void (*dropout_backward)(const float* dy, const uint8_t* keep, float scale, float* dx,
                            int64_t n);
+  // One output row of the augmentation: the crop's row of `crop` pixels, interleaved RGB at
+  // src and mean, -> row j of planes dst, dst + plane, dst + 2 * plane:
+  // (float(src[3 * jj + c]) - mean[3 * jj + c]) + light[c], jj = flip ? crop - 1 - j : j.
+  void (*augment_row)(const uint8_t* src, const float* mean, int64_t crop, bool flip,
+                      const float* light, float* dst, int64_t plane);
   // v = momentum*v - decay*w - lr*dw; w += v.
   void (*sgd_update)(float* w, const float* dw, float* v, float momentum, float decay, float lr,
                      int64_t n);

@@ -3,6 +3,7 @@
 #include <cmath>
 #include <cstdint>
 
+#include "csrc/philox.h"
 #include "isa.h"
 
 #if defined(__AVX2__) && defined(__FMA__)

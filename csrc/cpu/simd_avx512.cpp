@@ -4,6 +4,7 @@
 #include <cmath>
 #include <cstdint>
 
+#include "csrc/philox.h"
 #include "isa.h"
 
 #if defined(__AVX512F__) && defined(__AVX512VL__) && defined(__AVX512BW__) && \

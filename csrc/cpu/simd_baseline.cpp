@@ -2,6 +2,7 @@
 #include <cmath>
 #include <cstdint>
 
+#include "csrc/philox.h"
 #include "isa.h"
 
 namespace pcn::cpu {
