@@ -22,6 +22,9 @@
 //     half of it, take half the multiply-adds (conv3-5's 169 output pixels: 5 panels of 32 and
 //     9 columns on AVX-512; one thread, alternated in one process: their forward and input
 //     gradient 4-6% faster);
+//   - an operand A may also be left in place (rows_of_a, on the AVX2 and AVX-512 paths), its
+//     rows read along k by the micro-kernel for rows of A: a convolution's filter gradient takes
+//     each image's dy so, the same products as when packed without the copy;
 //   - C = A * B^T with B too large to stay cached and at most MC_MAX rows (fc6's and fc7's
 //     forward: x against w) runs sgemm_rows_of_a (below) on the AVX2 and AVX-512 paths: w is
 //     read in place by a micro-kernel that broadcasts from its rows, x^T is the packed operand;
@@ -105,14 +108,20 @@ void pack_a_panel(bool trans, const float* A, int64_t lda, int64_t i0, int64_t r
 // Layout: slice s (k0 = s*KC, kc deep) starts at k0 * round_up(M, mr); in it, the panel of rows
 // i..i+mr starts at i * kc, so a task's mc rows of one slice are contiguous. panel(i, rows, k0,
 // kc, mr, ap) packs one panel.
-template <class Panel>
-PackedA pack_a_panels(int64_t M, int64_t K, const Panel& panel) {
+// An operand's shape and tiling: M rows in tiles of mc (at most MC_MAX, a multiple of mr).
+PackedA operand_shape(int64_t M, int64_t K) {
   PackedA a;
   a.M = M;
   a.K = K;
   a.mr = simd().mr;
   const int64_t tiles = (M + MC_MAX - 1) / MC_MAX;
   a.mc = round_up((M + tiles - 1) / std::max<int64_t>(tiles, 1), a.mr);
+  return a;
+}
+
+template <class Panel>
+PackedA pack_a_panels(int64_t M, int64_t K, const Panel& panel) {
+  PackedA a = operand_shape(M, K);
   const int64_t m_pad = round_up(M, a.mr), panels = m_pad / a.mr, slices = (K + KC - 1) / KC;
   a.storage = allocate(static_cast<size_t>(m_pad * K) * sizeof(float), Device::cpu());
   parallel_for(panels * slices, [&](int64_t t) {
@@ -310,6 +319,14 @@ PackedA pack_a(bool trans_a, int64_t M, int64_t K, const float* A, int64_t lda) 
   });
 }
 
+PackedA rows_of_a(int64_t M, int64_t K, const float* A, int64_t lda) {
+  if (simd().gemm_micro_rows == nullptr) return pack_a(false, M, K, A, lda);
+  PackedA a = operand_shape(M, K);
+  a.in_place = A;
+  a.lda = lda;
+  return a;
+}
+
 PackedA pack_a_gathered(int64_t M, int64_t K, const float* A, const int64_t* row_off,
                         const int64_t* col_off) {
   return pack_a_panels(M, K, [&](int64_t i, int64_t rows, int64_t k0, int64_t kc, int64_t mr,
@@ -399,7 +416,8 @@ void sgemm_sum(const PackedA* a, int64_t batches, int64_t N, const PackBatchB& p
           packed_call = call;
           packed_j0 = j0;
         }
-        const float* apack = a[b].data() + k0 * m_pad + i0 * kc;
+        const float* apack = a[b].in_place ? nullptr : a[b].data() + k0 * m_pad + i0 * kc;
+        const float* arows = a[b].in_place ? a[b].in_place + i0 * a[b].lda + k0 : nullptr;
         // The next slice's block of op(B), fetched a part after each micro-kernel call.
         int64_t nb = b, nk = k0 + KC;
         while (nb < batches && nk >= a[nb].K) {
@@ -411,8 +429,14 @@ void sgemm_sum(const PackedA* a, int64_t batches, int64_t N, const PackBatchB& p
         int64_t part = 0;
         for (int64_t j = 0; j < nc; j += nr) {
           for (int64_t i = 0; i < mc; i += mr) {
-            kern.gemm_micro(kc, apack + i * kc, bp + j * kc, c + i * ld + j, ld,
-                            std::min(mr, mc - i), std::min(nr, nc - j), add);
+            if (arows) {
+              kern.gemm_micro_rows(kc, arows + i * a[b].lda, a[b].lda, bp + j * kc,
+                                   c + i * ld + j, ld, std::min(mr, mc - i), std::min(nr, nc - j),
+                                   add);
+            } else {
+              kern.gemm_micro(kc, apack + i * kc, bp + j * kc, c + i * ld + j, ld,
+                              std::min(mr, mc - i), std::min(nr, nc - j), add);
+            }
             if (fetch) ahead(nb, nk, std::min(KC, a[nb].K - nk), j0, nc, part++, parts);
           }
         }
@@ -438,6 +462,8 @@ void sgemm_packed(const PackedA& a, int64_t N, const PackB& pack, float* C, int6
 
 void sgemm_packed(const PackedA& a, bool trans_b, int64_t N, const float* B, int64_t ldb,
                   float* C, int64_t ldc, bool accumulate) {
+  PCN_REQUIRE(a.in_place == nullptr, ValueError,
+              "sgemm: an operand left in place (rows_of_a) is for sgemm_sum only");
   if (trans_b && reads_b_once(a.M, N, a.K)) {
     sgemm_streamed(a, N, B, ldb, C, ldc, accumulate);
     return;

@@ -16,8 +16,16 @@ struct PackedA {
   int64_t M = 0, K = 0, mr = 0, mc = 0;  // mc: rows of C per task, a multiple of mr
   std::shared_ptr<void> storage;
   float* data() const { return static_cast<float*>(storage.get()); }
+  // Or A left where it is (rows lda floats apart, each along k), for the micro-kernel that reads
+  // A's rows in place (SimdKernels::gemm_micro_rows); only sgemm_sum takes such an operand.
+  const float* in_place = nullptr;
+  int64_t lda = 0;
 };
 PackedA pack_a(bool trans_a, int64_t M, int64_t K, const float* A, int64_t lda);
+// A (M x K, not transposed) for sgemm_sum: left in place on a path with gemm_micro_rows (no copy;
+// the same products in the same order, so the same bits), else packed as pack_a packs it. A
+// convolution's filter gradient takes each image's dy so.
+PackedA rows_of_a(int64_t M, int64_t K, const float* A, int64_t lda);
 // The same for op(A)[i][k] = A[row_off[i] + col_off[k]] (i < M, k < K): a matrix read through
 // two offset tables, e.g. a convolution's flipped, transposed filters.
 PackedA pack_a_gathered(int64_t M, int64_t K, const float* A, const int64_t* row_off,

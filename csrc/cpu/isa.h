@@ -39,7 +39,8 @@ struct SimdKernels {
                      int64_t rows, int64_t cols, bool add);
   // The same with A read in place: element (i, p) of the panel at a[i*lda + p] (a row of A
   // for each of C's rows, those past `rows` not used), for products that read A from memory
-  // once (gemm.cpp, sgemm_rows_of_a). Null where a path has none (the others pack A).
+  // once (gemm.cpp, sgemm_rows_of_a) and for operands left in place (rows_of_a: a convolution's
+  // dy in its filter gradient). Null where a path has none (the others pack A).
   void (*gemm_micro_rows)(int64_t kc, const float* a, int64_t lda, const float* bp, float* c,
                           int64_t ldc, int64_t rows, int64_t cols, bool add);
   // Packs nc columns of op(B) whose first element is at B (op(B) = B, or B's transpose with
