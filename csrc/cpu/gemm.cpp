@@ -49,7 +49,15 @@
 //     loads that the prefetch of the next block did not bring in time: its rows fall into 16
 //     groups of L2 sets, 16 rows to a group, all 16 ways of a Zen 5 L2. Packing the next block
 //     a few rows at a time between the micro-kernel calls instead (the streamed order, 192
-//     columns wide) took 77 ms on one thread against the tiled path's 56.5.
+//     columns wide) took 77 ms on one thread against the tiled path's 56.5 (again later:
+//     sgemm_streamed taught to pack B's rows so, its next rows prefetched 32 ahead, 64-69 ms
+//     against 51-52). Leaving out the prefetch of the next block, or issuing it only in the
+//     block's last half or quarter, or as prefetchnta, changed nothing beyond the scatter
+//     (49.5-53.5 ms); nor did the pack's own prefetch 8 to 64 rows ahead, into L1 or L2. A
+//     test outside the engine agrees: copying 768-byte pieces of rows 36 KiB apart between
+//     stretches of multiply-adds (320 ns of them a piece) stalled ~127 ns a piece whether or not
+//     each piece was prefetched 8 to 128 pieces ahead; so the copy stays where it is, in one
+//     step before each block.
 //   - a dot-product kernel reading both x and w along k (4 x 6 and 8 x 3 register blocks, lane
 //     sums at the end) reached only 59-68% of the peak with x streaming from L2 (80% with
 //     both in L1): each x vector serves 4-8 multiply-adds, against 32 for a broadcast.
