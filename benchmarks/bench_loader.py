@@ -19,8 +19,6 @@ import os
 import sys
 import time
 
-import numpy as np
-
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from bench_common import pyconvnet, sample_dataset  # noqa: E402,F401  (finds the engine)
 from pyconvnet.loader import Loader  # noqa: E402
