@@ -8,8 +8,9 @@
 // one L2-sized block at a time from a zero-padded copy of the image (Cg x Hp x Wp, made once per
 // image and group) through two per-layer offset tables, col[k][j] = xpad[rows[k] + cols[j]]
 // (Im2colTables; the active path's pack_gather, isa.h: at stride 1 eight consecutive columns of
-// a row of col are at most two runs of the padded image, so two vector loads and a blend; for
-// col^T, 8 x 8 blocks of such loads transposed in registers). Where the padded copy would be
+// a row of col are a few runs of the padded image (two from 8 output columns wide, up to four
+// from 3), so a vector load per run and blends; for col^T, 8 x 8 blocks of such loads transposed
+// in registers). Where the padded copy would be
 // larger than col itself (a stride above the kernel, huge padding), each row of col is built
 // from the image instead (im2col_row, pack_im2col). At stride 1 the input gradient is itself such
 // a convolution, of dy with the flipped, transposed filters (packed straight from w,
@@ -153,9 +154,10 @@ void pack_im2col_transposed(const Conv2dParams& p, const float* x, int64_t k0, i
 //   col[k][j] = xpad[rows[k] + cols[j]],  rows[(c*R + r)*S + s] = (c*Hp + r)*Wp + s,
 //                                          cols[i*Q + q] = i*sh*Wp + q*sw,
 // by the active path's gather (isa.h, pack_gather): at stride 1 eight consecutive columns of a
-// row of col are at most two runs of the padded image (an output row is at least 8 wide), two
-// vector loads. Each table has kTableSlack entries more, continuing its last run, and the copy
-// as many zeros more, so that a panel's last, partial group of columns reads inside the copy.
+// row of col are at most two runs of the padded image when an output row is at least 8 wide
+// (two vector loads), at most four when it is at least 3 wide (a load per run). Each table has
+// kTableSlack entries more, continuing its last run, and the copy as many zeros more, so that a
+// panel's last, partial group of columns reads inside the copy.
 constexpr int64_t kTableSlack = 32;  // >= every path's nr
 
 // The filter gradient's bound on a chunk of images' padded copies and dy (counted as if packed,

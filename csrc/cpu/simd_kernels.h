@@ -1323,7 +1323,7 @@ static void gather_scalar(const float* __restrict x, const int32_t* __restrict r
 // where o[t] = o[0] + jump_k + t, with 0 = jump_0 < jump_1 < ... (so that each run's vector load,
 // src + jump_k .. src + jump_k + 7, stays between o[0] and o[7]). An im2col row's 8 consecutive
 // columns are so when the output rows are at least 8 / kMaxRuns + 1 wide (one or two runs from
-// 8 wide on; AlexNet's 13 x 13 layers; 3 runs at 3 wide, the small network's); so are 8
+// 8 wide on; AlexNet's 13 x 13 layers; up to 4 at 3 wide, the small network's 3 x 3); so are 8
 // consecutive (c, r, s) taps of filter rows at least that wide.
 static constexpr int kMaxRuns = 4;
 struct Runs8 {
@@ -1367,9 +1367,9 @@ static void gather_panel(const float* __restrict x, const int32_t* __restrict ro
   // (one panel row, one cache line, written at once). The others, where 8 consecutive rows'
   // offsets are such runs (the transposed panel of the filter gradient): 8 columns of 8 rows
   // loaded so and transposed in registers. Anything else element by element. Groups past
-  // column n are zeros. With up to two runs only, the small network's 3 x 3 layers (three runs)
-  // went element by element; with up to four, one thread, batch 64, alternated in one process:
-  // conv3-5's forward 1.04-1.28x, input gradient 1.02-1.09x; AlexNet's layers unchanged.
+  // column n are zeros. With up to two runs only, the small network's 3 x 3 layers (three or
+  // four runs) went element by element; with up to four, one thread, batch 64, alternated in
+  // one process: conv3-5's forward 1.04-1.28x, input gradient 1.02-1.09x; AlexNet's unchanged.
   constexpr int kGroups = NR / 8;
   enum Kind { kZero, kOneRun, kTwoRuns, kRuns, kByRows };
   Kind kind[kGroups];
