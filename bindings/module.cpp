@@ -1,5 +1,6 @@
 #include "bindings.h"
 #include "csrc/cpu/isa.h"
+#include "csrc/cpu/parallel.h"
 #include "csrc/cpu/peak.h"
 #include "csrc/error.h"
 
@@ -71,6 +72,16 @@ PYBIND11_MODULE(_C, m) {
         return d;
       },
       py::arg("seconds"));
+  m.def(
+      "set_serial_thread",
+      [](bool serial) {
+        const bool before = cpu::serial_thread();
+        cpu::serial_thread() = serial;
+        return before;
+      },
+      py::arg("serial"),
+      "Whether the calling thread's CPU kernels run on it alone, with no OpenMP team of their own "
+      "(for a helper thread beside the one that trains); returns the previous setting.");
   m.def("cpu_threads", [] {
 #ifdef _OPENMP
     return omp_get_max_threads();

@@ -232,6 +232,10 @@ class Loader:
             item.entry.free.set()
 
     def _produce(self, epoch, start_step, out, stop):
+        # On the CPU this thread augments batches while the training thread runs its kernels on
+        # every core: its own kernels stay on it (an OpenMP team of its own would oversubscribe
+        # the cores, and libgomp then puts waiting threads to sleep after every parallel region).
+        _C.set_serial_thread(True)
         try:
             order = self.order(epoch)
             ring = None

@@ -103,3 +103,27 @@ def test_measured_peak_is_positive_per_thread():
     assert peak["flops_per_step"] in (12 * 2 * 4, 12 * 2 * 8, 12 * 2 * 16)  # SSE, AVX2, AVX-512 lanes
     with pytest.raises(ValueError, match=r"measure_cpu_peak: seconds must be in \(0, 10\], got 0"):
         pyconvnet.measure_cpu_peak(0)
+
+
+def test_serial_thread_runs_its_kernels_alone_with_the_same_bits(rng):
+    """_C.set_serial_thread is the calling thread's alone (the data loader's thread sets it): its
+    kernels then run without an OpenMP team, and give the same bits as on the main thread."""
+    import threading
+    from pyconvnet import _C
+
+    x = rng.standard_normal((4, 16, 13, 13)).astype(np.float32)
+    w = (rng.standard_normal((24, 16, 3, 3)) * 0.1).astype(np.float32)
+    expected = ops.conv2d(x, w, padding=1).numpy()
+    got = {}
+
+    def helper():
+        got["before"] = _C.set_serial_thread(True)
+        got["y"] = ops.conv2d(x, w, padding=1).numpy()
+        got["again"] = _C.set_serial_thread(False)
+
+    t = threading.Thread(target=helper)
+    t.start()
+    t.join()
+    assert got["before"] is False and got["again"] is True
+    assert np.array_equal(got["y"], expected)
+    assert _C.set_serial_thread(False) is False  # the main thread's own setting never changed
