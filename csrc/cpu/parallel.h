@@ -14,8 +14,8 @@ namespace pcn::cpu {
 // second host thread that calls kernels while the main one trains (the data loader's, on the
 // CPU) would otherwise start an OpenMP team of its own, and with more OpenMP threads than cores
 // libgomp lets its waiting threads spin only briefly before they sleep: every parallel region of
-// the training step then waits for its threads to be woken (the default training run: 22-23 s
-// against 18-20 s with the loader's kernels on its own thread).
+// the training step then waits for its threads to be woken (the default training run: 23.1-29.1
+// s against 19.3-21.9 s with the loader's kernels on its own thread).
 inline bool& serial_thread() {
   static thread_local bool serial = false;
   return serial;
