@@ -2,6 +2,7 @@
 #include "csrc/cpu/isa.h"
 #include "csrc/cpu/parallel.h"
 #include "csrc/cpu/peak.h"
+#include "csrc/cpu/streaming.h"
 #include "csrc/error.h"
 
 #ifdef _OPENMP
@@ -72,6 +73,11 @@ PYBIND11_MODULE(_C, m) {
         return d;
       },
       py::arg("seconds"));
+  m.def("set_streaming_threshold", &cpu::set_streaming_threshold, py::arg("bytes"),
+        "Pointwise ops that touch more than this many bytes write their outputs past the caches "
+        "(non-temporal stores); 0 always. Returns the previous value (the last-level cache's "
+        "size by default). For tests.");
+  m.def("streaming_threshold", &cpu::streaming_threshold);
   m.def(
       "set_serial_thread",
       [](bool serial) {

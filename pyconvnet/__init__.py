@@ -23,8 +23,11 @@ def cpu_info():
     """The CPU engine's configuration: ``isa``, the instruction-set path its kernels run
     ("avx512", "avx2" or "baseline": the best this CPU supports, or the one PYCONVNET_CPU_ISA
     or set_cpu_isa chose); ``supported``, the paths this CPU can run, best first; ``threads``,
-    the threads its kernels use (OMP_NUM_THREADS)."""
-    return {"isa": _C.cpu_isa(), "supported": list(_C.cpu_isas()), "threads": _C.cpu_threads()}
+    the threads its kernels use (OMP_NUM_THREADS); ``streaming_threshold``, the bytes (input and
+    output together) above which the ReLU forward writes its output past the caches with
+    non-temporal stores (the last-level cache's size; on AVX2 and AVX-512)."""
+    return {"isa": _C.cpu_isa(), "supported": list(_C.cpu_isas()), "threads": _C.cpu_threads(),
+            "streaming_threshold": _C.streaming_threshold()}
 
 
 def measure_cpu_peak(seconds=0.05):

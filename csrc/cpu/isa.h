@@ -61,6 +61,9 @@ struct SimdKernels {
   void (*relu_forward)(const float* x, float* y, int64_t n);
   // dx = y > 0 ? dy : 0.
   void (*relu_backward)(const float* dy, const float* y, float* dx, int64_t n);
+  // dst[i] = src[i] for i < n, stored past the caches (non-temporal stores) where dst is
+  // aligned to a vector; the caller fences (streaming.h). Null on the baseline path.
+  void (*stream_copy)(const float* src, float* dst, int64_t n);
   // Max-pooling of one plane x (h x w) -> y (ho x wo), k x k windows at stride st, with the
   // window's taps (uint8, ho x wo) when taps is not null; and its backward from the taps and dy
   // (all of dx's plane written); the rules are in csrc/ops/max_pool2d.h. Both may read or

@@ -22,6 +22,32 @@ static void relu_backward(const float* __restrict dy, const float* __restrict y,
   }
 }
 
+// Non-temporal stores of whole aligned vectors, plain stores for the ends (streaming.h).
+#if defined(__AVX512F__) || defined(__AVX2__)
+static void stream_copy(const float* __restrict src, float* __restrict dst, int64_t n) {
+#if defined(__AVX512F__)
+  constexpr int64_t kLanes = 16;
+#else
+  constexpr int64_t kLanes = 8;
+#endif
+  int64_t i = 0;
+  for (; i < n && (reinterpret_cast<uintptr_t>(dst + i) & (kLanes * 4 - 1)) != 0; ++i) {
+    dst[i] = src[i];
+  }
+  for (; i + kLanes <= n; i += kLanes) {
+#if defined(__AVX512F__)
+    _mm512_stream_ps(dst + i, _mm512_loadu_ps(src + i));
+#else
+    _mm256_stream_ps(dst + i, _mm256_loadu_ps(src + i));
+#endif
+  }
+  for (; i < n; ++i) dst[i] = src[i];
+}
+#define PCN_STREAM_COPY stream_copy
+#else
+#define PCN_STREAM_COPY nullptr
+#endif
+
 static void dropout_backward(const float* __restrict dy, const uint8_t* __restrict keep,
                              float scale, float* __restrict dx, int64_t n) {
   // dy * 0 keeps a NaN in dy a NaN, as the forward does.
@@ -1620,7 +1646,7 @@ static int64_t fma_chains_vec(int64_t steps, float* sink) {
 #define PCN_SIMD_TABLE(isa_name, MR, NR, micro, rows, peak_probe)                         \
   const SimdKernels table = {isa_name,     MR,           NR,            micro,      rows,   \
                              pack_b_panels<NR>, gather_panel<NR>, transpose, relu_forward, \
-                             relu_backward,                                                 \
+                             relu_backward, PCN_STREAM_COPY,                                \
                              max_pool_forward_plane, max_pool_backward_plane,               \
                              dropout_forward, dropout_backward, augment_row, sgd_update,   \
                              softmax_row,                                                   \
