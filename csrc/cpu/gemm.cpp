@@ -61,6 +61,16 @@
 //   - a dot-product kernel reading both x and w along k (4 x 6 and 8 x 3 register blocks, lane
 //     sums at the end) reached only 59-68% of the peak with x streaming from L2 (80% with
 //     both in L1): each x vector serves 4-8 multiply-adds, against 32 for a broadcast.
+// On a Zen 4 (AVX-512 on 256-bit units, 2 x 118 GFLOP/s; L1 32 KiB, L2 1 MiB, L3 32 MiB), one
+// thread: forward 94-103 ms (80-87%), input gradient 104-116 ms (71-79%), filter gradient 88-90
+// ms (91-93%). The input gradient's pack of w takes 17.5% of the samples even with w in L3
+// (4096 x 1024: 16 MB; 70% of the peak) against 9-11% with fc6's from memory, so its loads
+// wait on latency, not bandwidth (the rows of a block, 4 or 36 KiB apart, share the same L1
+// sets). Tried there, with no gain beyond the scatter: issuing the next block's prefetch in the
+// first 32 micro-kernel calls instead of spread over all 132 (the pack's time, by the time-stamp
+// counter, 9.6 -> 5.5 ms a pass, but the micro-kernel's grew as much); the pack's own prefetch
+// 0, 8, 16 or 32 rows ahead, into L1 or L2; blocks 64 x 768, 128 x 384 or 128 x 192 (A's panels
+// read part by part) instead of 256 x 192; the micro-kernel calls row panel by row panel.
 // On Zen 3 (AVX2, 2 x 96 GFLOP/s), with w packed and the input gradient streamed: forward 81 ms
 // (60%), input gradient 89 ms (57%), filter gradient 68.5 ms (71%), idle, three runs.
 #include "gemm.h"
