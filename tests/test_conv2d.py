@@ -52,6 +52,12 @@ AWKWARD = {
     "wide_kernel_rows": (2, 3, 12, 20, 5, 3, 9, 1, (1, 4), 1),
     "strided_wide_kernel_groups": (2, 4, 15, 23, 6, 3, 9, 2, 2, 2),
     "single_column_wide_kernel": (2, 3, 10, 9, 4, 2, 9, 1, 0, 1),
+    # With few output pixels a product of CPU version 2 covers a block of images (their pixels
+    # side by side, up to about 128 columns, the last block partial): 3 x 3 outputs (9 pixels,
+    # blocks of up to 15 images) and 7 x 7 ones (49, up to 3), grouped; the input gradient at
+    # stride 1 is such a product too.
+    "small_outputs_image_blocks": (37, 6, 3, 3, 10, 3, 3, 1, 1, 2),
+    "seven_by_seven_image_blocks": (11, 4, 7, 7, 6, 5, 5, 1, 2, 2),
 }
 CASES = {**ALEXNET, **AWKWARD}
 # The AlexNet layers with smaller images (same channels, kernels, strides, padding and groups)
@@ -201,6 +207,20 @@ def test_cpu_filter_gradient_in_image_chunks_has_version_1s_bits(rng, case):
     assert_sum_close(dw2.numpy(), dw, bound, dy.shape[0] * dy.shape[2] * dy.shape[3], "dw")
 
 
+@pytest.mark.parametrize("name", ["small_outputs_image_blocks", "seven_by_seven_image_blocks"])
+def test_cpu_image_blocks_give_each_images_bits(device, rng, name):
+    # A product over a block of images sums every output as the product of its image alone
+    # would (one image a call: a block of one): the same bits, forward and input gradient.
+    if device != "cpu":
+        pytest.skip("CPU version 2's image blocks")
+    x, w, b, dy, kw = _make(rng, CASES[name])
+    y = ops.conv2d(x, w, b, **kw, relu=True).numpy()
+    dx = ops.conv2d_backward(dy, x, w, **kw)[0].numpy()
+    for n in range(x.shape[0]):
+        assert np.array_equal(y[n:n + 1], ops.conv2d(x[n:n + 1], w, b, **kw, relu=True).numpy()), n
+        assert np.array_equal(dx[n:n + 1], ops.conv2d_backward(dy[n:n + 1], x[n:n + 1], w, **kw)[0].numpy()), n
+
+
 # Every CPU version's y, dx, dw, db of some cases, from a fresh process, into an .npz file.
 _THREADS_RUN = """
 import sys
@@ -223,8 +243,10 @@ np.savez(sys.argv[2], **out)
 
 def test_cpu_conv2d_does_not_depend_on_the_thread_count(tmp_path):
     # Two threads split the (image, group) pairs between them, or, with a single pair, the tiles
-    # of each product; one thread does it all: the same bits. ("conv3:1": conv3 with one image.)
-    names = ["conv2", "conv3:1", "narrow_rows_partial_panel", "strided_wide_kernel_groups", "wide_kernel_rows"]
+    # of each product; one thread does it all: the same bits. ("conv3:1": conv3 with one image;
+    # the image blocks of small outputs are smaller with more threads.)
+    names = ["conv2", "conv3:1", "narrow_rows_partial_panel", "strided_wide_kernel_groups", "wide_kernel_rows",
+             "small_outputs_image_blocks"]
     outputs = 4 * len(names) * len(ops.versions("conv2d", "cpu"))
     assert_same_bits_on_1_and_2_threads(_THREADS_RUN, names, tmp_path, outputs)
 
