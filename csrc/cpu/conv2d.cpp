@@ -30,8 +30,9 @@
 // with no synchronisation inside; with a single pair the SGEMM, im2col and col2im are parallel
 // inside instead. Version 2 with fewer than 64 output pixels gives a thread a block of images
 // for one product instead (gathered_products; the same bits): the small network's conv3-5 (3 x
-// 3 outputs), one thread, batch 64, alternated in one process, forward and input gradient
-// 1.42-1.78x, its conv2 (7 x 7) 1.12-1.22x; AlexNet's layers (169 pixels and more) unchanged. Both ways compute each output with the same operations in the same order.
+// 3 outputs), one and two threads, batch 64, alternated in one process, forward and input
+// gradient 1.43-1.78x, its conv2 (7 x 7) 1.12-1.22x; AlexNet's layers (169 pixels and more)
+// unchanged. Both ways compute each output with the same operations in the same order.
 // Every sum has a fixed order: dW over images then pixels (the same in both versions: the
 // packing only copies), col2im over taps in order, db over images, each image's pixels in 8
 // interleaved partial sums (plane_sum), an output of the SGEMM over k in its packed order.
