@@ -28,17 +28,18 @@
 // The weights are packed for the SGEMM once per call (pack_a), not once per image. Forward and
 // backward data give each (image, group) pair to one thread, so a batch keeps every core busy
 // with no synchronisation inside; with a single pair the SGEMM, im2col and col2im are parallel
-// inside instead. Version 2 with fewer than 64 output pixels gives a thread a block of images
-// for one product instead (gathered_products; the same bits): the small network's conv3-5 (3 x
-// 3 outputs), one and two threads, batch 64, alternated in one process, forward and input
-// gradient 1.43-1.78x, its conv2 (7 x 7) 1.12-1.22x; AlexNet's layers (169 pixels and more)
-// unchanged. Both ways compute each output with the same operations in the same order.
-// Below 64 output pixels version 2's filter gradient joins each chunk's images into one product,
-// k over their pixels image after image (the small network's conv3-5, same measurements: 1.4-1.8x,
-// conv2 1.06-1.36x). Every sum has a fixed order: dW over images then pixels (the same in both
-// versions, the packing only copies; below 64 pixels one product over a chunk's pixels, in
-// KC slices, where version 1 adds an image at a time), col2im over taps in order, db over images, each image's pixels in 8
-// interleaved partial sums (plane_sum), an output of the SGEMM over k in its packed order.
+// inside instead. Both ways compute each output with the same operations in the same order.
+// Version 2 with fewer than 64 output pixels gives a thread a block of images for one product
+// instead (gathered_products; the same bits): the small network's conv3-5 (3 x 3 outputs), one
+// and two threads, batch 64, alternated in one process, forward and input gradient 1.43-1.78x,
+// its conv2 (7 x 7) 1.12-1.22x; AlexNet's layers (169 pixels and more) unchanged. Its filter
+// gradient there joins each chunk's images into one product, k over their pixels image after
+// image (same measurements: conv3-5 1.4-1.8x, conv2 1.06-1.36x).
+// Every sum has a fixed order: dW over images then pixels (the same in both versions, the
+// packing only copies; below 64 pixels one product over a chunk's pixels, in KC slices, where
+// version 1 adds an image at a time), col2im over taps in order, db over images, each image's
+// pixels in 8 interleaved partial sums (plane_sum), an output of the SGEMM over k in its packed
+// order.
 #include "csrc/kernels/conv2d.h"
 
 #include <algorithm>
@@ -187,6 +188,13 @@ bool use_tables(const Conv2dParams& p) {
   return plane <= p.R * p.S * p.P * p.Q && p.Cg() * plane + kTableSlack <= INT32_MAX;
 }
 
+// table[n..n+kTableSlack) continue the run that ends at table[n-1].
+void continue_last_run(int32_t* table, int64_t n) {
+  for (int64_t e = 0; e < kTableSlack; ++e) {
+    table[n + e] = table[n - 1] + static_cast<int32_t>(e + 1);
+  }
+}
+
 Im2colTables im2col_tables(const Conv2dParams& p) {
   Im2colTables t;
   t.Hp = padded_rows(p);
@@ -202,11 +210,27 @@ Im2colTables im2col_tables(const Conv2dParams& p) {
   for (int64_t j = 0; j < PQ; ++j) {
     t.cols[j] = static_cast<int32_t>(j / p.Q * p.stride_h * t.Wp + j % p.Q * p.stride_w);
   }
-  for (int64_t e = 0; e < kTableSlack; ++e) {
-    t.rows[CRS + e] = t.rows[CRS - 1] + static_cast<int32_t>(e + 1);
-    t.cols[PQ + e] = t.cols[PQ - 1] + static_cast<int32_t>(e + 1);
-  }
+  continue_last_run(t.rows.data(), CRS);
+  continue_last_run(t.cols.data(), PQ);
   return t;
+}
+
+// The pixel table t.cols of `images` padded copies side by side (image i's entries + i*t.size;
+// their pixels one after another), with its slack: the columns of one product over a block of
+// images (gathered_products), or the rows of col^T over a chunk of them (the filter gradient).
+std::vector<int32_t> pixels_of_images(const Conv2dParams& p, const Im2colTables& t,
+                                      int64_t images) {
+  const int64_t PQ = p.P * p.Q;
+  PCN_REQUIRE(images * t.size <= INT32_MAX, ValueError, "conv2d: ", images,
+              " padded images exceed int32 offsets");
+  std::vector<int32_t> pixels(static_cast<size_t>(images * PQ + kTableSlack));
+  for (int64_t i = 0; i < images; ++i) {
+    for (int64_t j = 0; j < PQ; ++j) {
+      pixels[i * PQ + j] = static_cast<int32_t>(i * t.size + t.cols[j]);
+    }
+  }
+  continue_last_run(pixels.data(), images * PQ);
+  return pixels;
 }
 
 constexpr int64_t kNarrowRow = 16;  // floats of an image row copied by a loop, not a call
@@ -339,8 +363,8 @@ std::vector<PackedA> pack_weights(const Conv2dParams& p, const float* w, bool tr
 
 // Version 2's products with the tables, out[n, g] = A_g * col(in[n, g]) for every image n and
 // group g (in: N x Cin x Hin x Win images as p describes them; out: N x (groups*M) x PQ, each
-// written through epilogue(image, row of out, value) when `apply`). A task takes a block of `images`
-// consecutive images of one group: their padded copies side by side in one buffer, and one
+// written through epilogue(image, row of out, value) when `apply`). A task takes a block of
+// `images` consecutive images of one group: their padded copies side by side in one buffer, and one
 // product over all of their PQ output pixels (a cols table over the block: image i's offsets
 // i*t.size on), so that a layer with few output pixels (the small network's 3 x 3 and 7 x 7
 // outputs: 9 and 49) fills the micro-kernel's 32 columns instead of leaving most of its last
@@ -364,20 +388,8 @@ void gathered_products(const Conv2dParams& p, const Im2colTables& tab,
   const int64_t PQ = p.P * p.Q, M = a[0].M, images = images_per_task(p);
   const int64_t in_image = p.C * p.H * p.W, in_group = p.Cg() * p.H * p.W;
   const int64_t out_image = p.groups * M * PQ, blocks = (p.N + images - 1) / images;
-  std::vector<int32_t> cols;  // the block's cols table, with its slack
-  if (images > 1) {
-    PCN_REQUIRE(images * tab.size <= INT32_MAX, ValueError, "conv2d: ", images,
-                " padded images exceed int32 offsets");
-    cols.resize(static_cast<size_t>(images * PQ + kTableSlack));
-    for (int64_t i = 0; i < images; ++i) {
-      for (int64_t j = 0; j < PQ; ++j) {
-        cols[i * PQ + j] = static_cast<int32_t>(i * tab.size + tab.cols[j]);
-      }
-    }
-    for (int64_t e = 0; e < kTableSlack; ++e) {
-      cols[images * PQ + e] = cols[images * PQ - 1] + static_cast<int32_t>(e + 1);
-    }
-  }
+  const std::vector<int32_t> cols =  // the block's columns
+      images > 1 ? pixels_of_images(p, tab, images) : std::vector<int32_t>();
   parallel_for(blocks * p.groups, [&](int64_t task) {
     const int64_t n0 = task / p.groups * images, g = task % p.groups;
     const int64_t count = std::min(images, p.N - n0), N = count * PQ;
@@ -394,7 +406,9 @@ void gathered_products(const Conv2dParams& p, const Im2colTables& tab,
     }
     pad.resize(static_cast<size_t>(count * tab.size));
     product.resize(static_cast<size_t>(M * N));
-    for (int64_t i = 0; i < count; ++i) pad_image(p, tab, ig + i * in_image, pad.data() + i * tab.size);
+    for (int64_t i = 0; i < count; ++i) {
+      pad_image(p, tab, ig + i * in_image, pad.data() + i * tab.size);
+    }
     const float* xp = pad.data();
     sgemm_packed(a[g], N, [&](int64_t k0, int64_t kc, int64_t j0, int64_t nc, float* bp) {
       pack_gathered(xp, tab.rows.data() + k0, kc, cols.data() + j0, nc, bp);
@@ -576,19 +590,13 @@ void conv2d_backward_filter(const Conv2dParams& p, const Tensor& dy, const Tenso
     // chunk's padded copies (image n's offsets n * tab.size on). Its sums run over the chunk's
     // pixels in KC slices, image after image: a fixed order, another than version 1's.
     const bool joined = tables && PQ < kBlockColumns / 2;
-    std::vector<int32_t> pixels;
+    const std::vector<int32_t> pixels =
+        joined ? pixels_of_images(p, tab, chunk) : std::vector<int32_t>();
     std::vector<int64_t> dy_rows, dy_cols;
     if (joined) {
-      pixels.resize(static_cast<size_t>(chunk * PQ + kTableSlack));
       dy_cols.resize(static_cast<size_t>(chunk * PQ));
       for (int64_t n = 0; n < chunk; ++n) {
-        for (int64_t j = 0; j < PQ; ++j) {
-          pixels[n * PQ + j] = static_cast<int32_t>(n * tab.size + tab.cols[j]);
-          dy_cols[n * PQ + j] = n * p.K * PQ + j;
-        }
-      }
-      for (int64_t e = 0; e < kTableSlack; ++e) {
-        pixels[chunk * PQ + e] = pixels[chunk * PQ - 1] + static_cast<int32_t>(e + 1);
+        for (int64_t j = 0; j < PQ; ++j) dy_cols[n * PQ + j] = n * p.K * PQ + j;
       }
       dy_rows.resize(static_cast<size_t>(Kg));
       for (int64_t k = 0; k < Kg; ++k) dy_rows[k] = k * PQ;

@@ -16,8 +16,8 @@
 namespace pcn::cpu {
 
 // The bytes an op must touch (inputs and outputs together) for its outputs to be streamed: the
-// last-level cache's size (sysconf; never, where it is unknown), or what
-// set_streaming_threshold set.
+// last-level cache's size (the largest cache sysfs lists for CPU 0; never, where none is
+// listed), or what set_streaming_threshold set.
 int64_t streaming_threshold();
 // Sets it (0: always stream, where the path can), returns the previous value; for tests.
 int64_t set_streaming_threshold(int64_t bytes);
